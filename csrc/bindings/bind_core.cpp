@@ -1,0 +1,78 @@
+// ---- CPU features, ISA selection, threads ----
+#include <pybind11/stl.h>
+
+#include "bindings.h"
+#include "core/cpu_features.h"
+#include "core/kernels.h"
+#include "core/thread_pool.h"
+
+namespace slmk {
+
+namespace {
+
+py::list isa_list() {
+    py::list out;
+    for (Isa i : supported_isas()) out.append(isa_name(i));
+    return out;
+}
+
+}  // namespace
+
+py::array_t<float, py::array::c_style> require_f32(const py::handle& a, const char* name) {
+    if (!py::isinstance<py::array>(a))
+        throw py::type_error(std::string(name) + " must be a numpy.ndarray of float32, got " +
+                             std::string(py::str(py::type::of(a).attr("__name__"))));
+    py::array arr = py::reinterpret_borrow<py::array>(a);
+    if (!arr.dtype().is(py::dtype::of<float>()))
+        throw py::type_error(std::string(name) + " must have dtype float32, got " +
+                             std::string(py::str(arr.dtype())));
+    if (!(arr.flags() & py::array::c_style))
+        throw py::value_error(std::string(name) + " must be C-contiguous (use numpy.ascontiguousarray)");
+    return py::reinterpret_borrow<py::array_t<float, py::array::c_style>>(a);
+}
+
+void bind_core(py::module_& m) {
+    m.def(
+        "cpu_info",
+        [] {
+            py::dict d;
+            d["arch"] = arch_name();
+            d["features"] = feature_names();
+            d["isa"] = isa_name(current_isa());
+            d["best_isa"] = isa_name(best_isa());
+            d["supported_isas"] = isa_list();
+            d["num_threads"] = get_num_threads();
+            d["physical_cores"] = physical_cores();
+            return d;
+        },
+        "Architecture, detected CPU features, the ISA in use, and every ISA this machine can run (best first).");
+    m.def("get_isa", [] { return std::string(isa_name(current_isa())); }, "Name of the ISA whose kernels run now.");
+    m.def(
+        "set_isa",
+        [](const std::string& name) {
+            Isa isa;
+            if (!isa_from_name(name, &isa)) throw py::value_error("unknown ISA name '" + name + "'");
+            if (!isa_supported(isa)) {
+                std::string avail;
+                for (Isa i : supported_isas()) avail += std::string(avail.empty() ? "" : ", ") + isa_name(i);
+                throw py::value_error("ISA '" + name + "' is not supported by this CPU (supported: " + avail + ")");
+            }
+            set_isa(isa);
+        },
+        py::arg("isa"),
+        "Force the kernels of one ISA (a name from cpu_info()['supported_isas']); same as SLMK_ISA at import.");
+    m.def("get_num_threads", &get_num_threads, "Threads the kernels use.");
+    m.def(
+        "set_num_threads",
+        [](py::handle n) {
+            if (!py::isinstance<py::int_>(n) || py::isinstance<py::bool_>(n))
+                throw py::type_error("num_threads must be an int");
+            const long long v = n.cast<long long>();
+            if (v < 1 || v > 1024) throw py::value_error("num_threads must be in 1..1024, got " + std::to_string(v));
+            py::gil_scoped_release rel;
+            set_num_threads(static_cast<int>(v));
+        },
+        py::arg("n"), "Set the number of threads (>= 1) the kernels use; results do not depend on it.");
+}
+
+}  // namespace slmk

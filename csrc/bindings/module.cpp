@@ -1,0 +1,12 @@
+// ---- slmkernels._core: the one extension module ----
+#include "bindings.h"
+#include "core/kernels.h"
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "slmkernels C++ core: quantized GGUF formats and CPU kernels, dispatched at run time";
+    // Detect the CPU and apply SLMK_ISA now, so a bad override fails the import with a clear
+    // message instead of surfacing at the first kernel call.
+    slmk::current_isa();
+    slmk::bind_core(m);
+    slmk::bind_quant(m);
+}

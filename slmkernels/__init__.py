@@ -1,0 +1,33 @@
+"""slmkernels: CPU kernels for small language models over GGUF block formats.
+
+The C++ core (``slmkernels._core``) picks the best SIMD path for this CPU at import;
+``SLMK_ISA=<name>`` in the environment, or :func:`set_isa`, forces a lower one.
+"""
+
+from ._core import (
+    QuantizedTensor,
+    cpu_info,
+    dequantize,
+    formats,
+    get_isa,
+    get_num_threads,
+    kernel_names,
+    quantize,
+    set_isa,
+    set_num_threads,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "QuantizedTensor",
+    "cpu_info",
+    "dequantize",
+    "formats",
+    "get_isa",
+    "get_num_threads",
+    "kernel_names",
+    "quantize",
+    "set_isa",
+    "set_num_threads",
+]
