@@ -5,13 +5,17 @@ The C++ core (``slmkernels._core``) picks the best SIMD path for this CPU at imp
 """
 
 from ._core import (
+    PackedWeights,
     QuantizedTensor,
     cpu_info,
     dequantize,
     formats,
+    gemm_kernel_names,
     get_isa,
     get_num_threads,
     kernel_names,
+    matmul,
+    pack,
     quantize,
     set_isa,
     set_num_threads,
@@ -20,13 +24,17 @@ from ._core import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "PackedWeights",
     "QuantizedTensor",
     "cpu_info",
     "dequantize",
     "formats",
+    "gemm_kernel_names",
     "get_isa",
     "get_num_threads",
     "kernel_names",
+    "matmul",
+    "pack",
     "quantize",
     "set_isa",
     "set_num_threads",

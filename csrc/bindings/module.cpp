@@ -9,4 +9,5 @@ PYBIND11_MODULE(_core, m) {
     slmk::current_isa();
     slmk::bind_core(m);
     slmk::bind_quant(m);
+    slmk::bind_gemm(m);
 }

@@ -30,19 +30,58 @@ struct QuantKernels {
     const char* dequantize_name = "";
 };
 
+// ---- GEMM (see gemm/gemm.h for the packed layout and the numeric spec) ----
+struct ActRows {
+    // 32-block formats (Q8_0-style): q int8 [M][K], d float [M][K/32], sum int32 [M][K/32] = sum of q
+    // K-quants (Q8_K-style):          q int8 [M][K], d float [M][K/256], sum int32 [M][K/16] (bsums)
+    // float formats: xf float [M][K] (the caller's x, not copied)
+    const int8_t* q = nullptr;
+    const float* d = nullptr;
+    const int32_t* sum = nullptr;
+    const float* xf = nullptr;
+    int64_t q_stride = 0, d_stride = 0, sum_stride = 0, xf_stride = 0;  // elements per row
+};
+
+// Quantizes one activation row of k values (k a multiple of the block: 32 or 256):
+//   32-blocks: d[b] = amax/127, q = round-to-nearest-even(x * (1/d)), sum[b] = sum of q
+//   256-blocks: d per 256 likewise, sum[g] = sum of each 16 q (bsums)
+using act_quant_fn = void (*)(const float* x, int64_t k, int8_t* q, float* d, int32_t* sum);
+
+// Computes out[i][r] for i < mr (activation rows m0..m0+mr-1, mr <= 4) and r < nvalid (rows of
+// the 16-row group) over all `nblocks` tiles of one packed group. out points at (m0, n0).
+using gemm_tile_fn = void (*)(const uint8_t* group, int64_t nblocks, const ActRows& a, int64_t m0, int mr,
+                              float* out, int64_t ldo, int nvalid);
+
+struct GemmKernels {
+    act_quant_fn act_quant_32 = nullptr, act_quant_256 = nullptr;
+    const char* act_quant_32_name = "";
+    const char* act_quant_256_name = "";
+    gemm_tile_fn tile[kNumFormats] = {};
+    const char* tile_name[kNumFormats] = {};
+};
+
 struct Kernels {
     Isa isa = Isa::scalar;
     QuantKernels quant[kNumFormats];
+    GemmKernels gemm;
 };
 
 // Per-ISA fills. Only the ones for the target architecture are compiled and called.
 void fill_quant_scalar(Kernels& k);
+void fill_gemm_scalar(Kernels& k);
 #if defined(__x86_64__)
 void fill_quant_avx2(Kernels& k);
 void fill_quant_avx512(Kernels& k);
+void fill_gemm_avx2(Kernels& k);
+void fill_gemm_avx_vnni(Kernels& k);
+void fill_gemm_avx512(Kernels& k);
+void fill_gemm_avx512_vnni(Kernels& k);
 #endif
 #if defined(__aarch64__)
 void fill_quant_neon(Kernels& k);
+void fill_gemm_neon(Kernels& k);
+void fill_gemm_neon_dotprod(Kernels& k);
+void fill_gemm_neon_i8mm(Kernels& k);
 #endif
 
 // ---- the dispatch site (dispatch.cpp) ----

@@ -1,0 +1,162 @@
+// ---- matmul and pack ----
+#include <pybind11/stl.h>
+
+#include <algorithm>
+
+#include "bindings.h"
+#include "core/kernels.h"
+#include "gemm/gemm_driver.h"
+
+namespace slmk {
+
+namespace {
+
+// What a weight argument resolves to: a packed matrix, or raw GGUF-layout rows.
+struct WeightView {
+    Format format;
+    int64_t n, k;
+    const PackedMatrix* packed = nullptr;
+    const uint8_t* raw = nullptr;
+    int64_t row_stride = 0;
+    const void* lo = nullptr;  // byte range, for the overlap check with `out`
+    const void* hi = nullptr;
+};
+
+struct PackedWeights {
+    std::unique_ptr<PackedMatrix> m;
+};
+
+WeightView resolve_weight(const py::handle& w) {
+    WeightView v;
+    if (py::isinstance<PackedWeights>(w)) {
+        const PackedWeights& p = w.cast<const PackedWeights&>();
+        v.format = p.m->format;
+        v.n = p.m->n;
+        v.k = p.m->k;
+        v.packed = p.m.get();
+        v.lo = p.m->data.ptr;
+        v.hi = p.m->data.ptr + p.m->n_groups() * p.m->group_bytes;
+        return v;
+    }
+    if (py::isinstance<QuantizedTensor>(w)) {
+        const QuantizedTensor& t = w.cast<const QuantizedTensor&>();
+        v.format = t.format;
+        v.n = t.rows;
+        v.k = t.cols;
+        v.raw = t.data;
+        v.row_stride = row_bytes(t.format, t.cols);
+        v.lo = t.data;
+        v.hi = t.data + t.nbytes;
+        return v;
+    }
+    if (py::isinstance<py::array>(w)) {
+        py::array a = py::reinterpret_borrow<py::array>(w);
+        if (a.dtype().is(py::dtype::of<float>())) v.format = Format::F32;
+        else if (a.dtype().is(py::dtype("float16"))) v.format = Format::F16;
+        else throw py::type_error("w as an ndarray must be float32 or float16, got " + std::string(py::str(a.dtype())));
+        if (a.ndim() != 2) throw py::value_error("w must be 2-D (N, K), got " + std::to_string(a.ndim()) + "-D");
+        if (!(a.flags() & py::array::c_style)) throw py::value_error("w must be C-contiguous");
+        v.n = a.shape(0);
+        v.k = a.shape(1);
+        if (v.n == 0 || v.k == 0) throw py::value_error("w must not be empty");
+        v.raw = static_cast<const uint8_t*>(a.data());
+        v.row_stride = v.k * a.itemsize();
+        v.lo = v.raw;
+        v.hi = v.raw + v.n * v.row_stride;
+        return v;
+    }
+    throw py::type_error("w must be a QuantizedTensor, PackedWeights, or a float32/float16 ndarray (N, K), got " +
+                         std::string(py::str(py::type::of(w).attr("__name__"))));
+}
+
+bool overlaps(const void* a0, const void* a1, const void* b0, const void* b1) {
+    return a0 < b1 && b0 < a1;
+}
+
+}  // namespace
+
+void bind_gemm(py::module_& m) {
+    py::class_<PackedWeights>(m, "PackedWeights",
+                              "Weights repacked once into the interleaved 16-row layout the GEMM kernels read; "
+                              "matmul gives the same bits as with the unpacked tensor.")
+        .def_property_readonly("format", [](const PackedWeights& p) { return std::string(format_info(p.m->format).name); })
+        .def_property_readonly("shape", [](const PackedWeights& p) { return py::make_tuple(p.m->n, p.m->k); })
+        .def_property_readonly("nbytes", [](const PackedWeights& p) { return p.m->n_groups() * p.m->group_bytes; })
+        .def("__repr__", [](const PackedWeights& p) {
+            return "PackedWeights(format='" + std::string(format_info(p.m->format).name) + "', shape=(" +
+                   std::to_string(p.m->n) + ", " + std::to_string(p.m->k) + "))";
+        });
+
+    m.def(
+        "pack",
+        [](py::handle w) {
+            if (py::isinstance<PackedWeights>(w)) throw py::type_error("w is already packed");
+            WeightView v = resolve_weight(w);
+            PackedWeights p;
+            {
+                py::gil_scoped_release rel;
+                p.m = pack_matrix(v.format, v.raw, v.n, v.k, v.row_stride);
+            }
+            return p;
+        },
+        py::arg("w"), "Repack a QuantizedTensor (or float32/float16 (N, K) array) for matmul.");
+
+    m.def(
+        "matmul",
+        [](py::handle x, py::handle w, py::handle out) {
+            auto xa = require_f32(x, "x");
+            if (xa.ndim() != 1 && xa.ndim() != 2)
+                throw py::value_error("x must be 1-D (K,) or 2-D (M, K), got " + std::to_string(xa.ndim()) + "-D");
+            const bool vec = xa.ndim() == 1;
+            const int64_t M = vec ? 1 : xa.shape(0);
+            const int64_t K = vec ? xa.shape(0) : xa.shape(1);
+            WeightView v = resolve_weight(w);
+            if (K != v.k)
+                throw py::value_error("K mismatch: x has K=" + std::to_string(K) + ", w has shape (" +
+                                      std::to_string(v.n) + ", " + std::to_string(v.k) + ")");
+            if (M == 0) throw py::value_error("x must have at least one row");
+            py::array_t<float> result;
+            if (out.is_none()) {
+                result = vec ? py::array_t<float>({v.n}) : py::array_t<float>({M, v.n});
+            } else {
+                auto oa = require_f32(out, "out");
+                const bool shape_ok = vec ? (oa.ndim() == 1 && oa.shape(0) == v.n)
+                                          : (oa.ndim() == 2 && oa.shape(0) == M && oa.shape(1) == v.n);
+                if (!shape_ok)
+                    throw py::value_error("out must have shape " +
+                                          (vec ? "(" + std::to_string(v.n) + ",)"
+                                               : "(" + std::to_string(M) + ", " + std::to_string(v.n) + ")"));
+                if (!oa.writeable()) throw py::value_error("out must be writeable");
+                const float* o0 = oa.data();
+                const float* o1 = o0 + M * v.n;
+                if (overlaps(o0, o1, xa.data(), xa.data() + M * K))
+                    throw py::value_error("out must not overlap x");
+                if (overlaps(o0, o1, v.lo, v.hi)) throw py::value_error("out must not overlap w");
+                result = oa;
+            }
+            float* o = result.mutable_data();
+            const float* xp = xa.data();
+            {
+                py::gil_scoped_release rel;
+                gemm(kernels(), v.format, v.packed, v.raw, v.row_stride, v.n, K, xp, M, K, o, v.n);
+            }
+            return result;
+        },
+        py::arg("x"), py::arg("w"), py::arg("out") = py::none(),
+        "x (M, K) float32 @ w.T -> (M, N) float32; w a QuantizedTensor, PackedWeights or float32/float16 (N, K).");
+
+    m.def(
+        "gemm_kernel_names",
+        [] {
+            py::dict d;
+            const GemmKernels& g = kernels().gemm;
+            d["act_quant_q8_32"] = g.act_quant_32_name;
+            d["act_quant_q8_256"] = g.act_quant_256_name;
+            for (int f = 0; f < kNumFormats; ++f)
+                if (g.tile[f]) d[(std::string("gemm_") + format_info(static_cast<Format>(f)).name).c_str()] = g.tile_name[f];
+            return d;
+        },
+        "Which GEMM micro-kernel runs for each weight format under the ISA in use.");
+}
+
+}  // namespace slmk

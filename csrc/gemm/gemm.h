@@ -1,0 +1,67 @@
+// ---- quantized GEMM / GEMV: packed weight layout, activation rows, micro-kernel contract ----
+//
+// out[m][n] = sum_k x[m][k] * w[n][k]   (x: M x K float32, w: N x K in a GGUF format)
+//
+// Weights are repacked (once, at load time, or on the fly for an unpacked call) into groups of
+// kGroupRows = 16 rows. Inside a group, each block of the format becomes one *tile* whose bytes
+// are laid out "lanes over rows": a run of 64 bytes holds 4 consecutive quants of each of the
+// 16 rows, so one 512-bit vpdpbusd (or two 256-bit maddubs/madd, or four NEON sdot) leaves in
+// 32-bit lane r the dot product of row r with 4 activation bytes broadcast to every lane. After
+// a block, lane r holds row r's exact integer block sum: no horizontal reduction anywhere, and
+// the float work (scales) is vectorized across the 16 rows.
+//
+// The numerics (the spec the scalar twin implements and every SIMD path must reproduce bit for
+// bit, see gemm_ref.cpp): per output, blocks are visited in order; each block's integer dot
+// product is exact; the float accumulation per block is a fixed sequence of float32 multiplies
+// and adds (no fused multiply-add), so the result does not depend on the ISA, on M (batch
+// invariance), on the tiling, or on the thread count (threads split output rows only).
+//
+// Activations are quantized per row with the same rule on every ISA: d = amax/127 (float32),
+// q = round-to-nearest-even(x * (1/d)), so |q| <= 127 (which keeps AVX2's int16 pair sums in
+// maddubs from saturating).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "../core/kernels.h"
+
+namespace slmk {
+
+constexpr int kGroupRows = 16;  // weight rows interleaved in one packed group
+constexpr int kMaxMR = 4;       // activation rows one micro-kernel call handles
+
+// ---- packed tile layouts (one tile = one block of the format for 16 rows) ----
+// Notation: [a][b] = a-major array; "quad" = 4 bytes of one row; "row-quads" = [16 rows][4 B] = 64 B.
+//
+// Q8_0  (544 B): fp16 d[16] | q: [8 quads c][16 rows][4 B] int8  (elements 4c..4c+3)
+// Q4_0  (288 B): fp16 d[16] | q: [4 c][16 rows][4 B] bytes of qs[4c..4c+3]:
+//                 low nibbles = elements 4c..4c+3, high nibbles = elements 16+4c..16+4c+3
+// Q4_1  (320 B): fp16 d[16] | fp16 m[16] | q as Q4_0
+// Q5_0  (352 B): fp16 d[16] | hb: [4 c][16 rows] u8 | q as Q4_0;
+//                 hb bit i (0..3) = bit 4 of element 4c+i, bit 4+i = bit 4 of element 16+4c+i
+// Q5_1  (384 B): fp16 d[16] | fp16 m[16] | hb as Q5_0 | q as Q4_0
+// Q4_K (2368 B): fp16 d[16] | fp16 dmin[16] | u8 sc[8 sub][16 rows] | u8 m[8 sub][16 rows] |
+//                 q: [4 pairs g][8 c][16 rows][4 B] bytes qs[32g+4c .. +3]:
+//                 low nibbles = sub-block 2g elements 4c..4c+3, high = sub-block 2g+1 elements 4c..
+// Q5_K (2880 B): as Q4_K, then hb: [4 g][8 c][16 rows] u8 (bits 0..3 = bit 4 of sub-block 2g
+//                 elements 4c+i, bits 4..7 = sub-block 2g+1) placed between m and q
+// Q6_K (3360 B): fp16 d[16] | i8 sc[16 sub][16 rows] | ql: [2 halves a][16 c][16 rows][4 B] bytes
+//                 ql[64a+4c .. +3] (low nibbles = elements 128a+4c+i, high = 128a+64+4c+i) |
+//                 qh: [2 a][8 c][16 rows][4 B] bytes qh[32a+4c .. +3] (2-bit field t of byte l =
+//                 bits 4,5 of element 128a+32t+l)
+// F32 / F16 / BF16: one "block" per k: [16 rows] of the element type (64 / 32 / 32 B)
+//
+// Rows past N in the last group are zero bytes (zero scales): they compute zeros, never written.
+int64_t packed_tile_bytes(Format f);
+
+// Packs rows [0, nrows) (nrows <= 16) of a GGUF-layout matrix, `nblocks` blocks per row, rows
+// `src_stride` bytes apart, into one group of `nblocks` tiles at dst.
+void pack_group(Format f, const uint8_t* src, int64_t src_stride, int nrows, int64_t nblocks, uint8_t* dst);
+
+// ActRows, act_quant_fn, gemm_tile_fn and GemmKernels live in core/kernels.h (the table).
+
+// The activation block format a weight format's GEMM uses.
+enum class ActKind { Q8_32, Q8_256, Float };
+ActKind act_kind(Format f);
+
+}  // namespace slmk

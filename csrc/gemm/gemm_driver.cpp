@@ -1,0 +1,111 @@
+// ---- GEMM driver ----
+// 1. quantize every activation row once (parallel over rows);
+// 2. parallel over 16-row weight groups; inside a group, activation rows in tiles of up to 4.
+// Every output element is computed by the same micro-kernel sequence whatever M, the tile it
+// falls in, or the thread that runs it, so results are batch- and thread-count-invariant.
+#include "gemm_driver.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "../core/thread_pool.h"
+
+namespace slmk {
+
+AlignedBytes::AlignedBytes(int64_t n) { reserve(n); }
+AlignedBytes::~AlignedBytes() { std::free(ptr); }
+void AlignedBytes::reserve(int64_t n) {
+    if (n <= size) return;
+    std::free(ptr);
+    const int64_t rounded = (n + 63) / 64 * 64;
+    ptr = static_cast<uint8_t*>(std::aligned_alloc(64, rounded));
+    if (!ptr) {
+        size = 0;
+        throw std::bad_alloc();
+    }
+    size = rounded;
+}
+
+std::unique_ptr<PackedMatrix> pack_matrix(Format f, const uint8_t* src, int64_t n, int64_t k, int64_t row_stride) {
+    auto p = std::make_unique<PackedMatrix>();
+    p->format = f;
+    p->n = n;
+    p->k = k;
+    p->nblocks = k / format_info(f).block_size;
+    p->group_bytes = p->nblocks * packed_tile_bytes(f);
+    p->data.reserve(p->n_groups() * p->group_bytes);
+    PackedMatrix* pm = p.get();
+    parallel_for(pm->n_groups(), 1, [&](int64_t g0, int64_t g1) {
+        for (int64_t g = g0; g < g1; ++g) {
+            const int nrows = static_cast<int>(std::min<int64_t>(kGroupRows, n - g * kGroupRows));
+            pack_group(f, src + g * kGroupRows * row_stride, row_stride, nrows, pm->nblocks,
+                       pm->data.ptr + g * pm->group_bytes);
+        }
+    });
+    return p;
+}
+
+namespace {
+
+// Per-thread scratch: quantized activations (shared by all threads of one call, owned by the
+// caller's thread) and an on-the-fly packing buffer (one per worker).
+thread_local AlignedBytes tls_act;
+thread_local AlignedBytes tls_pack;
+
+}  // namespace
+
+void gemm(const Kernels& kern, Format f, const PackedMatrix* packed, const uint8_t* raw, int64_t row_stride,
+          int64_t n, int64_t k, const float* x, int64_t m, int64_t ldx, float* out, int64_t ldo) {
+    const GemmKernels& gk = kern.gemm;
+    const gemm_tile_fn tile = gk.tile[static_cast<int>(f)];
+    const int bs = format_info(f).block_size;
+    const int64_t nblocks = k / bs;
+    ActRows a;
+    const ActKind kind = act_kind(f);
+    if (kind == ActKind::Float) {
+        a.xf = x;
+        a.xf_stride = ldx;
+    } else {
+        const int64_t nsum = kind == ActKind::Q8_32 ? k / 32 : k / 16;
+        const int64_t nd = k / bs;
+        // layout: q [m][k] | d [m][nd] | sum [m][nsum]
+        const int64_t q_bytes = (m * k + 63) / 64 * 64, d_bytes = (m * nd * 4 + 63) / 64 * 64;
+        tls_act.reserve(q_bytes + d_bytes + m * nsum * 4);
+        int8_t* q = reinterpret_cast<int8_t*>(tls_act.ptr);
+        float* d = reinterpret_cast<float*>(tls_act.ptr + q_bytes);
+        int32_t* s = reinterpret_cast<int32_t*>(tls_act.ptr + q_bytes + d_bytes);
+        const act_quant_fn aq = kind == ActKind::Q8_32 ? gk.act_quant_32 : gk.act_quant_256;
+        parallel_for(m, std::max<int64_t>(1, 16384 / k), [&](int64_t r0, int64_t r1) {
+            for (int64_t r = r0; r < r1; ++r) aq(x + r * ldx, k, q + r * k, d + r * nd, s + r * nsum);
+        });
+        a.q = q;
+        a.d = d;
+        a.sum = s;
+        a.q_stride = k;
+        a.d_stride = nd;
+        a.sum_stride = nsum;
+    }
+    const int64_t n_groups = (n + kGroupRows - 1) / kGroupRows;
+    const int64_t group_bytes = nblocks * packed_tile_bytes(f);
+    parallel_for(n_groups, 1, [&](int64_t g0, int64_t g1) {
+        for (int64_t g = g0; g < g1; ++g) {
+            const int nvalid = static_cast<int>(std::min<int64_t>(kGroupRows, n - g * kGroupRows));
+            const uint8_t* grp;
+            if (packed) {
+                grp = packed->data.ptr + g * group_bytes;
+            } else {
+                tls_pack.reserve(group_bytes);
+                pack_group(f, raw + g * kGroupRows * row_stride, row_stride, nvalid, nblocks, tls_pack.ptr);
+                grp = tls_pack.ptr;
+            }
+            for (int64_t m0 = 0; m0 < m; m0 += kMaxMR) {
+                const int mr = static_cast<int>(std::min<int64_t>(kMaxMR, m - m0));
+                tile(grp, nblocks, a, m0, mr, out + m0 * ldo + g * kGroupRows, ldo, nvalid);
+            }
+        }
+    });
+}
+
+}  // namespace slmk
