@@ -1,0 +1,195 @@
+"""GEMV / GEMM benchmark against the machine's limits, numpy (OpenBLAS) and llama.cpp.
+
+Every kernel is validated against a float64 numpy reference on the same inputs before it is
+timed. Writes JSON and a markdown table.
+
+    python bench/bench_gemm.py --threads 2 --json gemm.json --md gemm.md [--llama-bin PATH]
+
+--llama-bin: llama.cpp's test-backend-ops (built from the llama-cpp-python sdist); its own
+MUL_MAT timings on the same shapes and formats are read and put beside ours. Skipped when
+not given or not found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+import slmkernels as sk
+from slmkernels import _core
+
+GEMV_FORMATS = ["q4_0", "q4_1", "q8_0", "q4_k", "q6_k"]
+GEMM_FORMATS = ["q4_0", "q4_k"]
+GEMM_M = [128, 512]
+N = K = 4096
+
+
+def timeit(fn, min_time: float = 0.5, min_reps: int = 5) -> tuple[float, float]:
+    """Median and spread (max-min)/median of per-call seconds."""
+    fn()
+    times = []
+    t_end = time.perf_counter() + min_time
+    while len(times) < min_reps or time.perf_counter() < t_end:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    med = times[len(times) // 2]
+    return med, (times[-1] - times[0]) / med
+
+
+def validate(x: np.ndarray, w_deq: np.ndarray, got: np.ndarray, block: int) -> float:
+    """Max error relative to the activation-quantization bound (must be <= 1)."""
+    ref = x.astype(np.float64) @ w_deq.astype(np.float64).T
+    M, k = x.shape
+    d = np.abs(x.astype(np.float64)).reshape(M, k // block, block).max(axis=2) / 127.0
+    wl1 = np.abs(w_deq.astype(np.float64)).reshape(w_deq.shape[0], k // block, block).sum(axis=2)
+    bound = (d / 2 * (1 + 1e-6)) @ wl1.T + 1e-5 * (np.abs(x) @ np.abs(w_deq).T) + 1e-30
+    return float((np.abs(got - ref) / bound).max())
+
+
+def llama_backend_ops(binary: str, threads: int) -> dict:
+    """llama.cpp's own MUL_MAT timings: {(type, m, n, k): (us_per_run, gflops)}. ggml's MUL_MAT
+    is (k, m) weights x (k, n) activations, so its 'n' is our M and its 'm' our N."""
+    env = {**os.environ, "GGML_N_THREADS": str(threads)}
+    r = subprocess.run([binary, "perf", "-o", "MUL_MAT", "-b", "CPU"], capture_output=True, text=True, env=env, timeout=3600)
+    out = {}
+    pat = re.compile(r"MUL_MAT\(type_a=(\w+),type_b=f32,m=(\d+),n=(\d+),k=(\d+),.*?:\s+(\d+) runs -\s+([\d.]+) us/run -.*?([\d.]+) (G|T)FLOPS")
+    for line in r.stdout.splitlines():
+        mm = pat.search(line)
+        if mm:
+            t, m_, n_, k_, _, us, fl, unit = mm.groups()
+            out[(t, int(n_), int(m_), int(k_))] = (float(us), float(fl) * (1000 if unit == "T" else 1))
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=sk.cpu_info()["physical_cores"])
+    ap.add_argument("--json", default="bench_gemm.json")
+    ap.add_argument("--md", default="bench_gemm.md")
+    ap.add_argument("--min-time", type=float, default=1.0)
+    ap.add_argument("--llama-bin", default=None)
+    ap.add_argument("--working-set-mb", type=int, default=0, help="GEMV weight working set (default 2x LLC, >= 640 MB)")
+    args = ap.parse_args(argv)
+    sk.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    rows = []
+
+    bw = _core._probe_read_bandwidth(1 << 30, 5)
+    peak8 = _core._probe_peak("int8", 0.3)
+    peak32 = _core._probe_peak("fp32", 0.3)
+    print(f"machine: read bandwidth {bw['gb_per_s']:.1f} GB/s, int8 peak {peak8['gops']:.0f} GOPS, "
+          f"fp32 peak {peak32['gops']:.0f} GFLOPS ({sk.get_isa()}, {args.threads} threads)", file=sys.stderr)
+
+    # ---- GEMV: working set larger than the last-level cache, weights cycled ----
+    ws = args.working_set_mb * 2**20 or 640 * 2**20
+    w_f32 = rng.standard_normal((N, K)).astype(np.float32)
+    x1 = rng.standard_normal((1, K)).astype(np.float32)
+    for fmt in GEMV_FORMATS:
+        qt = sk.quantize(w_f32, fmt)
+        w_deq = sk.dequantize(qt)
+        count = max(2, int(np.ceil(ws / qt.nbytes)))
+        mats = [sk.pack(qt) for _ in range(count)]  # distinct copies, cycled: none stays in cache
+        err = validate(x1, w_deq, sk.matmul(x1, mats[0]), 256 if fmt.endswith("_k") else 32)
+        ok = err <= 1.0
+        idx = [0]
+        out = np.empty((1, N), np.float32)
+
+        def run():
+            sk.matmul(x1, mats[idx[0] % count], out=out)
+            idx[0] += 1
+
+        t, spread = timeit(run, args.min_time) if ok else (float("nan"), float("nan"))
+        gbs = qt.nbytes / t / 1e9
+        rows.append(dict(kind="gemv", format=fmt, M=1, N=N, K=K, seconds=t, spread=spread, valid=ok, err_ratio=err,
+                         weight_bytes=qt.nbytes, gb_per_s=gbs, frac_bandwidth=gbs / bw["gb_per_s"],
+                         kernel=sk.gemm_kernel_names().get("gemm_" + fmt)))
+        print(f"gemv {fmt}: {t*1e6:.0f} us, {gbs:.1f} GB/s = {gbs / bw['gb_per_s']:.0%} of read bandwidth", file=sys.stderr)
+        del mats
+
+    # ---- GEMM vs numpy float32 on the dequantized weights ----
+    for fmt in GEMM_FORMATS:
+        qt = sk.quantize(w_f32, fmt)
+        pw = sk.pack(qt)
+        w_deq = np.ascontiguousarray(sk.dequantize(qt))
+        for m in GEMM_M:
+            x = rng.standard_normal((m, K)).astype(np.float32)
+            out = np.empty((m, N), np.float32)
+            err = validate(x[:8], w_deq, sk.matmul(x[:8], pw), 256 if fmt.endswith("_k") else 32)
+            ok = err <= 1.0
+            t, spread = timeit(lambda: sk.matmul(x, pw, out=out), args.min_time)
+            tn, _ = timeit(lambda: x @ w_deq.T, args.min_time)
+            gops = 2 * m * N * K / t / 1e9
+            rows.append(dict(kind="gemm", format=fmt, M=m, N=N, K=K, seconds=t, spread=spread, valid=ok, err_ratio=err,
+                             gops=gops, frac_int8_peak=gops / peak8["gops"] if peak8["gops"] else None,
+                             numpy_seconds=tn, speedup_vs_numpy=tn / t, kernel=sk.gemm_kernel_names().get("gemm_" + fmt)))
+            print(f"gemm {fmt} M={m}: {gops:.0f} GOPS ({gops / peak8['gops']:.0%} of int8 peak), "
+                  f"{tn / t:.2f}x numpy", file=sys.stderr)
+
+    # ---- per-call overhead ----
+    tiny = sk.quantize(rng.standard_normal((16, 32)).astype(np.float32), "q8_0")
+    ptiny = sk.pack(tiny)
+    xt = rng.standard_normal((1, 32)).astype(np.float32)
+    ot = np.empty((1, 16), np.float32)
+    n_calls = 200000
+    sk.matmul(xt, ptiny, out=ot)
+    t0 = time.perf_counter()
+    for _ in range(n_calls):
+        sk.matmul(xt, ptiny, out=ot)
+    overhead = (time.perf_counter() - t0) / n_calls
+    rows.append(dict(kind="overhead", format="q8_0", M=1, N=16, K=32, seconds=overhead, valid=True))
+    print(f"per-call overhead (1x32 @ 32x16, out given): {overhead*1e6:.2f} us", file=sys.stderr)
+
+    # ---- llama.cpp ----
+    llama = {}
+    binary = args.llama_bin
+    if binary and not os.path.exists(binary):
+        binary = shutil.which(binary)
+    if binary:
+        llama = llama_backend_ops(binary, args.threads)
+        for r in rows:
+            key = (r["format"], r["M"], r["N"], r["K"])
+            if key in llama:
+                r["llama_us"], r["llama_gflops"] = llama[key]
+                r["speedup_vs_llama"] = llama[key][0] / (r["seconds"] * 1e6)
+    else:
+        print("llama.cpp: skipped (no --llama-bin)", file=sys.stderr)
+
+    meta = dict(machine=platform.machine(), isa=sk.get_isa(), threads=args.threads, version=sk.__version__,
+                read_gb_per_s=bw["gb_per_s"], int8_peak_gops=peak8["gops"], fp32_peak_gflops=peak32["gops"])
+    with open(args.json, "w") as fh:
+        json.dump(dict(meta=meta, rows=rows), fh, indent=1)
+    lines = [f"Machine: {meta['machine']}, ISA {meta['isa']}, {args.threads} threads; read bandwidth "
+             f"{bw['gb_per_s']:.1f} GB/s, int8 peak {peak8['gops']:.0f} GOPS, fp32 peak {peak32['gops']:.0f} GFLOPS.", "",
+             "| kernel | format | M x N x K | time | rate | vs limit | vs numpy | vs llama.cpp |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        shape = f"{r['M']}x{r['N']}x{r['K']}"
+        lc = f"{r['speedup_vs_llama']:.2f}x" if "speedup_vs_llama" in r else "-"
+        if r["kind"] == "gemv":
+            lines.append(f"| gemv | {r['format']} | {shape} | {r['seconds']*1e6:.0f} us | {r['gb_per_s']:.1f} GB/s | "
+                         f"{r['frac_bandwidth']:.0%} of bandwidth | - | {lc} |")
+        elif r["kind"] == "gemm":
+            fp = f"{r['frac_int8_peak']:.0%} of int8 peak" if r["frac_int8_peak"] else "-"
+            lines.append(f"| gemm | {r['format']} | {shape} | {r['seconds']*1e3:.2f} ms | {r['gops']:.0f} GOPS | {fp} | "
+                         f"{r['speedup_vs_numpy']:.2f}x | {lc} |")
+        else:
+            lines.append(f"| call overhead | {r['format']} | {shape} | {r['seconds']*1e6:.2f} us | - | - | - | - |")
+    with open(args.md, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0 if all(r["valid"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

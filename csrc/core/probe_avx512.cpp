@@ -1,0 +1,34 @@
+// ---- peak probes, AVX-512 (vpdpbusd zmm: 64 int8 multiply-adds; vfmadd zmm: 16 fp32 FMAs) ----
+#include <immintrin.h>
+
+#include <cstdint>
+
+namespace slmk {
+
+double probe_int8_avx512_vnni(int64_t iters) {
+    __m512i acc[12];
+    for (int j = 0; j < 12; ++j) acc[j] = _mm512_set1_epi32(j);
+    const __m512i a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(-2);
+    for (int64_t i = 0; i < iters; ++i)
+        for (int j = 0; j < 12; ++j) acc[j] = _mm512_dpbusd_epi32(acc[j], a, b);
+    __m512i s = acc[0];
+    for (int j = 1; j < 12; ++j) s = _mm512_add_epi32(s, acc[j]);
+    volatile int sink = _mm512_reduce_add_epi32(s);
+    (void)sink;
+    return static_cast<double>(iters) * 12 * 64;
+}
+
+double probe_fp32_avx512(int64_t iters) {
+    __m512 acc[12];
+    for (int j = 0; j < 12; ++j) acc[j] = _mm512_set1_ps(static_cast<float>(j));
+    const __m512 a = _mm512_set1_ps(0.999f), b = _mm512_set1_ps(0.001f);
+    for (int64_t i = 0; i < iters; ++i)
+        for (int j = 0; j < 12; ++j) acc[j] = _mm512_fmadd_ps(acc[j], a, b);
+    __m512 s = acc[0];
+    for (int j = 1; j < 12; ++j) s = _mm512_add_ps(s, acc[j]);
+    volatile float sink = _mm512_reduce_add_ps(s);
+    (void)sink;
+    return static_cast<double>(iters) * 12 * 16;
+}
+
+}  // namespace slmk
