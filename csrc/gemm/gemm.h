@@ -15,6 +15,9 @@
 // product is exact; the float accumulation per block is a fixed sequence of float32 multiplies
 // and adds (no fused multiply-add), so the result does not depend on the ISA, on M (batch
 // invariance), on the tiling, or on the thread count (threads split output rows only).
+// One exception: when two NaNs meet (NaN scales in a hostile file plus a NaN activation block)
+// which NaN payload survives follows operand order, which compilers may swap; NaN-ness is
+// specified, the payload is not.
 //
 // Activations are quantized per row with the same rule on every ISA: d = amax/127 (float32),
 // q = round-to-nearest-even(x * (1/d)), so |q| <= 127 (which keeps AVX2's int16 pair sums in
