@@ -12,9 +12,14 @@ import slmkernels as sk
 from conftest import ALL_ISAS, SUPPORTED_ISAS
 
 
+# Subprocesses start in tests/, so `python -c` imports the installed package rather than the
+# source folder of the checkout (which has no compiled _core).
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
 def run_py(code: str, **env) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env}, timeout=120
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env}, timeout=120, cwd=HERE
     )
 
 
@@ -126,9 +131,11 @@ def test_kernels_release_the_gil():
 
 
 def test_info_command():
-    r = subprocess.run([sys.executable, "-m", "slmkernels", "info", "--kernels"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([sys.executable, "-m", "slmkernels", "info", "--kernels"], capture_output=True, text=True,
+                       timeout=60, cwd=HERE)
     assert r.returncode == 0, r.stderr
     assert f"isa in use:     {sk.get_isa()}" in r.stdout
     assert "dequantize_q4_k" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "slmkernels", "nonsense"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([sys.executable, "-m", "slmkernels", "nonsense"], capture_output=True, text=True, timeout=60,
+                       cwd=HERE)
     assert r.returncode == 2 and "usage" in r.stderr
