@@ -1,8 +1,37 @@
-// ---- GEMM micro-kernels, AVX_VNNI ----
-#include "gemm.h"
+// ---- GEMM micro-kernels, AVX-VNNI (256-bit, VEX-encoded vpdpbusd) ----
+// The tile kernels of gemm_avx2_tiles.h with vpdpbusd (u8 x s8, 4 products per int32 lane,
+// added without saturation) as the integer dot. The float formats and the activation
+// quantizers gain nothing from VNNI: this rung keeps the AVX2 entries (the ladder fills
+// AVX2 first).
+#include "gemm_avx2_tiles.h"
 
 namespace slmk {
 
-void fill_gemm_avx_vnni(Kernels& k) { (void)k; }
+namespace {
+
+struct DotVnni {
+    static inline __m256i dot(__m256i acc, __m256i w, __m256i x) { return _mm256_dpbusd_avx_epi32(acc, w, x); }
+    static inline __m256i dot2(__m256i acc, __m256i w0, __m256i x0, __m256i w1, __m256i x1) {
+        return _mm256_dpbusd_avx_epi32(_mm256_dpbusd_avx_epi32(acc, w0, x0), w1, x1);
+    }
+};
+
+}  // namespace
+
+void fill_gemm_avx_vnni(Kernels& k) {
+    static const char* const names[kNumFormats] = {
+        "",  // F32, F16, BF16: the AVX2 kernels
+        "",
+        "",
+        "gemm_q8_0_16x4_avx_vnni",
+        "gemm_q4_0_16x4_avx_vnni",
+        "gemm_q4_1_16x4_avx_vnni",
+        "gemm_q5_0_16x4_avx_vnni",
+        "gemm_q5_1_16x4_avx_vnni",
+        "gemm_q4_k_16x4_avx_vnni",
+        "gemm_q5_k_16x4_avx_vnni",
+        "gemm_q6_k_16x4_avx_vnni"};
+    g2_fill_int_tiles<DotVnni>(k.gemm, names);
+}
 
 }  // namespace slmk
