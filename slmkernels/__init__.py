@@ -17,6 +17,7 @@ from ._core import (
     matmul,
     pack,
     quantize,
+    rope,
     set_isa,
     set_num_threads,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "matmul",
     "pack",
     "quantize",
+    "rope",
     "set_isa",
     "set_num_threads",
 ]

@@ -11,4 +11,5 @@ PYBIND11_MODULE(_core, m) {
     slmk::bind_quant(m);
     slmk::bind_gemm(m);
     slmk::bind_bench(m);
+    slmk::bind_attention(m);
 }
