@@ -12,4 +12,5 @@ PYBIND11_MODULE(_core, m) {
     slmk::bind_gemm(m);
     slmk::bind_bench(m);
     slmk::bind_attention(m);
+    slmk::bind_ops(m);
 }

@@ -21,16 +21,19 @@ Kernels build_table(Isa isa) {
     k.isa = isa;
     fill_quant_scalar(k);
     fill_gemm_scalar(k);
+    fill_ops_scalar(k);
 #if defined(__x86_64__)
     // avx_vnni is AVX2 plus 256-bit VNNI; the AVX-512 rungs include everything AVX2 has.
     if (isa == Isa::avx2 || isa == Isa::avx_vnni || isa == Isa::avx512 || isa == Isa::avx512_vnni) {
         fill_quant_avx2(k);
         fill_gemm_avx2(k);
+        fill_ops_avx2(k);
     }
     if (isa == Isa::avx_vnni) fill_gemm_avx_vnni(k);
     if (isa == Isa::avx512 || isa == Isa::avx512_vnni) {
         fill_quant_avx512(k);
         fill_gemm_avx512(k);
+        fill_ops_avx512(k);
     }
     if (isa == Isa::avx512_vnni) fill_gemm_avx512_vnni(k);
 #endif
@@ -38,6 +41,7 @@ Kernels build_table(Isa isa) {
     if (isa == Isa::neon || isa == Isa::neon_dotprod || isa == Isa::neon_i8mm) {
         fill_quant_neon(k);
         fill_gemm_neon(k);
+        fill_ops_neon(k);
     }
     if (isa == Isa::neon_dotprod || isa == Isa::neon_i8mm) fill_gemm_neon_dotprod(k);
     if (isa == Isa::neon_i8mm) fill_gemm_neon_i8mm(k);

@@ -60,16 +60,61 @@ struct GemmKernels {
     const char* tile_name[kNumFormats] = {};
 };
 
+// ---- row ops (ops/ops.h) ----
+using rmsnorm_row_fn = void (*)(const float* x, const float* w, float* y, int64_t n, float eps);
+using swiglu_row_fn = void (*)(const float* g, const float* u, float* y, int64_t n);
+struct OpsKernels {
+    rmsnorm_row_fn rmsnorm = nullptr;
+    swiglu_row_fn swiglu = nullptr;
+    const char* rmsnorm_name = "";
+    const char* swiglu_name = "";
+};
+
+// ---- attention over the KV cache (see attention/attention.h for the numeric spec) ----
+// One call processes one chunk of n cached keys of one KV head (rows of the cache's format,
+// `row_bytes` apart, positions kpos0..kpos0+n-1) for R query rows (the group's query heads x
+// query tokens), updating each row's online-softmax state (m, l, acc) in place.
+struct AttnChunkArgs {
+    const float* q = nullptr;     // [R][ldq] pre-scaled queries, zero-padded to the cache's padded head_dim
+    int64_t ldq = 0;
+    const int64_t* qpos = nullptr;  // [R] position of each query row
+    int R = 0;
+    int64_t window = 0;           // key kp is visible to row r iff kp <= qpos[r] and qpos[r] - kp < window
+    float softcap = 0.0f;         // > 0: s = softcap * tanh(s / softcap)
+    const uint8_t* k = nullptr;   // n rows, row_bytes apart
+    const uint8_t* v = nullptr;
+    int64_t row_bytes = 0;
+    int64_t n = 0, kpos0 = 0;
+    int64_t head_dim = 0;         // D (accumulated width); rows hold head_dim_padded elements
+    float* m = nullptr;           // [R] running max (-inf: nothing seen)
+    float* l = nullptr;           // [R] running denominator
+    float* acc = nullptr;         // [R][ldacc] running numerator
+    int64_t ldacc = 0;
+    float* scratch = nullptr;     // >= n floats (+ 64 for SIMD tails)
+};
+using attn_chunk_fn = void (*)(const AttnChunkArgs& a);
+
+struct AttentionKernels {
+    attn_chunk_fn chunk[kNumFormats] = {};  // F32, F16, Q8_0, Q4_0 caches
+    const char* chunk_name[kNumFormats] = {};
+};
+
 struct Kernels {
     Isa isa = Isa::scalar;
     QuantKernels quant[kNumFormats];
     GemmKernels gemm;
+    AttentionKernels attention;
+    OpsKernels ops;
 };
 
 // Per-ISA fills. Only the ones for the target architecture are compiled and called.
 void fill_quant_scalar(Kernels& k);
 void fill_gemm_scalar(Kernels& k);
+void fill_attention_scalar(Kernels& k);
+void fill_ops_scalar(Kernels& k);
 #if defined(__x86_64__)
+void fill_ops_avx2(Kernels& k);
+void fill_ops_avx512(Kernels& k);
 void fill_quant_avx2(Kernels& k);
 void fill_quant_avx512(Kernels& k);
 void fill_gemm_avx2(Kernels& k);
@@ -79,6 +124,7 @@ void fill_gemm_avx512_vnni(Kernels& k);
 #endif
 #if defined(__aarch64__)
 void fill_quant_neon(Kernels& k);
+void fill_ops_neon(Kernels& k);
 void fill_gemm_neon(Kernels& k);
 void fill_gemm_neon_dotprod(Kernels& k);
 void fill_gemm_neon_i8mm(Kernels& k);

@@ -1,0 +1,148 @@
+// ---- rmsnorm, swiglu, embedding ----
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "bindings.h"
+#include "core/kernels.h"
+#include "core/thread_pool.h"
+#include "ops/ops.h"
+
+namespace slmk {
+
+namespace {
+
+// A float32 matrix (rows, n) whose rows are contiguous but may be `ld` floats apart (e.g. one
+// half of a fused gate/up projection). 1-D arrays are one row.
+struct RowsView {
+    float* ptr;
+    int64_t rows, n, ld;
+    bool vec;
+    py::array arr;
+};
+
+RowsView rows_view(py::handle a, const char* name, bool writable) {
+    if (!py::isinstance<py::array>(a)) throw py::type_error(std::string(name) + " must be a numpy.ndarray of float32");
+    py::array arr = py::reinterpret_borrow<py::array>(a);
+    if (!arr.dtype().is(py::dtype::of<float>()))
+        throw py::type_error(std::string(name) + " must have dtype float32, got " + std::string(py::str(arr.dtype())));
+    if (arr.ndim() != 1 && arr.ndim() != 2) throw py::value_error(std::string(name) + " must be 1-D or 2-D");
+    const bool vec = arr.ndim() == 1;
+    const int64_t rows = vec ? 1 : arr.shape(0), n = vec ? arr.shape(0) : arr.shape(1);
+    if (n == 0 || rows == 0) throw py::value_error(std::string(name) + " must not be empty");
+    const int64_t inner = vec ? arr.strides(0) : arr.strides(1);
+    const int64_t outer = vec ? n * 4 : arr.strides(0);
+    if (inner != 4 || outer % 4 != 0 || outer < n * 4)
+        throw py::value_error(std::string(name) + " must have contiguous rows (inner stride 4 bytes, rows not overlapping)");
+    if (writable && !arr.writeable()) throw py::value_error(std::string(name) + " must be writeable");
+    return {static_cast<float*>(arr.mutable_data()), rows, n, outer / 4, vec, arr};
+}
+
+bool overlap(const RowsView& a, const RowsView& b) {
+    const float* a1 = a.ptr + (a.rows - 1) * a.ld + a.n;
+    const float* b1 = b.ptr + (b.rows - 1) * b.ld + b.n;
+    return a.ptr < b1 && b.ptr < a1;
+}
+
+py::array make_out(py::handle out, const RowsView& like, const char* name, std::vector<const RowsView*> inputs,
+                   RowsView* ov, bool allow_alias_first) {
+    if (out.is_none()) {
+        py::array_t<float> o = like.vec ? py::array_t<float>({like.n}) : py::array_t<float>({like.rows, like.n});
+        *ov = rows_view(o, name, true);
+        return o;
+    }
+    *ov = rows_view(out, name, true);
+    if (ov->rows != like.rows || ov->n != like.n || ov->vec != like.vec)
+        throw py::value_error(std::string(name) + " must have the shape of the input");
+    for (size_t i = 0; i < inputs.size(); ++i) {
+        const bool same = inputs[i]->ptr == ov->ptr && inputs[i]->ld == ov->ld;
+        if (overlap(*inputs[i], *ov) && !(allow_alias_first && i == 0 && same))
+            throw py::value_error(std::string(name) + " overlaps an input");
+    }
+    return py::reinterpret_borrow<py::array>(out);
+}
+
+}  // namespace
+
+void bind_ops(py::module_& m) {
+    m.def(
+        "rmsnorm",
+        [](py::handle x, py::handle w, double eps, py::handle out) {
+            RowsView xv = rows_view(x, "x", false);
+            RowsView wv = rows_view(w, "w", false);
+            if (!wv.vec || wv.n != xv.n) throw py::value_error("w must be 1-D with x's row length (" + std::to_string(xv.n) + ")");
+            if (!(eps >= 0) || !std::isfinite(eps)) throw py::value_error("eps must be a finite number >= 0");
+            RowsView ov;
+            py::array o = make_out(out, xv, "out", {&xv, &wv}, &ov, true);
+            {
+                py::gil_scoped_release rel;
+                rmsnorm(kernels(), xv.ptr, xv.ld, wv.ptr, ov.ptr, ov.ld, xv.rows, xv.n, static_cast<float>(eps));
+            }
+            return o;
+        },
+        py::arg("x"), py::arg("w"), py::arg("eps"), py::arg("out") = py::none(),
+        "RMSNorm of each row of x (float32, rows contiguous), times w; out may be x itself.");
+    m.def(
+        "swiglu",
+        [](py::handle g, py::handle u, py::handle out) {
+            RowsView gv = rows_view(g, "gate", false);
+            RowsView uv = rows_view(u, "up", false);
+            if (gv.rows != uv.rows || gv.n != uv.n || gv.vec != uv.vec) throw py::value_error("gate and up must have the same shape");
+            RowsView ov;
+            py::array o = make_out(out, gv, "out", {&gv, &uv}, &ov, true);
+            {
+                py::gil_scoped_release rel;
+                swiglu(kernels(), gv.ptr, gv.ld, uv.ptr, uv.ld, ov.ptr, ov.ld, gv.rows, gv.n);
+            }
+            return o;
+        },
+        py::arg("gate"), py::arg("up"), py::arg("out") = py::none(),
+        "silu(gate) * up, row by row (rows may be strided views, e.g. halves of a fused projection).");
+    m.def(
+        "embedding",
+        [](const QuantizedTensor& table, py::handle ids, py::handle out) {
+            if (!py::isinstance<py::array>(ids)) throw py::type_error("ids must be an integer ndarray");
+            py::array ia = py::reinterpret_borrow<py::array>(ids);
+            if (ia.dtype().kind() != 'i' && ia.dtype().kind() != 'u') throw py::type_error("ids must have an integer dtype");
+            if (ia.ndim() != 1) throw py::value_error("ids must be 1-D");
+            auto idv = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(ia);
+            const int64_t n = idv.shape(0);
+            for (int64_t i = 0; i < n; ++i)
+                if (idv.at(i) < 0 || idv.at(i) >= table.rows)
+                    throw py::value_error("ids[" + std::to_string(i) + "] = " + std::to_string(idv.at(i)) +
+                                          " is out of range for a table of " + std::to_string(table.rows) + " rows");
+            py::array_t<float> o;
+            if (out.is_none()) {
+                o = py::array_t<float>({n, table.cols});
+            } else {
+                auto oa = require_f32(out, "out");
+                if (oa.ndim() != 2 || oa.shape(0) != n || oa.shape(1) != table.cols)
+                    throw py::value_error("out must have shape (" + std::to_string(n) + ", " + std::to_string(table.cols) + ")");
+                if (!oa.writeable()) throw py::value_error("out must be writeable");
+                o = oa;
+            }
+            float* dst = o.mutable_data();
+            const int64_t* idp = idv.data();
+            const QuantizedTensor* t = &table;
+            {
+                py::gil_scoped_release rel;
+                const dequantize_row_fn dq = kernels().quant[static_cast<int>(t->format)].dequantize;
+                const int64_t rb = row_bytes(t->format, t->cols);
+                parallel_for(n, 1, [&](int64_t a, int64_t b) {
+                    for (int64_t i = a; i < b; ++i) dq(t->data + idp[i] * rb, dst + i * t->cols, t->cols);
+                });
+            }
+            return o;
+        },
+        py::arg("table"), py::arg("ids"), py::arg("out") = py::none(),
+        "Rows `ids` of a (vocab, dim) QuantizedTensor, dequantized to float32 (n, dim).");
+    m.def("ops_kernel_names", [] {
+        py::dict d;
+        d["rmsnorm"] = kernels().ops.rmsnorm_name;
+        d["swiglu"] = kernels().ops.swiglu_name;
+        return d;
+    });
+}
+
+}  // namespace slmk

@@ -1,0 +1,67 @@
+// ---- row ops, NEON ----
+#include <arm_neon.h>
+
+#include <cmath>
+
+#include "ops.h"
+
+namespace slmk {
+
+namespace {
+
+// exp as in ops_avx512.cpp (Cephes expf polynomial), 2^n built in the exponent bits.
+inline float32x4_t exp_neon(float32x4_t x) {
+    x = vminq_f32(vmaxq_f32(x, vdupq_n_f32(-87.3f)), vdupq_n_f32(88.7f));
+    const float32x4_t n = vrndnq_f32(vmulq_f32(x, vdupq_n_f32(1.44269504088896341f)));
+    float32x4_t r = vfmsq_f32(x, n, vdupq_n_f32(0.693359375f));
+    r = vfmsq_f32(r, n, vdupq_n_f32(-2.12194440e-4f));
+    float32x4_t p = vdupq_n_f32(1.9875691500e-4f);
+    p = vfmaq_f32(vdupq_n_f32(1.3981999507e-3f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(8.3334519073e-3f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(4.1665795894e-2f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(1.6666665459e-1f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(5.0000001201e-1f), p, r);
+    p = vfmaq_f32(vaddq_f32(r, vdupq_n_f32(1.0f)), p, vmulq_f32(r, r));
+    const int32x4_t ni = vcvtq_s32_f32(n);
+    const int32x4_t h = vshrq_n_s32(ni, 1);
+    const float32x4_t s1 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(h, vdupq_n_s32(127)), 23));
+    const float32x4_t s2 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vsubq_s32(ni, h), vdupq_n_s32(127)), 23));
+    return vmulq_f32(vmulq_f32(p, s1), s2);
+}
+
+void rmsnorm_row_neon(const float* x, const float* w, float* y, int64_t n, float eps) {
+    float32x4_t a0 = vdupq_n_f32(0), a1 = vdupq_n_f32(0);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const float32x4_t u = vld1q_f32(x + i), v = vld1q_f32(x + i + 4);
+        a0 = vfmaq_f32(a0, u, u);
+        a1 = vfmaq_f32(a1, v, v);
+    }
+    float ss = vaddvq_f32(vaddq_f32(a0, a1));
+    for (; i < n; ++i) ss += x[i] * x[i];
+    const float sc = 1.0f / std::sqrt(ss / static_cast<float>(n) + eps);
+    for (i = 0; i + 4 <= n; i += 4)
+        vst1q_f32(y + i, vmulq_f32(vmulq_n_f32(vld1q_f32(x + i), sc), vld1q_f32(w + i)));
+    for (; i < n; ++i) y[i] = (x[i] * sc) * w[i];
+}
+
+void swiglu_row_neon(const float* g, const float* u, float* y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const float32x4_t gv = vld1q_f32(g + i);
+        const float32x4_t e = exp_neon(vnegq_f32(gv));
+        vst1q_f32(y + i, vmulq_f32(vdivq_f32(gv, vaddq_f32(vdupq_n_f32(1.0f), e)), vld1q_f32(u + i)));
+    }
+    for (; i < n; ++i) y[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+}
+
+}  // namespace
+
+void fill_ops_neon(Kernels& k) {
+    k.ops.rmsnorm = rmsnorm_row_neon;
+    k.ops.rmsnorm_name = "rmsnorm_f32_neon";
+    k.ops.swiglu = swiglu_row_neon;
+    k.ops.swiglu_name = "swiglu_f32_neon";
+}
+
+}  // namespace slmk

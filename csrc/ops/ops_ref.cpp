@@ -1,0 +1,49 @@
+// ---- row ops: scalar twins and the row driver ----
+#include <cmath>
+
+#include "../core/thread_pool.h"
+#include "ops.h"
+
+namespace slmk {
+
+namespace {
+
+// RMSNorm (Zhang & Sennrich 2019): y = x / sqrt(mean(x^2) + eps) * w
+void rmsnorm_row_scalar(const float* x, const float* w, float* y, int64_t n, float eps) {
+    float ss = 0.0f;
+    for (int64_t i = 0; i < n; ++i) ss += x[i] * x[i];
+    const float scale = 1.0f / std::sqrt(ss / static_cast<float>(n) + eps);
+    for (int64_t i = 0; i < n; ++i) y[i] = (x[i] * scale) * w[i];
+}
+
+// SwiGLU (Shazeer 2020): silu(g) * u, silu(g) = g / (1 + exp(-g))
+void swiglu_row_scalar(const float* g, const float* u, float* y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+}
+
+}  // namespace
+
+void fill_ops_scalar(Kernels& k) {
+    k.ops.rmsnorm = rmsnorm_row_scalar;
+    k.ops.rmsnorm_name = "rmsnorm_f32_scalar";
+    k.ops.swiglu = swiglu_row_scalar;
+    k.ops.swiglu_name = "swiglu_f32_scalar";
+}
+
+void rmsnorm(const Kernels& k, const float* x, int64_t ldx, const float* w, float* y, int64_t ldy, int64_t rows,
+             int64_t n, float eps) {
+    const rmsnorm_row_fn fn = k.ops.rmsnorm;
+    parallel_for(rows, std::max<int64_t>(1, 32768 / n), [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) fn(x + r * ldx, w, y + r * ldy, n, eps);
+    });
+}
+
+void swiglu(const Kernels& k, const float* g, int64_t ldg, const float* u, int64_t ldu, float* y, int64_t ldy,
+            int64_t rows, int64_t n) {
+    const swiglu_row_fn fn = k.ops.swiglu;
+    parallel_for(rows, std::max<int64_t>(1, 16384 / n), [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) fn(g + r * ldg, u + r * ldu, y + r * ldy, n);
+    });
+}
+
+}  // namespace slmk
