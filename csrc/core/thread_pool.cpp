@@ -1,6 +1,8 @@
 // ---- persistent thread pool ----
-// Workers spin briefly on a generation counter before sleeping on a condition variable,
-// so the back-to-back small calls of a decode step do not pay a futex wake-up each.
+// Workers spin briefly on a generation counter before sleeping on a condition variable, so
+// the back-to-back small calls of a decode step do not pay a futex wake-up each; and the
+// caller never waits for a worker that has not started (on a loaded machine it may not run
+// for milliseconds): it claims the remaining chunks itself.
 #include "thread_pool.h"
 
 #include <algorithm>
@@ -83,31 +85,40 @@ class Pool {
         const int64_t n_chunks = std::min<int64_t>(max_chunks, (int64_t)n_threads_ * 4);
         job_ = &fn;
         job_n_ = n;
-        job_chunks_ = n_chunks;
-        next_chunk_.store(0, std::memory_order_relaxed);
-        pending_workers_.store((int)workers_.size(), std::memory_order_relaxed);
+        done_.store(0, std::memory_order_relaxed);
+        job_gen_ = (job_gen_ + 1) & kMask24;
+        claim_.store((job_gen_ << 40) | (static_cast<uint64_t>(n_chunks) << 20), std::memory_order_release);
         {
             std::lock_guard<std::mutex> lk(wake_mu_);
             generation_.fetch_add(1, std::memory_order_release);
         }
         wake_cv_.notify_all();
         work();
-        // Every worker passes through every job (a barrier): once none is pending, all
-        // chunks are done and no worker can still touch this job's fields.
-        for (int spins = 0; pending_workers_.load(std::memory_order_acquire) != 0; ++spins) {
+        // Wait only for chunks in flight: a worker that wakes late finds nothing left to claim
+        // (and cannot claim a chunk of a later job: claims carry the job's generation).
+        for (int spins = 0; done_.load(std::memory_order_acquire) != n_chunks; ++spins) {
             if (spins < 100000) SLMK_PAUSE();
             else std::this_thread::yield();
         }
-        job_ = nullptr;
     }
 
   private:
+    static constexpr uint64_t kMask20 = (1u << 20) - 1, kMask24 = (1u << 24) - 1;
+
+    // claim_ = generation (24 bits) | chunks (20) | next chunk (20). A chunk is claimed by CAS,
+    // so the job's fields are read only by a thread holding an unfinished chunk of that job,
+    // while its caller is still waiting for it.
     void work() {
         for (;;) {
-            const int64_t c = next_chunk_.fetch_add(1, std::memory_order_relaxed);
-            if (c >= job_chunks_) return;
-            const int64_t begin = job_n_ * c / job_chunks_, end = job_n_ * (c + 1) / job_chunks_;
+            uint64_t cur = claim_.load(std::memory_order_acquire);
+            const uint64_t next = cur & kMask20, chunks = (cur >> 20) & kMask20;
+            if (next >= chunks) return;
+            if (!claim_.compare_exchange_weak(cur, cur + 1, std::memory_order_acq_rel)) continue;
+            const int64_t n = job_n_;
+            const int64_t begin = n * static_cast<int64_t>(next) / static_cast<int64_t>(chunks);
+            const int64_t end = n * static_cast<int64_t>(next + 1) / static_cast<int64_t>(chunks);
             (*job_)(begin, end);
+            done_.fetch_add(1, std::memory_order_release);
         }
     }
 
@@ -128,13 +139,11 @@ class Pool {
             seen = generation_.load(std::memory_order_acquire);
             if (stopping_.load(std::memory_order_acquire)) return;
             work();
-            pending_workers_.fetch_sub(1, std::memory_order_release);
         }
     }
 
     void start_workers(int n) {
         stopping_.store(false);
-        job_chunks_ = 0;
         const uint64_t gen = generation_.load();
         for (int i = 0; i < n; ++i) workers_.emplace_back([this, gen] { worker_loop(gen); });
     }
@@ -159,9 +168,9 @@ class Pool {
     std::atomic<bool> stopping_{false};
     const std::function<void(int64_t, int64_t)>* job_ = nullptr;
     int64_t job_n_ = 0;
-    int64_t job_chunks_ = 0;
-    std::atomic<int64_t> next_chunk_{0};
-    std::atomic<int> pending_workers_{0};
+    uint64_t job_gen_ = 0;
+    std::atomic<uint64_t> claim_{0};
+    std::atomic<int64_t> done_{0};
 };
 
 Pool& pool() {
