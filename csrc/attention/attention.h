@@ -1,0 +1,59 @@
+// ---- attention over the paged KV cache: the numeric spec and the driver ----
+//
+// For a query row r (one query head h at position qpos) over the cached keys of its KV head
+// g = h / (n_heads / n_kv_heads) (GQA; MQA when n_kv_heads = 1):
+//   s_j = dot(q_r * scale, k_j)                  q pre-scaled once, in float32
+//   s_j = softcap * tanh(s_j / softcap)          if softcap > 0 (Gemma 2 logit soft-capping)
+//   key j is visible iff kpos_j <= qpos and qpos - kpos_j < window   (causal, sliding window)
+//   out = sum_j exp(s_j - m) v_j / (sum_j exp(s_j - m) + exp(sink_h - m))
+// where the sink term exists only when per-head sink logits are given (gpt-oss style learned
+// "attention sinks": an extra logit in the softmax denominator with a zero value vector).
+// A row that sees no key (and has no sink mass left over) gives zeros, never NaN.
+//
+// Evaluation order (fixed, so results do not depend on thread count or query tiling):
+//  - the sequence's cached tokens, in position order, are cut into partitions of
+//    kAttnPartition stored tokens; each partition is cut further at block-table entries
+//    into chunks, and a chunk is one call of the ISA's chunk kernel (online softmax,
+//    Milakov & Gimelshein 2018; FlashAttention, Dao et al. 2022), starting from an empty
+//    state (m = -inf, l = 0, acc = 0) at each partition;
+//  - partition states are folded in order with the log-sum-exp merge (merge_state below;
+//    FlashDecoding's split-K reduction). Decode computes partitions in parallel and folds
+//    afterwards; prefill folds as it goes: the same operations in the same order, so a row's
+//    result is the same bits whether it is computed alone, in a prefill tile, or in a batch.
+// A chunk whose keys are all masked for a row leaves that row's state untouched, so chunks and
+// partitions outside a row's window may be skipped without changing any bit.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "core/kernels.h"
+
+namespace slmk {
+
+class KVCache;
+
+constexpr int64_t kAttnPartition = 256;  // stored tokens per decode split (fixed: see above)
+
+struct AttnOptions {
+    float scale = 0.0f;          // 0: 1/sqrt(head_dim)
+    int64_t window = 0;          // 0: none
+    float softcap = 0.0f;        // 0: none
+    const float* sinks = nullptr;  // [n_heads] sink logits, or null
+};
+
+// Throws (std::invalid_argument / std::out_of_range / KVUnknownSequence) for anything attention
+// cannot run on: layer out of range, unwritten positions, q_tokens > length, a window larger
+// than the layer's sliding window, or queries reaching back into freed window tokens.
+void attention_check(const KVCache& cache, int layer, int64_t seq, int64_t q_tokens, int64_t n_heads,
+                     const AttnOptions& opt);
+
+// q (q_tokens, n_heads, head_dim) float32 for the newest q_tokens positions of `seq` in `layer`;
+// out likewise. The caller has validated shapes and holds the cache's read lock.
+void attention(const Kernels& kern, const KVCache& cache, int layer, int64_t seq, const float* q, int64_t q_tokens,
+               int64_t n_heads, const AttnOptions& opt, float* out);
+
+// One query token for each of `seqs` (q: (n_seqs, n_heads, head_dim)), same numerics as decode.
+void attention_batch(const Kernels& kern, const KVCache& cache, int layer, const int64_t* seqs, int64_t n_seqs,
+                     const float* q, int64_t n_heads, const AttnOptions& opt, float* out);
+
+}  // namespace slmk

@@ -1,0 +1,101 @@
+// ---- attention chunk kernels: AVX2 + FMA + F16C (8 floats per vector) ----
+// The kernel body is attention_simd.h; this file supplies the vector operations.
+#include <immintrin.h>
+
+#include "attention/attention_simd.h"
+#include "core/fp16.h"
+#include "quant/formats.h"
+
+namespace slmk {
+
+namespace {
+
+struct Avx2 {
+    static constexpr int width = 8;
+    using vec = __m256;
+    static vec zero() { return _mm256_setzero_ps(); }
+    static vec load(const float* p) { return _mm256_loadu_ps(p); }
+    static void store(float* p, vec x) { _mm256_storeu_ps(p, x); }
+    static vec set1(float f) { return _mm256_set1_ps(f); }
+    static vec add(vec a, vec b) { return _mm256_add_ps(a, b); }
+    static vec sub(vec a, vec b) { return _mm256_sub_ps(a, b); }
+    static vec mul(vec a, vec b) { return _mm256_mul_ps(a, b); }
+    static vec fma(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
+    static vec max(vec a, vec b) { return _mm256_max_ps(a, b); }
+    static float hsum(vec x) {
+        __m128 s = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+        s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        return _mm_cvtss_f32(s);
+    }
+    static float hmax(vec x) {
+        __m128 s = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+        s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+        s = _mm_max_ss(s, _mm_movehdup_ps(s));
+        return _mm_cvtss_f32(s);
+    }
+    // exp(x) for x <= 0 (Cephes expf: x = n ln2 + r, |r| <= ln2/2, degree-6 polynomial in r,
+    // scaled by 2^n); 0 below -87.3 so a masked -inf becomes exactly 0.
+    static vec exp(vec x) {
+        const vec xc = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
+        const vec fx = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
+                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        vec r = _mm256_sub_ps(xc, _mm256_mul_ps(fx, _mm256_set1_ps(0.693359375f)));
+        r = _mm256_sub_ps(r, _mm256_mul_ps(fx, _mm256_set1_ps(-2.12194440e-4f)));
+        vec y = _mm256_set1_ps(1.9875691500e-4f);
+        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
+        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
+        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
+        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
+        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
+        y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+        const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
+        y = _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+        return _mm256_and_ps(y, _mm256_cmp_ps(x, _mm256_set1_ps(-87.3f), _CMP_GE_OQ));
+    }
+    template <Format F>
+    static void k_row(const uint8_t* row, float* dst, int64_t dp) {
+        if (F == Format::F16) {
+            int64_t i = 0;
+            for (; i + 8 <= dp; i += 8)
+                _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * i))));
+            for (; i < dp; ++i) dst[i] = fp16_to_fp32(load_u16(row + 2 * i));
+        } else if (F == Format::Q8_0) {
+            for (int64_t b = 0; b < dp / QK; ++b, row += sizeof(block_q8_0), dst += QK) {
+                const __m256 d = _mm256_set1_ps(fp16_to_fp32(load_u16(row)));
+                for (int k = 0; k < 4; ++k) {
+                    const __m128i q8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + 2 + 8 * k));
+                    _mm256_storeu_ps(dst + 8 * k, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8))));
+                }
+            }
+        } else {  // Q4_0
+            for (int64_t b = 0; b < dp / QK; ++b, row += sizeof(block_q4_0), dst += QK) {
+                const __m256 d = _mm256_set1_ps(fp16_to_fp32(load_u16(row)));
+                const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2));
+                const __m128i m4 = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
+                const __m128i lo = _mm_sub_epi8(_mm_and_si128(raw, m4), eight);
+                const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), eight);
+                _mm256_storeu_ps(dst + 0, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
+                _mm256_storeu_ps(dst + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)))));
+                _mm256_storeu_ps(dst + 16, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
+                _mm256_storeu_ps(dst + 24, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))));
+            }
+        }
+    }
+};
+
+}  // namespace
+
+void fill_attention_avx2(Kernels& k) {
+    auto& t = k.attention;
+    t.chunk[static_cast<int>(Format::F32)] = attn_simd::chunk<Avx2, Format::F32>;
+    t.chunk[static_cast<int>(Format::F16)] = attn_simd::chunk<Avx2, Format::F16>;
+    t.chunk[static_cast<int>(Format::Q8_0)] = attn_simd::chunk<Avx2, Format::Q8_0>;
+    t.chunk[static_cast<int>(Format::Q4_0)] = attn_simd::chunk<Avx2, Format::Q4_0>;
+    t.chunk_name[static_cast<int>(Format::F32)] = "attn_chunk_f32_avx2";
+    t.chunk_name[static_cast<int>(Format::F16)] = "attn_chunk_f16_avx2";
+    t.chunk_name[static_cast<int>(Format::Q8_0)] = "attn_chunk_q8_0_avx2";
+    t.chunk_name[static_cast<int>(Format::Q4_0)] = "attn_chunk_q4_0_avx2";
+}
+
+}  // namespace slmk

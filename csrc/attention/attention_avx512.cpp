@@ -1,0 +1,101 @@
+// ---- attention chunk kernels: AVX-512F/BW/VL/DQ (16 floats per vector) ----
+// The kernel body is attention_simd.h; this file supplies the vector operations.
+#include <immintrin.h>
+
+#include "attention/attention_simd.h"
+#include "core/fp16.h"
+#include "quant/formats.h"
+
+namespace slmk {
+
+namespace {
+
+struct Avx512 {
+    static constexpr int width = 16;
+    using vec = __m512;
+    static vec zero() { return _mm512_setzero_ps(); }
+    static vec load(const float* p) { return _mm512_loadu_ps(p); }
+    static void store(float* p, vec x) { _mm512_storeu_ps(p, x); }
+    static vec set1(float f) { return _mm512_set1_ps(f); }
+    static vec add(vec a, vec b) { return _mm512_add_ps(a, b); }
+    static vec sub(vec a, vec b) { return _mm512_sub_ps(a, b); }
+    static vec mul(vec a, vec b) { return _mm512_mul_ps(a, b); }
+    static vec fma(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
+    static vec max(vec a, vec b) { return _mm512_max_ps(a, b); }
+    static float hsum(vec x) {
+        __m256 h = _mm256_add_ps(_mm512_castps512_ps256(x), _mm512_extractf32x8_ps(x, 1));
+        __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+        s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        return _mm_cvtss_f32(s);
+    }
+    static float hmax(vec x) {
+        __m256 h = _mm256_max_ps(_mm512_castps512_ps256(x), _mm512_extractf32x8_ps(x, 1));
+        __m128 s = _mm_max_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+        s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+        s = _mm_max_ss(s, _mm_movehdup_ps(s));
+        return _mm_cvtss_f32(s);
+    }
+    // Cephes expf, as in attention_avx2.cpp; 0 below -87.3.
+    static vec exp(vec x) {
+        const vec xc = _mm512_max_ps(x, _mm512_set1_ps(-87.3f));
+        const vec fx = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
+                                            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        vec r = _mm512_sub_ps(xc, _mm512_mul_ps(fx, _mm512_set1_ps(0.693359375f)));
+        r = _mm512_sub_ps(r, _mm512_mul_ps(fx, _mm512_set1_ps(-2.12194440e-4f)));
+        vec y = _mm512_set1_ps(1.9875691500e-4f);
+        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.3981999507e-3f));
+        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073e-3f));
+        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894e-2f));
+        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459e-1f));
+        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201e-1f));
+        y = _mm512_fmadd_ps(y, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+        const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(fx), _mm512_set1_epi32(127)), 23);
+        y = _mm512_mul_ps(y, _mm512_castsi512_ps(e));
+        const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.3f), _CMP_GE_OQ);
+        return _mm512_maskz_mov_ps(keep, y);
+    }
+    template <Format F>
+    static void k_row(const uint8_t* row, float* dst, int64_t dp) {
+        if (F == Format::F16) {
+            int64_t i = 0;
+            for (; i + 16 <= dp; i += 16)
+                _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * i))));
+            for (; i < dp; ++i) dst[i] = fp16_to_fp32(load_u16(row + 2 * i));
+        } else if (F == Format::Q8_0) {
+            for (int64_t b = 0; b < dp / QK; ++b, row += sizeof(block_q8_0), dst += QK) {
+                const __m512 d = _mm512_set1_ps(fp16_to_fp32(load_u16(row)));
+                for (int k = 0; k < 2; ++k) {
+                    const __m128i q8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 + 16 * k));
+                    _mm512_storeu_ps(dst + 16 * k, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q8))));
+                }
+            }
+        } else {  // Q4_0
+            for (int64_t b = 0; b < dp / QK; ++b, row += sizeof(block_q4_0), dst += QK) {
+                const __m512 d = _mm512_set1_ps(fp16_to_fp32(load_u16(row)));
+                const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2));
+                const __m128i m4 = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
+                const __m128i lo = _mm_sub_epi8(_mm_and_si128(raw, m4), eight);
+                const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), eight);
+                _mm512_storeu_ps(dst + 0, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo))));
+                _mm512_storeu_ps(dst + 16, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi))));
+            }
+        }
+    }
+};
+
+}  // namespace
+
+void fill_attention_avx512(Kernels& k) {
+    auto& t = k.attention;
+    t.chunk[static_cast<int>(Format::F32)] = attn_simd::chunk<Avx512, Format::F32>;
+    t.chunk[static_cast<int>(Format::F16)] = attn_simd::chunk<Avx512, Format::F16>;
+    t.chunk[static_cast<int>(Format::Q8_0)] = attn_simd::chunk<Avx512, Format::Q8_0>;
+    t.chunk[static_cast<int>(Format::Q4_0)] = attn_simd::chunk<Avx512, Format::Q4_0>;
+    t.chunk_name[static_cast<int>(Format::F32)] = "attn_chunk_f32_avx512";
+    t.chunk_name[static_cast<int>(Format::F16)] = "attn_chunk_f16_avx512";
+    t.chunk_name[static_cast<int>(Format::Q8_0)] = "attn_chunk_q8_0_avx512";
+    t.chunk_name[static_cast<int>(Format::Q4_0)] = "attn_chunk_q4_0_avx512";
+}
+
+}  // namespace slmk

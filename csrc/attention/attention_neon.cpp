@@ -1,0 +1,94 @@
+// ---- attention chunk kernels: NEON (aarch64 baseline, 4 floats per vector) ----
+// The kernel body is attention_simd.h; this file supplies the vector operations.
+#include <arm_neon.h>
+
+#include "attention/attention_simd.h"
+#include "core/fp16.h"
+#include "quant/formats.h"
+
+namespace slmk {
+
+namespace {
+
+struct Neon {
+    static constexpr int width = 4;
+    using vec = float32x4_t;
+    static vec zero() { return vdupq_n_f32(0.0f); }
+    static vec load(const float* p) { return vld1q_f32(p); }
+    static void store(float* p, vec x) { vst1q_f32(p, x); }
+    static vec set1(float f) { return vdupq_n_f32(f); }
+    static vec add(vec a, vec b) { return vaddq_f32(a, b); }
+    static vec sub(vec a, vec b) { return vsubq_f32(a, b); }
+    static vec mul(vec a, vec b) { return vmulq_f32(a, b); }
+    static vec fma(vec a, vec b, vec c) { return vfmaq_f32(c, a, b); }
+    static vec max(vec a, vec b) { return vmaxq_f32(a, b); }
+    static float hsum(vec x) { return vaddvq_f32(x); }
+    static float hmax(vec x) { return vmaxvq_f32(x); }
+    // Cephes expf, as in attention_avx2.cpp; 0 below -87.3.
+    static vec exp(vec x) {
+        const vec xc = vmaxq_f32(x, vdupq_n_f32(-87.3f));
+        const vec fx = vrndnq_f32(vmulq_f32(xc, vdupq_n_f32(1.44269504088896341f)));
+        vec r = vsubq_f32(xc, vmulq_f32(fx, vdupq_n_f32(0.693359375f)));
+        r = vsubq_f32(r, vmulq_f32(fx, vdupq_n_f32(-2.12194440e-4f)));
+        vec y = vdupq_n_f32(1.9875691500e-4f);
+        y = vfmaq_f32(vdupq_n_f32(1.3981999507e-3f), y, r);
+        y = vfmaq_f32(vdupq_n_f32(8.3334519073e-3f), y, r);
+        y = vfmaq_f32(vdupq_n_f32(4.1665795894e-2f), y, r);
+        y = vfmaq_f32(vdupq_n_f32(1.6666665459e-1f), y, r);
+        y = vfmaq_f32(vdupq_n_f32(5.0000001201e-1f), y, r);
+        y = vfmaq_f32(vaddq_f32(r, vdupq_n_f32(1.0f)), y, vmulq_f32(r, r));
+        const int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(fx), vdupq_n_s32(127)), 23);
+        y = vmulq_f32(y, vreinterpretq_f32_s32(e));
+        const uint32x4_t keep = vcgeq_f32(x, vdupq_n_f32(-87.3f));
+        return vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(y), keep));
+    }
+    static void widen_store(int8x16_t q, float d, float* dst) {
+        const float32x4_t vd = vdupq_n_f32(d);
+        const int16x8_t lo = vmovl_s8(vget_low_s8(q)), hi = vmovl_s8(vget_high_s8(q));
+        vst1q_f32(dst + 0, vmulq_f32(vd, vcvtq_f32_s32(vmovl_s16(vget_low_s16(lo)))));
+        vst1q_f32(dst + 4, vmulq_f32(vd, vcvtq_f32_s32(vmovl_s16(vget_high_s16(lo)))));
+        vst1q_f32(dst + 8, vmulq_f32(vd, vcvtq_f32_s32(vmovl_s16(vget_low_s16(hi)))));
+        vst1q_f32(dst + 12, vmulq_f32(vd, vcvtq_f32_s32(vmovl_s16(vget_high_s16(hi)))));
+    }
+    template <Format F>
+    static void k_row(const uint8_t* row, float* dst, int64_t dp) {
+        if (F == Format::F16) {
+            int64_t i = 0;
+            for (; i + 4 <= dp; i += 4)
+                vst1q_f32(dst + i, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(reinterpret_cast<const uint16_t*>(row + 2 * i)))));
+            for (; i < dp; ++i) dst[i] = fp16_to_fp32(load_u16(row + 2 * i));
+        } else if (F == Format::Q8_0) {
+            for (int64_t b = 0; b < dp / QK; ++b, row += sizeof(block_q8_0), dst += QK) {
+                const float d = fp16_to_fp32(load_u16(row));
+                widen_store(vld1q_s8(reinterpret_cast<const int8_t*>(row + 2)), d, dst);
+                widen_store(vld1q_s8(reinterpret_cast<const int8_t*>(row + 18)), d, dst + 16);
+            }
+        } else {  // Q4_0
+            for (int64_t b = 0; b < dp / QK; ++b, row += sizeof(block_q4_0), dst += QK) {
+                const float d = fp16_to_fp32(load_u16(row));
+                const uint8x16_t raw = vld1q_u8(row + 2);
+                const int8x16_t eight = vdupq_n_s8(8);
+                const int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(raw, vdupq_n_u8(0x0F))), eight);
+                const int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(raw, 4)), eight);
+                widen_store(lo, d, dst);
+                widen_store(hi, d, dst + 16);
+            }
+        }
+    }
+};
+
+}  // namespace
+
+void fill_attention_neon(Kernels& k) {
+    auto& t = k.attention;
+    t.chunk[static_cast<int>(Format::F32)] = attn_simd::chunk<Neon, Format::F32>;
+    t.chunk[static_cast<int>(Format::F16)] = attn_simd::chunk<Neon, Format::F16>;
+    t.chunk[static_cast<int>(Format::Q8_0)] = attn_simd::chunk<Neon, Format::Q8_0>;
+    t.chunk[static_cast<int>(Format::Q4_0)] = attn_simd::chunk<Neon, Format::Q4_0>;
+    t.chunk_name[static_cast<int>(Format::F32)] = "attn_chunk_f32_neon";
+    t.chunk_name[static_cast<int>(Format::F16)] = "attn_chunk_f16_neon";
+    t.chunk_name[static_cast<int>(Format::Q8_0)] = "attn_chunk_q8_0_neon";
+    t.chunk_name[static_cast<int>(Format::Q4_0)] = "attn_chunk_q4_0_neon";
+}
+
+}  // namespace slmk

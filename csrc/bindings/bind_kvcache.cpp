@@ -1,0 +1,343 @@
+// ---- KVCache and attention ----
+// Locking: every mutation runs with the GIL held and takes the cache's lock exclusively;
+// attention validates with the GIL held, then takes the lock shared *after* releasing the GIL
+// (and drops it before re-taking the GIL), so a mutation waiting with the GIL never deadlocks
+// against a running attention call.
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <mutex>
+#include <shared_mutex>
+
+#include "attention/attention.h"
+#include "bindings.h"
+#include "core/kernels.h"
+#include "kvcache/kvcache.h"
+
+namespace slmk {
+
+namespace {
+
+using Arr = py::array_t<float, py::array::c_style>;
+
+Arr require_kv(const py::handle& a, const char* name, const KVCache& c) {
+    Arr x = require_f32(a, name);
+    if (x.ndim() != 3 || x.shape(1) != c.n_kv_heads || x.shape(2) != c.head_dim)
+        throw py::value_error(std::string(name) + " must have shape (n_tokens, n_kv_heads=" + std::to_string(c.n_kv_heads) +
+                              ", head_dim=" + std::to_string(c.head_dim) + ")");
+    if (x.shape(0) < 1) throw py::value_error(std::string(name) + " must hold at least one token");
+    if (c.dtype == Format::Q8_0 || c.dtype == Format::Q4_0) {
+        const float* p = x.data();
+        for (int64_t i = 0; i < x.size(); ++i)
+            if (!std::isfinite(p[i]))
+                throw py::value_error(std::string(name) + " holds a non-finite value at flat index " + std::to_string(i) +
+                                      " (a " + format_info(c.dtype).name + " cache cannot store it)");
+    }
+    return x;
+}
+
+void write_kv(KVCache& c, int layer, int64_t seq, const py::handle& k, const py::handle& v) {
+    Arr ka = require_kv(k, "k", c), va = require_kv(v, "v", c);
+    if (ka.shape(0) != va.shape(0)) throw py::value_error("k and v must have the same number of tokens");
+    std::unique_lock<std::shared_mutex> lk(c.mu);
+    c.write(layer, seq, ka.data(), va.data(), ka.shape(0));
+}
+
+py::array_t<float> read_kv(const KVCache& c, int layer, int64_t seq, bool values) {
+    std::shared_lock<std::shared_mutex> lk(c.mu);
+    const int64_t n = c.stored(layer, seq);
+    py::array_t<float> k({n, static_cast<int64_t>(c.n_kv_heads), static_cast<int64_t>(c.head_dim)});
+    py::array_t<float> v({n, static_cast<int64_t>(c.n_kv_heads), static_cast<int64_t>(c.head_dim)});
+    py::array_t<int64_t> pos(n);
+    c.read(layer, seq, k.mutable_data(), v.mutable_data(), pos.mutable_data());
+    return values ? v : k;
+}
+
+struct AttnArgs {
+    AttnOptions opt;
+    py::array_t<float, py::array::c_style> sinks;
+};
+
+AttnArgs parse_options(const KVCache& c, int64_t n_heads, py::object scale, py::object window, py::object softcap,
+                       py::object sinks) {
+    AttnArgs a;
+    if (!scale.is_none()) {
+        const double s = scale.cast<double>();
+        if (!(s > 0) || !std::isfinite(s)) throw py::value_error("scale must be a positive finite number");
+        a.opt.scale = static_cast<float>(s);
+    }
+    if (!window.is_none()) {
+        const int64_t w = window.cast<int64_t>();
+        if (w < 1) throw py::value_error("window must be >= 1 (or None for full attention)");
+        a.opt.window = w;
+    }
+    if (!softcap.is_none()) {
+        const double s = softcap.cast<double>();
+        if (!(s > 0) || !std::isfinite(s)) throw py::value_error("softcap must be a positive finite number");
+        a.opt.softcap = static_cast<float>(s);
+    }
+    if (!sinks.is_none()) {
+        a.sinks = require_f32(sinks, "sinks");
+        if (a.sinks.ndim() != 1 || a.sinks.shape(0) != n_heads)
+            throw py::value_error("sinks must be 1-D with one logit per query head (" + std::to_string(n_heads) + ")");
+        a.opt.sinks = a.sinks.data();
+    }
+    return a;
+}
+
+Arr query_array(const py::handle& q, const KVCache& c) {
+    Arr qa = require_f32(q, "q");
+    if (qa.ndim() != 3) throw py::value_error("q must be 3-D (q_tokens, n_heads, head_dim)");
+    if (qa.shape(2) != c.head_dim)
+        throw py::value_error("q has head_dim " + std::to_string(qa.shape(2)) + ", the cache has " + std::to_string(c.head_dim));
+    if (qa.shape(0) < 1 || qa.shape(1) < 1) throw py::value_error("q must not be empty");
+    if (qa.shape(1) % c.n_kv_heads != 0)
+        throw py::value_error("q has " + std::to_string(qa.shape(1)) + " heads, not a multiple of the cache's n_kv_heads (" +
+                              std::to_string(c.n_kv_heads) + ")");
+    return qa;
+}
+
+Arr output_array(py::object out, const Arr& qa) {
+    if (out.is_none()) return Arr({qa.shape(0), qa.shape(1), qa.shape(2)});
+    Arr oa = require_f32(out, "out");
+    if (oa.ndim() != 3 || oa.shape(0) != qa.shape(0) || oa.shape(1) != qa.shape(1) || oa.shape(2) != qa.shape(2))
+        throw py::value_error("out must have the shape of q");
+    if (!oa.writeable()) throw py::value_error("out must be writeable");
+    const float *o0 = oa.data(), *q0 = qa.data();
+    if (o0 < q0 + qa.size() && q0 < o0 + oa.size()) throw py::value_error("out must not overlap q");
+    return oa;
+}
+
+}  // namespace
+
+void bind_kvcache(py::module_& m) {
+    static py::exception<KVCapacityError> full_exc(m, "KVCacheFullError", PyExc_RuntimeError);
+    static py::exception<KVFileError> file_exc(m, "KVCacheFileError", PyExc_ValueError);
+    py::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p) std::rethrow_exception(p);
+        } catch (const KVCapacityError& e) {
+            py::set_error(full_exc, e.what());
+        } catch (const KVFileError& e) {
+            py::set_error(file_exc, e.what());
+        } catch (const KVUnknownSequence& e) {
+            py::set_error(PyExc_KeyError, e.what());
+        }
+    });
+
+    py::class_<KVCache>(m, "KVCache",
+                        "Paged KV cache: a pool of blocks of block_tokens token slots per layer, a block table per\n"
+                        "sequence and layer, refcounted blocks shared by fork (copy-on-write of the partial tail).\n"
+                        "Keys are stored as written (rotated by the caller at their absolute positions) and never\n"
+                        "re-rotated: eviction keeps positions, so attention over the kept tokens is exact.")
+        .def(py::init([](int n_layers, int n_kv_heads, int head_dim, int64_t capacity_tokens, int block_tokens,
+                         const std::string& dtype, py::object layer_windows) {
+                 std::vector<int64_t> w;
+                 if (!layer_windows.is_none()) {
+                     for (py::handle x : layer_windows) w.push_back(x.is_none() ? 0 : x.cast<int64_t>());
+                 }
+                 return new KVCache(n_layers, n_kv_heads, head_dim, capacity_tokens, block_tokens,
+                                    kv_dtype_from_name(dtype), w);
+             }),
+             py::arg("n_layers"), py::arg("n_kv_heads"), py::arg("head_dim"), py::kw_only(), py::arg("capacity_tokens"),
+             py::arg("block_tokens") = 32, py::arg("dtype") = "f16", py::arg("layer_windows") = py::none())
+        .def_readonly("n_layers", &KVCache::n_layers)
+        .def_readonly("n_kv_heads", &KVCache::n_kv_heads)
+        .def_readonly("head_dim", &KVCache::head_dim)
+        .def_readonly("block_tokens", &KVCache::block_tokens)
+        .def_property_readonly("dtype", [](const KVCache& c) { return std::string(format_info(c.dtype).name); })
+        .def_property_readonly("layer_windows", [](const KVCache& c) { return c.windows; })
+        .def_property_readonly("capacity_tokens", [](const KVCache& c) { return c.n_blocks / c.n_layers * c.block_tokens; })
+        .def("new_sequence", [](KVCache& c) {
+            std::unique_lock<std::shared_mutex> lk(c.mu);
+            return c.new_sequence();
+        }, "A new empty sequence; returns its id.")
+        .def("extend", [](KVCache& c, int64_t seq, int64_t n) {
+            std::unique_lock<std::shared_mutex> lk(c.mu);
+            c.extend(seq, n);
+        }, py::arg("seq"), py::arg("n_tokens"),
+           "Reserves the next n_tokens positions in every layer. The only operation that allocates: raises\n"
+           "KVCacheFullError and changes nothing when the pool cannot hold them.")
+        .def("write", &write_kv, py::arg("layer"), py::arg("seq"), py::arg("k"), py::arg("v"),
+             "Fills the layer's reserved positions: k, v (n_tokens, n_kv_heads, head_dim) float32.")
+        .def("append", [](KVCache& c, int layer, int64_t seq, py::handle k, py::handle v) {
+            if (c.n_layers != 1) throw py::value_error("append is for single-layer caches; use extend + write per layer");
+            Arr ka = require_kv(k, "k", c);
+            require_kv(v, "v", c);
+            {
+                std::unique_lock<std::shared_mutex> lk(c.mu);
+                if (layer != 0) throw py::index_error("layer " + std::to_string(layer) + " is out of range (n_layers = 1)");
+                c.extend(seq, ka.shape(0));
+            }
+            try {
+                write_kv(c, layer, seq, k, v);
+            } catch (...) {
+                std::unique_lock<std::shared_mutex> lk(c.mu);
+                c.truncate(seq, c.sequence(seq).length - ka.shape(0));  // undo the reservation
+                throw;
+            }
+        }, py::arg("layer"), py::arg("seq"), py::arg("k"), py::arg("v"), "extend + write, for a single-layer cache.")
+        .def("fork", [](KVCache& c, int64_t seq) {
+            std::unique_lock<std::shared_mutex> lk(c.mu);
+            return c.fork(seq);
+        }, py::arg("seq"), "A new sequence sharing every block of seq (copy-on-write); returns its id.")
+        .def("truncate", [](KVCache& c, int64_t seq, int64_t n) {
+            std::unique_lock<std::shared_mutex> lk(c.mu);
+            c.truncate(seq, n);
+        }, py::arg("seq"), py::arg("n_tokens"), "Rolls seq back to its first n_tokens positions.")
+        .def("free", [](KVCache& c, int64_t seq) {
+            std::unique_lock<std::shared_mutex> lk(c.mu);
+            c.free_sequence(seq);
+        }, py::arg("seq"))
+        .def("evict", [](KVCache& c, int64_t seq, int64_t n_sink, int64_t window) {
+            std::unique_lock<std::shared_mutex> lk(c.mu);
+            c.evict(seq, n_sink, window);
+        }, py::arg("seq"), py::kw_only(), py::arg("n_sink"), py::arg("window"),
+           "StreamingLLM eviction: keeps positions < n_sink and the newest `window` positions, in every layer.")
+        .def("length", [](const KVCache& c, int64_t seq) {
+            std::shared_lock<std::shared_mutex> lk(c.mu);
+            return c.sequence(seq).length;
+        }, py::arg("seq"), "Positions of seq (the next token's position).")
+        .def("keys", [](const KVCache& c, int layer, int64_t seq) { return read_kv(c, layer, seq, false); },
+             py::arg("layer"), py::arg("seq"), "Dequantized copy of the stored keys (n_stored, n_kv_heads, head_dim).")
+        .def("values", [](const KVCache& c, int layer, int64_t seq) { return read_kv(c, layer, seq, true); },
+             py::arg("layer"), py::arg("seq"), "Dequantized copy of the stored values.")
+        .def("positions", [](const KVCache& c, int layer, int64_t seq) {
+            std::shared_lock<std::shared_mutex> lk(c.mu);
+            const int64_t n = c.stored(layer, seq);
+            std::vector<float> k(n * c.n_kv_heads * c.head_dim), v(k.size());
+            py::array_t<int64_t> pos(n);
+            c.read(layer, seq, k.data(), v.data(), pos.mutable_data());
+            return pos;
+        }, py::arg("layer"), py::arg("seq"), "Positions of the stored tokens (int64), in order.")
+        .def("sequences", [](const KVCache& c) {
+            std::shared_lock<std::shared_mutex> lk(c.mu);
+            return c.sequence_ids();
+        })
+        .def("stats", [](const KVCache& c) {
+            std::shared_lock<std::shared_mutex> lk(c.mu);
+            const KVStats s = c.stats();
+            py::dict d;
+            d["blocks_total"] = s.blocks_total;
+            d["blocks_used"] = s.blocks_used;
+            d["blocks_free"] = s.blocks_free;
+            d["block_bytes"] = s.block_bytes;
+            d["block_tokens"] = c.block_tokens;
+            d["bytes_total"] = s.blocks_total * s.block_bytes;
+            d["bytes_used"] = s.blocks_used * s.block_bytes;
+            d["bytes_per_token"] = s.bytes_per_token;
+            d["sequences"] = s.sequences;
+            return d;
+        }, "Blocks used/free, bytes, bytes per cached token (all layers, K and V).")
+        .def("save", [](const KVCache& c, int64_t seq, py::object path) {
+            std::vector<uint8_t> buf;
+            {
+                std::shared_lock<std::shared_mutex> lk(c.mu);
+                buf = c.save(seq);
+            }
+            py::bytes b(reinterpret_cast<const char*>(buf.data()), buf.size());
+            py::object f = py::module_::import("builtins").attr("open")(path, "wb");
+            try {
+                f.attr("write")(b);
+            } catch (...) {
+                f.attr("close")();
+                throw;
+            }
+            f.attr("close")();
+        }, py::arg("seq"), py::arg("path"), "Writes seq to a versioned, checksummed file.")
+        .def("restore", [](KVCache& c, py::object path) {
+            py::object f = py::module_::import("builtins").attr("open")(path, "rb");
+            py::bytes b;
+            try {
+                b = f.attr("read")();
+            } catch (...) {
+                f.attr("close")();
+                throw;
+            }
+            f.attr("close")();
+            std::string_view sv = b;
+            std::unique_lock<std::shared_mutex> lk(c.mu);
+            return c.restore(reinterpret_cast<const uint8_t*>(sv.data()), sv.size());
+        }, py::arg("path"),
+           "A new sequence read from a file written by save(). The file is validated whole (magic, version,\n"
+           "geometry, checksum, sizes, capacity) before anything changes; raises KVCacheFileError otherwise.")
+        .def("_block_table", [](const KVCache& c, int layer, int64_t seq) {
+            std::shared_lock<std::shared_mutex> lk(c.mu);
+            if (layer < 0 || layer >= c.n_layers) throw py::index_error("layer out of range");
+            py::list out;
+            for (const KVEntry& e : c.sequence(seq).layers[layer].entries)
+                out.append(py::make_tuple(e.block, e.lo, e.hi, e.pos0));
+            return out;
+        }, py::arg("layer"), py::arg("seq"), "(block, lo, hi, pos0) entries (for tests).")
+        .def("_refcount", [](const KVCache& c, int32_t block) {
+            std::shared_lock<std::shared_mutex> lk(c.mu);
+            if (block < 0 || block >= c.n_blocks) throw py::index_error("block out of range");
+            return c.refcount(block);
+        }, py::arg("block"));
+
+    m.def(
+        "attention",
+        [](py::handle q, KVCache& cache, int layer, int64_t seq, py::object scale, py::object window, py::object softcap,
+           py::object sinks, py::object out) {
+            Arr qa = query_array(q, cache);
+            AttnArgs a = parse_options(cache, qa.shape(1), scale, window, softcap, sinks);
+            attention_check(cache, layer, seq, qa.shape(0), qa.shape(1), a.opt);
+            Arr oa = output_array(out, qa);
+            const float* qp = qa.data();
+            float* op = oa.mutable_data();
+            const int64_t T = qa.shape(0), H = qa.shape(1);
+            {
+                py::gil_scoped_release rel;
+                std::shared_lock<std::shared_mutex> lk(cache.mu);
+                attention(kernels(), cache, layer, seq, qp, T, H, a.opt, op);
+            }
+            return oa;
+        },
+        py::arg("q"), py::arg("cache"), py::arg("layer"), py::arg("seq"), py::kw_only(), py::arg("scale") = py::none(),
+        py::arg("window") = py::none(), py::arg("softcap") = py::none(), py::arg("sinks") = py::none(),
+        py::arg("out") = py::none(),
+        "Causal attention of q (q_tokens, n_heads, head_dim) float32, the newest q_tokens positions of seq,\n"
+        "over the cached tokens of `layer` (GQA: n_heads a multiple of n_kv_heads).\n"
+        "scale: default 1/sqrt(head_dim). window: key visible iff q_pos - k_pos < window (default: the layer's).\n"
+        "softcap: s = softcap*tanh(s/softcap). sinks: (n_heads,) learned sink logits (gpt-oss): an extra\n"
+        "logit in each head's softmax denominator with a zero value. StreamingLLM sink *tokens* are\n"
+        "KVCache.evict(n_sink=...). A row that sees nothing gives zeros.");
+    m.def(
+        "attention_batch",
+        [](py::handle q, KVCache& cache, int layer, std::vector<int64_t> seqs, py::object scale, py::object window,
+           py::object softcap, py::object sinks, py::object out) {
+            Arr qa = query_array(q, cache);
+            if (static_cast<int64_t>(seqs.size()) != qa.shape(0))
+                throw py::value_error("q must have one token per sequence: q_tokens " + std::to_string(qa.shape(0)) +
+                                      " != len(seqs) " + std::to_string(seqs.size()));
+            AttnArgs a = parse_options(cache, qa.shape(1), scale, window, softcap, sinks);
+            for (int64_t s : seqs) attention_check(cache, layer, s, 1, qa.shape(1), a.opt);
+            Arr oa = output_array(out, qa);
+            const float* qp = qa.data();
+            float* op = oa.mutable_data();
+            const int64_t H = qa.shape(1);
+            {
+                py::gil_scoped_release rel;
+                std::shared_lock<std::shared_mutex> lk(cache.mu);
+                attention_batch(kernels(), cache, layer, seqs.data(), static_cast<int64_t>(seqs.size()), qp, H, a.opt, op);
+            }
+            return oa;
+        },
+        py::arg("q"), py::arg("cache"), py::arg("layer"), py::arg("seqs"), py::kw_only(), py::arg("scale") = py::none(),
+        py::arg("window") = py::none(), py::arg("softcap") = py::none(), py::arg("sinks") = py::none(),
+        py::arg("out") = py::none(),
+        "Batched decode: q (n_seqs, n_heads, head_dim), one newest-position query per sequence in seqs.\n"
+        "Each row equals attention(q[i:i+1], cache, layer, seqs[i]) bit for bit.");
+    m.def(
+        "attention_kernel_names",
+        [] {
+            py::dict d;
+            const Kernels& k = kernels();
+            for (Format f : {Format::F32, Format::F16, Format::Q8_0, Format::Q4_0})
+                d[(std::string("attention_") + format_info(f).name).c_str()] = k.attention.chunk_name[static_cast<int>(f)];
+            return d;
+        },
+        "Which attention chunk kernel runs for each cache dtype under the ISA in use.");
+}
+
+}  // namespace slmk
