@@ -1,0 +1,162 @@
+"""ModelConfig.from_gguf: the real model, tiny files per architecture, and bad metadata."""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import pytest
+
+gguf = pytest.importorskip("gguf")
+
+from slmkernels.model import GGUFError, GGUFReader, ModelConfig  # noqa: E402
+from slmkernels.model.testing import TINY, write_tiny_model  # noqa: E402
+
+
+def load(path) -> ModelConfig:
+    with GGUFReader(path) as r:
+        return ModelConfig.from_gguf(r)
+
+
+@pytest.mark.model
+def test_smollm2_config(smollm2_path):
+    c = load(smollm2_path)
+    assert (c.architecture, c.n_layers, c.hidden, c.n_heads, c.n_kv_heads, c.head_dim) == ("llama", 30, 576, 9, 3, 64)
+    assert (c.ffn, c.vocab, c.context_length, c.rope_dim) == (1536, 49152, 8192, 64)
+    assert c.rope_base == 100000.0 and c.rope_type == "norm" and c.rope_scaling_type == "none"
+    assert c.rms_norm_eps == pytest.approx(1e-5)
+    assert c.tied_embeddings and not c.qkv_bias and c.sliding_window == 0
+    assert c.attention_scale == pytest.approx(1 / 8)
+    assert (c.embedding_scale, c.residual_scale, c.logit_scale) == (1.0, 1.0, 1.0)
+
+
+@pytest.mark.parametrize("arch", ["llama", "mistral", "qwen2", "granite"])
+def test_tiny_architectures(tmp_path, arch):
+    c = load(write_tiny_model(tmp_path / f"{arch}.gguf", arch))
+    assert c.architecture == arch
+    assert (c.n_layers, c.hidden, c.n_heads, c.n_kv_heads) == (TINY["n_layers"], TINY["hidden"], TINY["n_heads"], TINY["n_kv_heads"])
+    assert c.head_dim == TINY["hidden"] // TINY["n_heads"]
+    assert c.rope_type == ("neox" if arch == "qwen2" else "norm")
+    assert c.qkv_bias == (arch == "qwen2")
+    if arch == "granite":
+        assert c.embedding_scale == 12.0 and c.logit_scale == 8.0
+        assert c.residual_scale == pytest.approx(0.22) and c.attention_scale == 0.0078125
+    else:
+        assert c.attention_scale == pytest.approx(1 / math.sqrt(c.head_dim))
+
+
+def test_untied_output_and_sliding_window(tmp_path):
+    p = write_tiny_model(
+        tmp_path / "m.gguf", "llama", tied=False, override=lambda w: w.add_uint32("llama.attention.sliding_window", 64)
+    )
+    c = load(p)
+    assert not c.tied_embeddings and c.sliding_window == 64
+    assert "output.weight" in c.expected_tensors()
+
+
+def test_rope_scaling(tmp_path):
+    def o(w):
+        w.add_string("llama.rope.scaling.type", "linear")
+        w.add_float32("llama.rope.scaling.factor", 4.0)
+        w.add_uint32("llama.rope.scaling.original_context_length", 2048)
+
+    c = load(write_tiny_model(tmp_path / "m.gguf", override=o))
+    assert (c.rope_scaling_type, c.rope_scaling_factor, c.rope_original_context) == ("linear", 4.0, 2048)
+
+
+def _bad(**kw):
+    return kw
+
+
+BAD = {
+    "unsupported architecture": (_bad(arch="mamba"), "unsupported architecture 'mamba'"),
+    "head count as string": (
+        _bad(override=lambda w: w.add_string("llama.attention.head_count", "4")),
+        "head_count' must be an integer, got STRING",
+    ),
+    "head count as float": (
+        _bad(override=lambda w: w.add_float32("llama.attention.head_count", 4.0)),
+        "must be an integer, got FLOAT32",
+    ),
+    "per-layer head counts (array)": (
+        _bad(override=lambda w: w.add_array("llama.attention.head_count", [4, 4])),
+        "must be an integer, got ARRAY of",
+    ),
+    "a million layers": (
+        _bad(override=lambda w: w.add_uint32("llama.block_count", 1_000_000)),
+        "block_count' = 1000000 is out of range",
+    ),
+    "zero layers": (_bad(override=lambda w: w.add_uint32("llama.block_count", 0)), "out of range"),
+    "negative hidden": (_bad(override=lambda w: w.add_int32("llama.embedding_length", -64)), "out of range"),
+    "heads not a multiple of kv heads": (
+        _bad(override=lambda w: w.add_uint32("llama.attention.head_count_kv", 3)),
+        "not a multiple of llama.attention.head_count_kv 3",
+    ),
+    "missing block_count": (_bad(skip_keys=("llama.block_count",)), "required metadata 'llama.block_count' is missing"),
+    "eps zero": (_bad(override=lambda w: w.add_float32("llama.attention.layer_norm_rms_epsilon", 0.0)), "out of range"),
+    "eps NaN": (_bad(override=lambda w: w.add_float32("llama.attention.layer_norm_rms_epsilon", float("nan"))), "out of range"),
+    "rope base negative": (_bad(override=lambda w: w.add_float32("llama.rope.freq_base", -1.0)), "out of range"),
+    "rope dim above head dim": (_bad(override=lambda w: w.add_uint32("llama.rope.dimension_count", 64)), "out of range"),
+    "rope scaling type unknown": (_bad(override=lambda w: w.add_string("llama.rope.scaling.type", "magic")), "unsupported"),
+    "architecture not a string": (_bad(override=lambda w: w.add_uint32("general.architecture", 1)), "must be a string"),
+    "vocab size disagrees with tensors": (
+        _bad(override=lambda w: w.add_uint32("llama.vocab_size", 1000)),
+        "token_embd.weight' has dims .* implies",
+    ),
+    "hidden disagrees with tensors": (
+        _bad(override=lambda w: w.add_uint32("llama.embedding_length", 128)),
+        "has dims .* but the metadata implies",
+    ),
+    "ffn disagrees with tensors": (
+        _bad(override=lambda w: w.add_uint32("llama.feed_forward_length", 100)),
+        "has dims .* but the metadata implies",
+    ),
+    "wrong q shape": (_bad(tensor_shapes={"blk.1.attn_q.weight": (32, 64)}), "blk.1.attn_q.weight' has dims"),
+    "missing tensor": (_bad(skip_tensors=("blk.1.ffn_up.weight",)), "blk.1.ffn_up.weight' is missing"),
+    "more layers than block_count": (
+        _bad(override=lambda w: w.add_uint32("llama.block_count", 1)),
+        "blk.1.attn_norm.weight' exists but block_count is 1",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_metadata_is_rejected(tmp_path, case):
+    kw, match = BAD[case]
+    p = write_tiny_model(tmp_path / "bad.gguf", **kw)
+    with pytest.raises(GGUFError, match=match):
+        load(p)
+
+
+def test_mutated_model_files_raise_only_gguf_error(tmp_path):
+    """Random byte edits in the metadata and tensor-info part of a complete tiny model: reading,
+    the config, the tokenizer and the chat template either work or raise GGUFError."""
+    from slmkernels.model import ChatTemplate, Tokenizer
+    from slmkernels.model.chat import TemplateError
+
+    full = Path(write_tiny_model(tmp_path / "m.gguf")).read_bytes()
+    with GGUFReader(tmp_path / "m.gguf") as r:
+        header_end = r.data_offset
+    rng = random.Random(99)
+    counts = {"ok": 0, "rejected": 0}
+    for _ in range(300):
+        data = bytearray(full)
+        for _ in range(rng.randint(1, 3)):
+            pos = rng.randrange(header_end)
+            data[pos] = rng.choice([0, 0xFF, data[pos] ^ (1 << rng.randrange(8))])
+        p = tmp_path / "x.gguf"
+        p.write_bytes(bytes(data))
+        try:
+            with GGUFReader(p) as r:
+                ModelConfig.from_gguf(r)
+                tok = Tokenizer.from_gguf(r)
+                tok.decode(tok.encode("hello world <|im_end|> é😀"))
+                try:
+                    ChatTemplate.from_gguf(r).render([{"role": "user", "content": "hi"}])
+                except TemplateError:
+                    pass
+            counts["ok"] += 1
+        except GGUFError:
+            counts["rejected"] += 1
+    assert counts["rejected"] > 100
