@@ -85,11 +85,20 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(0)
     rows = []
 
+    load_before = os.getloadavg()[0]
     bw = _core._probe_read_bandwidth(1 << 30, 5)
-    peak8 = _core._probe_peak("int8", 0.3)
+    peak8 = _core._probe_peak("int8", 0.3)  # the ISA's best int8 instruction (AMX: TDPBSSD)
     peak32 = _core._probe_peak("fp32", 0.3)
-    print(f"machine: read bandwidth {bw['gb_per_s']:.1f} GB/s, int8 peak {peak8['gops']:.0f} GOPS, "
-          f"fp32 peak {peak32['gops']:.0f} GFLOPS ({sk.get_isa()}, {args.threads} threads)", file=sys.stderr)
+    # With AMX the int8 peak is the tile unit's; also give the vpdpbusd zmm peak for comparison.
+    peak_vnni = None
+    if sk.get_isa() == "avx512_amx":
+        sk.set_isa("avx512_vnni")
+        peak_vnni = _core._probe_peak("int8", 0.3)["gops"]
+        sk.set_isa("avx512_amx")
+    vnni_txt = f", vpdpbusd peak {peak_vnni:.0f} GOPS" if peak_vnni else ""
+    print(f"machine: read bandwidth {bw['gb_per_s']:.1f} GB/s, int8 peak {peak8['gops']:.0f} GOPS{vnni_txt}, "
+          f"fp32 peak {peak32['gops']:.0f} GFLOPS ({sk.get_isa()}, {args.threads} threads, "
+          f"load average {load_before:.2f})", file=sys.stderr)
 
     # ---- GEMV: working set larger than the last-level cache, weights cycled ----
     ws = args.working_set_mb * 2**20 or 640 * 2**20
@@ -132,8 +141,10 @@ def main(argv=None) -> int:
             gops = 2 * m * N * K / t / 1e9
             rows.append(dict(kind="gemm", format=fmt, M=m, N=N, K=K, seconds=t, spread=spread, valid=ok, err_ratio=err,
                              gops=gops, frac_int8_peak=gops / peak8["gops"] if peak8["gops"] else None,
+                             frac_vnni_peak=gops / peak_vnni if peak_vnni else None,
                              numpy_seconds=tn, speedup_vs_numpy=tn / t, kernel=sk.gemm_kernel_names().get("gemm_" + fmt)))
-            print(f"gemm {fmt} M={m}: {gops:.0f} GOPS ({gops / peak8['gops']:.0%} of int8 peak), "
+            vn = f", {gops / peak_vnni:.0%} of vpdpbusd peak" if peak_vnni else ""
+            print(f"gemm {fmt} M={m}: {gops:.0f} GOPS ({gops / peak8['gops']:.0%} of int8 peak{vn}), "
                   f"{tn / t:.2f}x numpy", file=sys.stderr)
 
     # ---- per-call overhead ----
@@ -166,11 +177,13 @@ def main(argv=None) -> int:
         print("llama.cpp: skipped (no --llama-bin)", file=sys.stderr)
 
     meta = dict(machine=platform.machine(), isa=sk.get_isa(), threads=args.threads, version=sk.__version__,
-                read_gb_per_s=bw["gb_per_s"], int8_peak_gops=peak8["gops"], fp32_peak_gflops=peak32["gops"])
+                read_gb_per_s=bw["gb_per_s"], int8_peak_gops=peak8["gops"], fp32_peak_gflops=peak32["gops"],
+                vnni_peak_gops=peak_vnni, load_average_before=load_before, load_average_after=os.getloadavg()[0])
     with open(args.json, "w") as fh:
         json.dump(dict(meta=meta, rows=rows), fh, indent=1)
     lines = [f"Machine: {meta['machine']}, ISA {meta['isa']}, {args.threads} threads; read bandwidth "
-             f"{bw['gb_per_s']:.1f} GB/s, int8 peak {peak8['gops']:.0f} GOPS, fp32 peak {peak32['gops']:.0f} GFLOPS.", "",
+             f"{bw['gb_per_s']:.1f} GB/s, int8 peak {peak8['gops']:.0f} GOPS{vnni_txt}, fp32 peak {peak32['gops']:.0f} GFLOPS; "
+             f"load average {load_before:.2f} before, {meta['load_average_after']:.2f} after.", "",
              "| kernel | format | M x N x K | time | rate | vs limit | vs numpy | vs llama.cpp |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
@@ -181,6 +194,8 @@ def main(argv=None) -> int:
                          f"{r['frac_bandwidth']:.0%} of bandwidth | - | {lc} |")
         elif r["kind"] == "gemm":
             fp = f"{r['frac_int8_peak']:.0%} of int8 peak" if r["frac_int8_peak"] else "-"
+            if r.get("frac_vnni_peak"):
+                fp += f" ({r['frac_vnni_peak']:.0%} of vpdpbusd)"
             lines.append(f"| gemm | {r['format']} | {shape} | {r['seconds']*1e3:.2f} ms | {r['gops']:.0f} GOPS | {fp} | "
                          f"{r['speedup_vs_numpy']:.2f}x | {lc} |")
         else:

@@ -9,6 +9,10 @@
 #if defined(SLMK_X86)
 #include <cpuid.h>
 #endif
+#if defined(SLMK_X86) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #if defined(SLMK_ARM64) && defined(__linux__)
 #include <sys/auxv.h>
 #endif
@@ -22,6 +26,17 @@ unsigned long long read_xcr0() {
     unsigned int eax, edx;
     __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
     return (static_cast<unsigned long long>(edx) << 32) | eax;
+}
+
+// Linux hands out the (8 KB) tile-data state only to a process that asks for it; without the
+// permission the first tile instruction faults. Other OSes: assume XCR0 is the whole story.
+bool request_amx_permission() {
+#if defined(__linux__)
+    constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+    return true;
+#endif
 }
 
 CpuFeatures detect() {
@@ -47,8 +62,12 @@ CpuFeatures detect() {
         f.avx512bw = f.avx512f && ((b >> 30) & 1);
         f.avx512vl = f.avx512f && ((b >> 31) & 1);
         f.avx512vnni = f.avx512f && ((c >> 11) & 1);
+        // CPUID.7.0:EDX bit 24 = AMX-TILE, bit 25 = AMX-INT8 (bit 22 = AMX-BF16)
+        const bool cpu_amx = ((d >> 24) & 1) && ((d >> 25) & 1);
         __cpuid_count(7, 1, a, b, c, d);
         f.avxvnni = f.avx2 && ((a >> 4) & 1);
+        const bool os_tiles = (xcr0 & (3ull << 17)) == (3ull << 17);  // XTILECFG | XTILEDATA
+        f.amx_int8 = f.avx512f && cpu_amx && os_tiles && request_amx_permission();
     }
     return f;
 }
@@ -97,6 +116,7 @@ std::vector<std::string> feature_names() {
         {f.fma, "fma"},          {f.f16c, "f16c"},        {f.bmi2, "bmi2"},
         {f.avx512f, "avx512f"},  {f.avx512bw, "avx512bw"}, {f.avx512vl, "avx512vl"},
         {f.avx512dq, "avx512dq"}, {f.avx512vnni, "avx512vnni"}, {f.avxvnni, "avxvnni"},
+        {f.amx_int8, "amx_int8"},
         {f.neon, "neon"},        {f.dotprod, "dotprod"},  {f.i8mm, "i8mm"},
         {f.fp16, "fp16"},
     };

@@ -10,6 +10,9 @@ struct CpuFeatures {
     bool sse42 = false, avx = false, avx2 = false, fma = false, f16c = false, bmi2 = false;
     bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;
     bool avx512vnni = false, avxvnni = false;
+    // AMX-INT8 tiles: CPUID + XCR0 (XTILECFG/XTILEDATA) + on Linux the kernel's permission for
+    // the tile state (arch_prctl ARCH_REQ_XCOMP_PERM, asked once at detection, process-wide).
+    bool amx_int8 = false;
     // aarch64
     bool neon = false, dotprod = false, i8mm = false, fp16 = false;
 };

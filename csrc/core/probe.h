@@ -8,8 +8,8 @@ namespace slmk {
 // thread pool, each thread a contiguous slice; returns a checksum (so nothing is elided).
 uint64_t probe_read(const uint8_t* buf, int64_t bytes, int reps);
 
-// Runs `iters` iterations of an int8 dot-product loop (the ISA's best instruction, 12
-// independent accumulators) on every pool thread; returns the int8 multiply-adds done
+// Runs `iters` iterations of an int8 dot-product loop (the ISA's best instruction: vpdpbusd /
+// maddubs / sdot with 12 independent accumulators, or AMX TDPBSSD with 4 tiles) on every pool thread; returns the int8 multiply-adds done
 // (2 ops each), or 0 if the ISA has no int8 probe.
 double probe_int8_macs(int64_t iters);
 // Same for fp32 fused multiply-adds.

@@ -19,6 +19,21 @@ double probe_int8_avx2(int64_t iters) {
     return static_cast<double>(iters) * 12 * 32;
 }
 
+// Streaming read of [p, p + bytes) (bytes a multiple of 512): 256-bit loads into 8 independent
+// 64-bit-lane sums; returns a checksum.
+uint64_t probe_read_avx2(const uint8_t* p, int64_t bytes) {
+    __m256i acc[8];
+    for (int j = 0; j < 8; ++j) acc[j] = _mm256_setzero_si256();
+    for (int64_t i = 0; i < bytes; i += 512)
+        for (int j = 0; j < 8; ++j) {
+            const __m256i* q = reinterpret_cast<const __m256i*>(p + i + 64 * j);
+            acc[j] = _mm256_add_epi64(acc[j], _mm256_add_epi64(_mm256_load_si256(q), _mm256_load_si256(q + 1)));
+        }
+    for (int j = 1; j < 8; ++j) acc[0] = _mm256_add_epi64(acc[0], acc[j]);
+    return static_cast<uint64_t>(_mm256_extract_epi64(acc[0], 0) + _mm256_extract_epi64(acc[0], 1) +
+                                 _mm256_extract_epi64(acc[0], 2) + _mm256_extract_epi64(acc[0], 3));
+}
+
 double probe_fp32_avx2(int64_t iters) {
     __m256 acc[12];
     for (int j = 0; j < 12; ++j) acc[j] = _mm256_set1_ps(static_cast<float>(j));

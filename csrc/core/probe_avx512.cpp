@@ -1,4 +1,4 @@
-// ---- peak probes, AVX-512 (vpdpbusd zmm: 64 int8 multiply-adds; vfmadd zmm: 16 fp32 FMAs) ----
+// ---- probes, AVX-512: streaming read; peaks (vpdpbusd zmm: 64 int8 multiply-adds; vfmadd zmm: 16 fp32 FMAs) ----
 #include <immintrin.h>
 
 #include <cstdint>
@@ -16,6 +16,18 @@ double probe_int8_avx512_vnni(int64_t iters) {
     volatile int sink = _mm512_reduce_add_epi32(s);
     (void)sink;
     return static_cast<double>(iters) * 12 * 64;
+}
+
+// Streaming read of [p, p + bytes) (bytes a multiple of 512): 512-bit loads into 8 independent
+// 64-bit-lane sums, the most loads in flight the core allows; returns a checksum.
+uint64_t probe_read_avx512(const uint8_t* p, int64_t bytes) {
+    __m512i acc[8];
+    for (int j = 0; j < 8; ++j) acc[j] = _mm512_setzero_si512();
+    for (int64_t i = 0; i < bytes; i += 512)
+        for (int j = 0; j < 8; ++j)
+            acc[j] = _mm512_add_epi64(acc[j], _mm512_load_si512(reinterpret_cast<const void*>(p + i + 64 * j)));
+    for (int j = 1; j < 8; ++j) acc[0] = _mm512_add_epi64(acc[0], acc[j]);
+    return static_cast<uint64_t>(_mm512_reduce_add_epi64(acc[0]));
 }
 
 double probe_fp32_avx512(int64_t iters) {

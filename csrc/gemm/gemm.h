@@ -32,6 +32,8 @@ namespace slmk {
 
 constexpr int kGroupRows = 16;  // weight rows interleaved in one packed group
 constexpr int kMaxMR = 4;       // activation rows one micro-kernel call handles
+constexpr int kPanelMinM = 16;   // M from which an ISA's panel kernel (if any) takes over
+constexpr int kPanelRows = 128;  // activation rows one panel call handles (at most)
 
 // ---- packed tile layouts (one tile = one block of the format for 16 rows) ----
 // Notation: [a][b] = a-major array; "quad" = 4 bytes of one row; "row-quads" = [16 rows][4 B] = 64 B.

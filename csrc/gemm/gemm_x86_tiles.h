@@ -1,6 +1,7 @@
 // ---- 512-bit GEMM micro-kernels shared by gemm_avx512.cpp and gemm_avx512_vnni.cpp ----
-// Included by exactly those two files, each compiled with its own -m flags, so everything here
-// has internal linkage (anonymous namespace): no inline function may be merged across them.
+// Included by those two files (and gemm_avx512_amx.cpp, for its helpers), each compiled with its
+// own -m flags, so everything here has internal linkage (anonymous namespace): no inline
+// function may be merged across them.
 // The two files differ only in the Dot policy: how 64 u8 weights x 64 s8 activations become
 // 16 int32 row sums (vpdpbusd, or vpmaddubsw + vpmaddwd), see DotVnni / DotMadd below.
 //
@@ -135,7 +136,7 @@ static inline float act_block(const float* x, int8_t* q, __m512i* qi) {
     return d;
 }
 
-static void act_quant_32_x512(const float* x, int64_t k, int8_t* q, float* d, int32_t* sum) {
+[[maybe_unused]] static void act_quant_32_x512(const float* x, int64_t k, int8_t* q, float* d, int32_t* sum) {
     for (int64_t b = 0; b < k / 32; ++b) {
         __m512i qi[2];
         d[b] = act_block<2>(x + 32 * b, q + 32 * b, qi);
@@ -143,7 +144,7 @@ static void act_quant_32_x512(const float* x, int64_t k, int8_t* q, float* d, in
     }
 }
 
-static void act_quant_256_x512(const float* x, int64_t k, int8_t* q, float* d, int32_t* sum) {
+[[maybe_unused]] static void act_quant_256_x512(const float* x, int64_t k, int8_t* q, float* d, int32_t* sum) {
     for (int64_t b = 0; b < k / 256; ++b) {
         __m512i qi[16];
         d[b] = act_block<16>(x + 256 * b, q + 256 * b, qi);

@@ -33,7 +33,10 @@ int main() {
             for (int64_t k : {256, 512, 2816}) {
                 if (k % fi.block_size) continue;
                 for (int64_t n : {1, 15, 17, 33}) {
-                    for (int64_t m : {1, 3, 4, 5, 9}) {
+                    // m >= 16: panel kernels (AMX) where the ISA has them; 130 = a full 128-row
+                    // panel chunk + a 2-row tail, 33 = two full 16-row tiles + a 1-row tail
+                    for (int64_t m : {1, 3, 4, 5, 9, 16, 33, 130}) {
+                        if (m == 130 && k != 256) continue;
                         const int kind = static_cast<int>((k + n + m) % kNumDataKinds);
                         // weights: quantize random data with the scalar quantizer; also random bytes
                         std::vector<float> wf = test_data(n * k, 7 + n, kind == 3 ? 0 : kind);
