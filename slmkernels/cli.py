@@ -1,4 +1,6 @@
-"""The ``slmkernels`` command: ``slmkernels info`` prints what this machine runs."""
+"""The ``slmkernels`` command: ``slmkernels info`` prints what this machine runs;
+``slmkernels bench`` validates and times the kernels against the machine's limits and peers;
+``slmkernels generate --model PATH "prompt"`` runs a GGUF model and streams its text."""
 
 from __future__ import annotations
 
@@ -23,12 +25,19 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from slmkernels.bench.cli import add_parser as add_bench_parser
+    from slmkernels.model.generate_cli import add_parser as add_generate_parser
+
     parser = argparse.ArgumentParser(prog="slmkernels", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p_info = sub.add_parser("info", help="CPU features, the ISA in use, and the kernels it runs")
     p_info.add_argument("--kernels", action="store_true", help="list the kernel chosen for each operation")
     p_info.set_defaults(func=_cmd_info)
+    add_bench_parser(sub)
+    add_generate_parser(sub)
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     return args.func(args)
 
 

@@ -1,0 +1,128 @@
+"""Attention and KV-cache areas: decode and prefill attention over the paged cache (and torch's
+scaled_dot_product_attention on the same keys and values), cache appends."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import slmkernels as sk
+
+from . import Bench, case
+from .peers import torch_or_reason
+
+CONTEXTS = (512, 2048)  # cached tokens
+
+# float32 scores carry ~D 2^-24 |q||k| error, the softmax ~L 2^-24 relative, the weighted sum
+# of values the same again: relative to max|v|, a generous multiple of those for D, L <= 4096.
+ATTN_TOL = 2e-5
+
+
+def ref_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """float64 causal GQA attention of the newest T positions: q (T, H, D), k/v (L, G, D)."""
+    T, H, D = q.shape
+    L, G, _ = k.shape
+    kk = np.repeat(k.astype(np.float64), H // G, axis=1)  # (L, H, D)
+    vv = np.repeat(v.astype(np.float64), H // G, axis=1)
+    s = np.einsum("thd,lhd->htl", q.astype(np.float64), kk) / np.sqrt(D)
+    visible = np.arange(L)[None, :] <= (L - T + np.arange(T))[:, None]  # (T, L)
+    s = np.where(visible[None], s, -np.inf)
+    p = np.exp(s - s.max(axis=2, keepdims=True))
+    p /= p.sum(axis=2, keepdims=True)
+    return np.einsum("htl,lhd->thd", p, vv)
+
+
+def _ratio(got, ref, bound) -> float:
+    got = np.asarray(got, dtype=np.float64)
+    if got.shape != ref.shape:
+        return float("inf")
+    r = np.abs(got - ref) / bound
+    return float("inf") if not np.isfinite(r).all() else float(r.max())
+
+
+def _kernel() -> str:
+    names = sk.attention_kernel_names() if hasattr(sk, "attention_kernel_names") else {}
+    return names.get("attention") or names.get("attention_chunk") or next(iter(names.values()), "attention")
+
+
+def _filled_cache(rng, p, L):
+    cache = sk.KVCache(1, p.kv_heads, p.head_dim, capacity_tokens=L + 64)
+    seq = cache.new_sequence()
+    k = rng.standard_normal((L, p.kv_heads, p.head_dim)).astype(np.float32)
+    v = rng.standard_normal((L, p.kv_heads, p.head_dim)).astype(np.float32)
+    cache.append(0, seq, k, v)
+    return cache, seq, cache.keys(0, seq), cache.values(0, seq)
+
+
+@case("attention", requires=("KVCache", "attention"))
+def attention(ctx):
+    rng = ctx.rng
+    torch, why = torch_or_reason()
+    for p in ctx.presets:
+        H, G, D = p.heads, p.kv_heads, p.head_dim
+        for L in CONTEXTS:
+            cache, seq, k, v = _filled_cache(rng, p, L)
+            kv_bytes = cache.stats()["bytes_per_token"] * L
+            for T in sorted(set([1] + [m for m in ctx.m_values(p) if m <= L])):
+                q = rng.standard_normal((T, H, D)).astype(np.float32)
+                out = np.empty_like(q)
+                ref = ref_attention(q, k, v)
+                bound = ATTN_TOL * np.abs(v).max() + 1e-30
+                visible = T * L - T * (T - 1) / 2  # causal (query, key) pairs
+                common = dict(area="attention", name=f"{'decode' if T == 1 else 'prefill'} attention", format=cache.dtype,
+                              shape=f"T={T} L={L} H={H}/{G} D={D}", params=dict(T=T, L=L, H=H, G=G, D=D, preset=p.name),
+                              check=lambda got, ref=ref, b=bound: _ratio(got, ref, b),
+                              flops=4.0 * visible * H * D, compute="fp32")
+                yield Bench(**common, op="attention", kernel=_kernel(),
+                            bytes=float(kv_bytes + 2 * q.nbytes),
+                            run=lambda q=q, out=out: sk.attention(q, cache, 0, seq, out=out))
+                if not ctx.extra.get("peers"):
+                    continue
+                if torch is None:
+                    yield Bench(**common, impl="torch", op="torch.sdpa", run=None, bytes=0, skip=why)
+                    continue
+                qt = torch.from_numpy(q).permute(1, 0, 2)[None]  # (1, H, T, D)
+                kt = torch.from_numpy(k).permute(1, 0, 2)[None].contiguous()  # (1, G, L, D)
+                vt = torch.from_numpy(v).permute(1, 0, 2)[None].contiguous()
+                mask = torch.from_numpy(np.arange(L)[None, :] <= (L - T + np.arange(T))[:, None])
+
+                def sdpa(qt=qt, kt=kt, vt=vt, mask=mask):
+                    with torch.inference_mode():
+                        o = torch.nn.functional.scaled_dot_product_attention(qt, kt, vt, attn_mask=mask, enable_gqa=True)
+                    return o[0].permute(1, 0, 2).numpy()
+
+                yield Bench(**{**common, "format": "f32"}, impl="torch", op="torch.sdpa",
+                            kernel="torch scaled_dot_product_attention (f32)",
+                            bytes=float(k.nbytes + v.nbytes + 2 * q.nbytes), run=sdpa)
+
+
+@case("kvcache", requires=("KVCache",))
+def kv_append(ctx):
+    """Appending T tokens' keys and values to a sequence of L (each call then truncates back)."""
+    rng = ctx.rng
+    for p in ctx.presets:
+        G, D = p.kv_heads, p.head_dim
+        L = 512
+        for T in sorted(set([1] + ctx.m_values(p))):
+            cache = sk.KVCache(1, G, D, capacity_tokens=L + T + 64)
+            seq = cache.new_sequence()
+            cache.append(0, seq, rng.standard_normal((L, G, D)).astype(np.float32),
+                         rng.standard_normal((L, G, D)).astype(np.float32))
+            k = rng.standard_normal((T, G, D)).astype(np.float32)
+            v = rng.standard_normal((T, G, D)).astype(np.float32)
+            want = k.astype(np.float16 if cache.dtype == "f16" else np.float32).astype(np.float64)
+
+            def run(cache=cache, seq=seq, k=k, v=v):
+                cache.truncate(seq, L)
+                cache.append(0, seq, k, v)
+
+            def run_and_read(cache=cache, seq=seq, k=k, v=v):
+                cache.truncate(seq, L)
+                cache.append(0, seq, k, v)
+                return cache.keys(0, seq)[L:]
+
+            stored = cache.stats()["bytes_per_token"] * T
+            yield Bench(area="kvcache", name="append + truncate", op="kvcache.append", kernel="KVCache.append",
+                        format=cache.dtype, shape=f"T={T} onto L={L} G={G} D={D}",
+                        params=dict(T=T, L=L, G=G, D=D, preset=p.name), run=run,
+                        check_run=run_and_read, check=lambda got, want=want: _ratio(got, want, np.full(want.shape, 1e-300)),
+                        flops=0.0, bytes=float(k.nbytes + v.nbytes + stored), compute=None)

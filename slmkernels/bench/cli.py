@@ -1,0 +1,159 @@
+"""``slmkernels bench``: argument parsing and the command itself."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import sys
+
+from . import AREAS
+
+DEFAULT_FORMATS = "q4_0,q8_0,q4_k"
+DEFAULT_SHAPES = "smollm2-135m"
+DEFAULT_ROWS = "1,128,512"
+
+EPILOG = """\
+examples:
+  slmkernels bench gemm --shapes smollm2-135m
+  slmkernels bench all --json out.json --plot roofline.png
+  slmkernels bench gemm --formats q4_0 --shapes 1x4096x4096 --isa avx2,avx512_vnni
+  slmkernels bench --compare before.json after.json
+
+Each kernel's output is checked against a float64 numpy reference on the same inputs before it
+is timed; a row that fails is marked INVALID, is not timed, and the exit status is 1.
+Exit status: 0 all rows valid (skipped rows are fine), 1 a row failed validation or raised,
+2 bad arguments. Shapes: a preset (smollm2-135m, llama-1b, square-4096) or MxNxK.
+"""
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("bench", help="validate, then time, each kernel against this machine's limits and peers",
+                       description="Microbenchmarks with a roofline: what each kernel achieves here, how far from "
+                                   "the machine's limits, and next to numpy / PyTorch / llama.cpp.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("areas", nargs="*", metavar="AREA", help=f"{' | '.join(AREAS)} | all (default: all)")
+    p.add_argument("--formats", default=DEFAULT_FORMATS, help=f"weight formats, comma-separated (default {DEFAULT_FORMATS})")
+    p.add_argument("--shapes", action="append", default=None,
+                   help=f"presets or MxNxK, comma-separated or repeated (default {DEFAULT_SHAPES}; square-4096 is opt-in)")
+    p.add_argument("--rows", default=DEFAULT_ROWS,
+                   help=f"activation rows M for presets: 1 = decode (GEMV), more = prefill (default {DEFAULT_ROWS})")
+    p.add_argument("--threads", type=int, default=None, help="threads (default: physical cores)")
+    p.add_argument("--isa", action="append", default=None,
+                   help="force an ISA; repeat or comma-separate to compare side by side (default: the best)")
+    p.add_argument("--repeat", type=int, default=5, help="at least this many timed samples per row (default 5)")
+    p.add_argument("--min-time", type=float, default=0.2, help="and at least this many seconds per row (default 0.2)")
+    p.add_argument("--json", metavar="PATH", help="write one record per row (schema: slmkernels.bench.report.SCHEMA)")
+    p.add_argument("--markdown", metavar="PATH", help="write the table as markdown")
+    p.add_argument("--plot", metavar="PATH", help="write a roofline picture (needs matplotlib: pip install .[plot])")
+    p.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"), help="per-row time ratios of two runs; runs nothing")
+    p.add_argument("--working-set-mib", type=float, default=None,
+                   help="GEMV rows cycle through distinct weight copies totalling this much, so weights come from "
+                        "memory as in decoding (default: 2x the last-level cache; 0: hot cache)")
+    p.add_argument("--bandwidth-mib", type=float, default=1024,
+                   help="working set of the read-bandwidth probe (default 1024; keep it above the LLC)")
+    p.add_argument("--peak-seconds", type=float, default=0.2, help="duration of each compute-peak probe")
+    p.add_argument("--no-peers", action="store_true", help="only our kernels")
+    p.add_argument("--llama-python", metavar="PATH", help="a python with llama-cpp-python: llama.cpp model peer")
+    p.add_argument("--model", metavar="GGUF", help="model file for the model area (default: ../shared/models/SmolLM2-135M)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_bench, parser=p)
+    return p
+
+
+def _split(values) -> list:
+    return [s.strip() for v in values for s in v.split(",") if s.strip()]
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    parser: argparse.ArgumentParser = args.parser
+    from . import report  # noqa: PLC0415
+
+    if args.compare:
+        if args.areas:
+            parser.error("--compare runs nothing: give no AREA with it")
+        try:
+            a, b = (report.load_json(p) for p in args.compare)
+        except (OSError, ValueError) as e:
+            parser.error(f"--compare: {e}")
+        text, _ = report.compare(a, b)
+        print(text)
+        return 0
+
+    import slmkernels as sk  # noqa: PLC0415
+
+    from . import runner  # noqa: PLC0415
+    from .peers import default_model_path  # noqa: PLC0415
+    from .shapes import Context, parse_shape  # noqa: PLC0415
+
+    areas = _split(args.areas) or ["all"]
+    for a in areas:
+        if a not in AREAS + ["all"]:
+            parser.error(f"unknown area {a!r}: choose from {', '.join(AREAS + ['all'])}")
+    areas = AREAS if "all" in areas else [a for a in AREAS if a in areas]
+    known = sk.formats()
+    formats = [f.lower() for f in _split([args.formats])]
+    for f in formats:
+        if f not in known:
+            parser.error(f"unknown format {f!r}: choose from {', '.join(known)}")
+    if not formats:
+        parser.error("--formats: give at least one format")
+    try:
+        presets = [parse_shape(s) for s in _split(args.shapes or [DEFAULT_SHAPES])]
+        rows = [int(v) for v in _split([args.rows])]
+    except ValueError as e:
+        parser.error(str(e))
+    if not rows or min(rows) < 1:
+        parser.error("--rows: positive integers")
+    supported = sk.cpu_info()["supported_isas"]
+    isas = _split(args.isa) if args.isa else [sk.get_isa()]
+    for i in isas:
+        if i not in supported:
+            parser.error(f"--isa {i}: this CPU cannot run it (supported: {', '.join(supported)})")
+    threads = args.threads or sk.cpu_info()["physical_cores"]
+    if threads < 1:
+        parser.error("--threads must be >= 1")
+    if args.repeat < 1 or args.min_time < 0:
+        parser.error("--repeat must be >= 1 and --min-time >= 0")
+    if args.bandwidth_mib < 1:
+        parser.error("--bandwidth-mib must be >= 1")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401,PLC0415
+        except ImportError:
+            print("slmkernels bench: error: --plot needs matplotlib: pip install 'slmkernels[plot]'", file=sys.stderr)
+            return 2
+    ws = args.working_set_mib
+    working_set = int(ws * 2**20) if ws is not None else 2 * runner.llc_bytes()
+
+    sk.set_num_threads(threads)
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
+    limits = runner.measure_limits(isas, args.bandwidth_mib * 2**20, args.peak_seconds)
+    print(report.render_limits(limits, threads), file=sys.stderr)
+    ctx = Context(presets=presets, formats=formats, rows=rows, working_set=working_set, threads=threads, isa=isas[0],
+                  seed=args.seed, llama_python=args.llama_python, model_path=args.model or default_model_path())
+    results = runner.run(areas, ctx, isas, args.repeat, args.min_time, limits, peers=not args.no_peers)
+
+    print(report.render_table(results))
+    for n in report.notes(results):
+        print(n, file=sys.stderr)
+    meta = dict(version=sk.__version__, git=runner.git_revision(), machine=runner.machine_info(), threads=threads,
+                isas=isas, created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                working_set_bytes=working_set, repeat=args.repeat, min_time=args.min_time,
+                # other work on the machine skews every number: 1-minute load before and after
+                loadavg=[load_before[0], os.getloadavg()[0]] if load_before else None)
+    if meta["loadavg"] and max(meta["loadavg"]) > 1.5 * (os.cpu_count() or 1):
+        print(f"note: the machine was busy (load average {max(meta['loadavg']):.1f} on {os.cpu_count()} CPUs): "
+              "timings are noisy", file=sys.stderr)
+    doc = report.document(results, limits, meta, ["slmkernels"] + list(getattr(args, "argv", [])))
+    if args.json:
+        report.write_json(args.json, doc)
+    if args.markdown:
+        with open(args.markdown, "w") as fh:
+            fh.write(report.render_limits(limits, threads) + "\n\n" + report.render_table(results, markdown=True) + "\n")
+    if args.plot:
+        report.plot_roofline(args.plot, results, limits)
+    status = runner.exit_status(results)
+    if status:
+        print("slmkernels bench: some rows failed validation or raised (see above); exit status 1", file=sys.stderr)
+    return status

@@ -1,0 +1,218 @@
+"""GEMM area: matmul on packed weights (GEMV M=1 and prefill M>1), the per-call overhead, and
+the peers (numpy float32 on the dequantized weights, torch.matmul, torch dynamic int8 linear)."""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+
+import numpy as np
+
+import slmkernels as sk
+
+from . import Bench, case
+from .peers import torch_or_reason
+
+FLOAT_FORMATS = ("f32", "f16", "bf16")
+MAX_COPIES = 1024  # cap on distinct weight copies for a cold GEMV (tiny matrices)
+MAX_TORCH_INT8_COPIES = 256  # each is a deepcopy of a quantized Linear: ~2 ms apiece
+
+
+# ---- reference and bounds ----
+
+
+def act_block(fmt: str) -> int:
+    return 256 if fmt.endswith("_k") else 32
+
+
+def error_bound(x: np.ndarray, w: np.ndarray, fmt: str) -> np.ndarray:
+    """Worst-case |matmul - x @ w.T| (M, N); tests/test_gemm.py asserts it too.
+
+    Activations are quantized per block of B values to q = rne(x/d), d = amax/127, so each
+    |x - q*d| <= d/2 (plus float rounding of x/d, 2^-24 relative); weights are decoded exactly.
+    The float epilogue adds ~K/B roundings of 2^-24 relative: 1e-5 * (|x| @ |w|.T)."""
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    rounding = 1e-5 * (np.abs(x64) @ np.abs(w64).T) + 1e-30
+    if fmt in FLOAT_FORMATS:
+        return rounding
+    B = act_block(fmt)
+    M, K = x.shape
+    d = np.abs(x64).reshape(M, K // B, B).max(axis=2) / 127.0  # (M, K/B)
+    wl1 = np.abs(w64).reshape(w.shape[0], K // B, B).sum(axis=2)  # (N, K/B)
+    return (d / 2 * (1 + 1e-6)) @ wl1.T + rounding
+
+
+def float_peer_bound(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """float32 dot products of length K in any summation order: |err| <= K 2^-24 (|x| @ |w|.T)
+    (Higham, Accuracy and Stability of Numerical Algorithms, eq. 3.5)."""
+    K = x.shape[1]
+    return K * 2.0**-24 * (np.abs(x.astype(np.float64)) @ np.abs(w.astype(np.float64)).T) + 1e-30
+
+
+# torch's dynamic int8 linear quantizes activations per tensor to 7 bits (reduce_range) and
+# weights per tensor to int8, with observers we do not replicate exactly: the bound is the sum of
+# the two half-steps times the other operand's L1 norm, with a factor 2 of slack for that.
+TORCH_INT8_SLACK = 2.0
+
+
+def torch_int8_bound(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    sx = (max(x64.max(), 0) - min(x64.min(), 0)) / 127.0
+    sw = 2 * np.abs(w64).max() / 255.0
+    K = x.shape[1]
+    b = (sx / 2) * np.abs(w64).sum(axis=1)[None, :] + (sw / 2) * np.abs(x64).sum(axis=1)[:, None] + K * sx * sw / 4
+    return TORCH_INT8_SLACK * b + float_peer_bound(x, w)
+
+
+def ratio(got: np.ndarray, ref: np.ndarray, bound: np.ndarray) -> float:
+    got = np.asarray(got, dtype=np.float64)
+    if got.shape != ref.shape:
+        return math.inf
+    r = np.abs(got - ref) / bound
+    return math.inf if not np.isfinite(r).all() else float(r.max())
+
+
+def copies_for(nbytes: int, working_set: int) -> int:
+    """How many distinct copies make a working set no cache holds (1: hot cache)."""
+    if working_set <= 0:
+        return 1
+    return int(min(MAX_COPIES, max(1, math.ceil(working_set / max(nbytes, 1)))))
+
+
+def cycler(fn, objs):
+    """A call that runs fn(next object) in turn, so each call reads weights from memory."""
+    i = [0]
+    n = len(objs)
+
+    def run():
+        o = objs[i[0] % n]
+        i[0] += 1
+        return fn(o)
+
+    return run
+
+
+# ---- our kernels ----
+
+
+def _shapes(ctx):
+    for p in ctx.presets:
+        for layer, N, K, prefill in p.linears():
+            for M in ctx.m_values(p):
+                if M > 1 and not prefill:
+                    continue
+                yield p, layer, M, N, K
+
+
+@case("gemm")
+def matmul_packed(ctx):
+    rng = ctx.rng
+    names = sk.gemm_kernel_names()
+    for p, layer, M, N, K in _shapes(ctx):
+        label = f"{'gemv' if M == 1 else 'gemm'} {layer}" + ("" if p.explicit else f" ({p.name})")
+        for fmt in ctx.formats:
+            shape = f"{M}x{N}x{K}"
+            common = dict(area="gemm", name=label, op="matmul", format=fmt, shape=shape,
+                          params=dict(M=M, N=N, K=K, layer=layer, preset=p.name),
+                          kernel=names.get("gemm_" + fmt, "matmul_" + fmt))
+            blk = sk.formats()[fmt]["block_size"]
+            if K % blk or K % act_block(fmt):
+                yield Bench(**common, run=None, check=None, flops=0, bytes=0, compute=None,
+                            skip=f"skipped: K={K} is not a multiple of {fmt}'s block ({max(blk, act_block(fmt))})")
+                continue
+            w = rng.standard_normal((N, K)).astype(np.float32)
+            x = rng.standard_normal((M, K)).astype(np.float32)
+            qt = sk.quantize(w, fmt)
+            w_deq = sk.dequantize(qt)
+            del w
+            n_copies = copies_for(qt.nbytes, ctx.working_set) if M == 1 else 1
+            packed = [sk.pack(qt) for _ in range(n_copies)]
+            wbytes = packed[0].nbytes
+            out = np.empty((M, N), np.float32)
+            ref = x.astype(np.float64) @ w_deq.astype(np.float64).T
+            bound = error_bound(x, w_deq, fmt)
+            common["params"]["working_set_bytes"] = wbytes * n_copies
+            yield Bench(**common, run=cycler(lambda pw: sk.matmul(x, pw, out=out), packed),
+                        check=lambda got, ref=ref, bound=bound: ratio(got, ref, bound),
+                        flops=2.0 * M * N * K, bytes=float(wbytes + x.nbytes + out.nbytes),
+                        compute="fp32" if fmt in FLOAT_FORMATS else "int8")
+            del packed
+
+
+@case("gemm")
+def matmul_call_overhead(ctx):
+    """The fixed cost of one call: a 1x32 @ 32x16 q8_0 product into a given output."""
+    rng = ctx.rng
+    w = rng.standard_normal((16, 32)).astype(np.float32)
+    qt = sk.quantize(w, "q8_0")
+    pw = sk.pack(qt)
+    x = rng.standard_normal((1, 32)).astype(np.float32)
+    out = np.empty((1, 16), np.float32)
+    ref = x.astype(np.float64) @ sk.dequantize(qt).astype(np.float64).T
+    bound = error_bound(x, sk.dequantize(qt), "q8_0")
+    yield Bench(area="gemm", name="call overhead", op="matmul", format="q8_0", shape="1x16x32",
+                params=dict(M=1, N=16, K=32), kernel=sk.gemm_kernel_names().get("gemm_q8_0", "matmul_q8_0"),
+                run=lambda: sk.matmul(x, pw, out=out), check=lambda got: ratio(got, ref, bound),
+                flops=2.0 * 16 * 32, bytes=float(pw.nbytes + x.nbytes + out.nbytes), compute=None, kind="overhead")
+
+
+# ---- peers ----
+
+
+@case("gemm", peer=True)
+def matmul_peers(ctx):
+    """numpy and torch on the same problems; weights are the first format's dequantized values
+    (the peers compute in float32 or their own int8, whatever format we store)."""
+    rng = ctx.rng
+    torch, why = torch_or_reason()
+    fmt0 = ctx.formats[0]
+    for p, layer, M, N, K in _shapes(ctx):
+        label = f"{'gemv' if M == 1 else 'gemm'} {layer}" + ("" if p.explicit else f" ({p.name})")
+        shape = f"{M}x{N}x{K}"
+        base = dict(area="gemm", name=label, format="f32", shape=shape, params=dict(M=M, N=N, K=K, layer=layer, preset=p.name))
+        w = rng.standard_normal((N, K)).astype(np.float32)
+        if K % sk.formats()[fmt0]["block_size"] == 0:
+            w = sk.dequantize(sk.quantize(w, fmt0))
+        x = rng.standard_normal((M, K)).astype(np.float32)
+        ref = x.astype(np.float64) @ w.astype(np.float64).T
+        fbound = float_peer_bound(x, w)
+        io = float(x.nbytes + M * N * 4)
+
+        # numpy float32 (BLAS sgemm on a transposed view)
+        n_copies = copies_for(w.nbytes, ctx.working_set) if M == 1 else 1
+        ws = [w.copy() for _ in range(n_copies)]
+        yield Bench(**{**base, "params": {**base["params"], "working_set_bytes": w.nbytes * n_copies}},
+                    impl="numpy", op="numpy.matmul", kernel="numpy x @ w.T (f32)",
+                    run=cycler(lambda wi: x @ wi.T, ws), check=lambda got, ref=ref, b=fbound: ratio(got, ref, b),
+                    flops=2.0 * M * N * K, bytes=w.nbytes + io, compute="fp32")
+        del ws
+        if torch is None:
+            yield Bench(**base, impl="torch", op="torch.matmul", run=None, check=None, flops=0, bytes=0, compute=None, skip=why)
+            continue
+        with torch.inference_mode():
+            xt = torch.from_numpy(x)
+            wts = [torch.from_numpy(w.copy()) for _ in range(n_copies)]
+            yield Bench(**{**base, "params": {**base["params"], "working_set_bytes": w.nbytes * n_copies}},
+                        impl="torch", op="torch.matmul", kernel="torch.matmul (f32)",
+                        run=cycler(lambda wt: torch.matmul(xt, wt.T).numpy(), wts),
+                        check=lambda got, ref=ref, b=fbound: ratio(got, ref, b),
+                        flops=2.0 * M * N * K, bytes=w.nbytes + io, compute="fp32")
+            del wts
+            li = torch.nn.Linear(K, N, bias=False)
+            li.weight.data.copy_(torch.from_numpy(w))
+            with warnings.catch_warnings():  # torch.ao.quantization warns that it is deprecated
+                warnings.simplefilter("ignore")
+                q0 = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(li), {torch.nn.Linear},
+                                                            dtype=torch.qint8, inplace=True)[0]
+            del li
+            n_q = min(MAX_TORCH_INT8_COPIES, copies_for(N * K, ctx.working_set)) if M == 1 else 1
+            qs = [q0] + [copy.deepcopy(q0) for _ in range(n_q - 1)]
+            ibound = torch_int8_bound(x, w)
+            yield Bench(**{**base, "format": "qint8", "params": {**base["params"], "working_set_bytes": N * K * n_q}},
+                        impl="torch-int8", op="torch.int8_linear",
+                        kernel="torch dynamic int8 Linear",
+                        run=cycler(lambda m: m(xt).numpy(), qs),
+                        check=lambda got, ref=ref, b=ibound: ratio(got, ref, b),
+                        flops=2.0 * M * N * K, bytes=N * K + io, compute="int8")
+            del qs

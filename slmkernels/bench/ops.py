@@ -1,0 +1,142 @@
+"""Ops area: rope, rmsnorm, swiglu, embedding rows (each registered when the build has it)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import slmkernels as sk
+
+from . import Bench, case
+from .peers import torch_or_reason
+
+F32_EPS = 2.0**-24
+
+# rope: float32 rotation with float32-rounded cos/sin, a few ulps of the row's |x| (the same
+# constant as tests/test_rope.py).
+ROPE_RTOL = 4e-7 * 8
+
+
+def ref_rope(x: np.ndarray, pos: np.ndarray, theta: float, mode: str) -> np.ndarray:
+    """float64 RoFormer rotation, all of head_dim rotated, no scaling."""
+    T, H, D = x.shape
+    freq = theta ** (-2.0 * np.arange(D // 2) / D)
+    ang = pos.astype(np.float64)[:, None] * freq[None, :]
+    c, s = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
+    x64 = x.astype(np.float64)
+    y = np.empty_like(x64)
+    if mode == "normal":
+        a, b = x64[..., 0::2], x64[..., 1::2]
+        y[..., 0::2], y[..., 1::2] = a * c - b * s, a * s + b * c
+    else:
+        a, b = x64[..., : D // 2], x64[..., D // 2 :]
+        y[..., : D // 2], y[..., D // 2 :] = a * c - b * s, a * s + b * c
+    return y
+
+
+def _ratio(got, ref, bound) -> float:
+    got = np.asarray(got, dtype=np.float64)
+    if got.shape != ref.shape:
+        return float("inf")
+    r = np.abs(got - ref) / bound
+    return float("inf") if not np.isfinite(r).all() else float(r.max())
+
+
+def _kernel(op: str) -> str:
+    names = sk.ops_kernel_names() if hasattr(sk, "ops_kernel_names") else {}
+    return names.get(op) or sk.kernel_names().get(op, op)
+
+
+def _token_counts(ctx, p):
+    """Decode (1 token) and the prefill row counts, once each."""
+    return sorted(set([1] + ctx.m_values(p)))
+
+
+@case("ops", requires=("rope",))
+def rope(ctx):
+    rng = ctx.rng
+    for p in ctx.presets:
+        H, D = p.heads, p.head_dim
+        for T in _token_counts(ctx, p):
+            for mode in ("normal", "neox"):
+                x = rng.standard_normal((T, H, D)).astype(np.float32)
+                pos = np.arange(1000, 1000 + T, dtype=np.int64)
+                out = np.empty_like(x)
+                ref = ref_rope(x, pos, 10000.0, mode)
+                bound = ROPE_RTOL * np.abs(x).max(axis=-1, keepdims=True) + 1e-30
+                yield Bench(area="ops", name=f"rope {mode}", op="rope", kernel=_kernel("rope"), format="f32",
+                            shape=f"T={T} H={H} D={D}", params=dict(T=T, H=H, D=D, preset=p.name),
+                            run=lambda x=x, pos=pos, out=out, mode=mode: sk.rope(x, pos, theta=10000.0, mode=mode, out=out),
+                            check=lambda got, ref=ref, b=bound: _ratio(got, ref, b),
+                            flops=3.0 * T * H * D, bytes=2.0 * x.nbytes + pos.nbytes, compute="fp32")
+
+
+@case("ops", requires=("rmsnorm",))
+def rmsnorm(ctx):
+    rng = ctx.rng
+    torch, why = torch_or_reason()
+    for p in ctx.presets:
+        n = p.hidden
+        for T in _token_counts(ctx, p):
+            x = rng.standard_normal((T, n)).astype(np.float32)
+            w = rng.uniform(0.5, 1.5, n).astype(np.float32)
+            out = np.empty_like(x)
+            x64 = x.astype(np.float64)
+            ref = x64 / np.sqrt((x64 * x64).mean(axis=1, keepdims=True) + 1e-6) * w
+            # the mean of squares of n terms (n 2^-24 relative), sqrt, a few roundings more
+            bound = (n / 2 + 8) * F32_EPS * np.abs(ref) + 1e-30
+            common = dict(area="ops", name="rmsnorm", format="f32", shape=f"{T}x{n}", params=dict(T=T, n=n, preset=p.name),
+                          check=lambda got, ref=ref, b=bound: _ratio(got, ref, b), flops=4.0 * T * n,
+                          bytes=2.0 * x.nbytes + w.nbytes, compute="fp32")
+            yield Bench(**common, op="rmsnorm", kernel=_kernel("rmsnorm"),
+                        run=lambda x=x, w=w, out=out: sk.rmsnorm(x, w, 1e-6, out=out))
+            if ctx.extra.get("peers") and torch is not None and hasattr(torch.nn.functional, "rms_norm"):
+                xt, wt = torch.from_numpy(x), torch.from_numpy(w)
+                yield Bench(**common, impl="torch", op="torch.rms_norm", kernel="torch.nn.functional.rms_norm",
+                            run=lambda xt=xt, wt=wt: torch.nn.functional.rms_norm(xt, (n,), wt, 1e-6).numpy())
+
+
+@case("ops", requires=("swiglu",))
+def swiglu(ctx):
+    rng = ctx.rng
+    torch, why = torch_or_reason()
+    for p in ctx.presets:
+        n = p.ffn
+        for T in _token_counts(ctx, p):
+            g = (rng.standard_normal((T, n)) * 3).astype(np.float32)
+            u = rng.standard_normal((T, n)).astype(np.float32)
+            out = np.empty_like(g)
+            g64 = g.astype(np.float64)
+            ref = g64 / (1 + np.exp(-g64)) * u
+            # exp approximation and two roundings: relative to |g u| (>= |silu(g) u|)
+            bound = 1e-5 * np.abs(g64 * u) + 1e-30
+            common = dict(area="ops", name="swiglu", format="f32", shape=f"{T}x{n}", params=dict(T=T, n=n, preset=p.name),
+                          check=lambda got, ref=ref, b=bound: _ratio(got, ref, b), flops=5.0 * T * n,
+                          bytes=3.0 * g.nbytes, compute="fp32")
+            yield Bench(**common, op="swiglu", kernel=_kernel("swiglu"),
+                        run=lambda g=g, u=u, out=out: sk.swiglu(g, u, out=out))
+            if ctx.extra.get("peers") and torch is not None:
+                gt, ut = torch.from_numpy(g), torch.from_numpy(u)
+                yield Bench(**common, impl="torch", op="torch.silu_mul", kernel="torch silu(g) * u",
+                            run=lambda gt=gt, ut=ut: (torch.nn.functional.silu(gt) * ut).numpy())
+
+
+@case("ops", requires=("embedding",))
+def embedding(ctx):
+    rng = ctx.rng
+    for p in ctx.presets:
+        fmt = next((f for f in ctx.formats if p.hidden % sk.formats()[f]["block_size"] == 0), None)
+        if fmt is None:
+            continue
+        table = sk.quantize(rng.standard_normal((p.vocab, p.hidden)).astype(np.float32), fmt)
+        deq = sk.dequantize(table)
+        for T in _token_counts(ctx, p):
+            ids = rng.integers(0, p.vocab, size=T).astype(np.int64)
+            out = np.empty((T, p.hidden), np.float32)
+            ref = deq[ids].astype(np.float64)
+            row_bytes = table.nbytes // p.vocab
+            yield Bench(area="ops", name="embedding rows", op="embedding", kernel="embedding_" + fmt, format=fmt,
+                        shape=f"{T} of {p.vocab}x{p.hidden}", params=dict(T=T, vocab=p.vocab, n=p.hidden, preset=p.name),
+                        run=lambda ids=ids, out=out: sk.embedding(table, ids, out=out),
+                        # dequantization is exact: any difference is a failure
+                        check=lambda got, ref=ref: _ratio(got, ref, np.full(ref.shape, 1e-300)),
+                        flops=0.0, bytes=float(T * row_bytes + ids.nbytes + out.nbytes), compute=None)

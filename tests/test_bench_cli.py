@@ -1,0 +1,234 @@
+"""`slmkernels bench`: every area runs on tiny shapes, the JSON matches its schema, a wrong kernel
+is caught before timing, bad arguments are usage errors, --compare gives per-row ratios."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import slmkernels as sk
+from slmkernels import bench
+from slmkernels.bench import report
+from slmkernels.cli import main
+
+# Tiny and quick: explicit shape (K = 256 fits every block size), no cold working set, a small
+# bandwidth probe and short peak probes.
+FAST = ["--min-time", "0.01", "--repeat", "2", "--bandwidth-mib", "16", "--peak-seconds", "0.02", "--working-set-mib", "0"]
+TINY = ["--shapes", "2x64x256", "--formats", "q4_0,q8_0", *FAST]
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+def run(capsys, *argv):
+    rc = main(["bench", *argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.fixture(autouse=True)
+def no_faults():
+    bench._inject_fault(None)
+    yield
+    bench._inject_fault(None)
+
+
+def load_valid(path) -> dict:
+    jsonschema = pytest.importorskip("jsonschema")
+    doc = json.loads(Path(path).read_text())
+    jsonschema.validate(doc, report.SCHEMA)
+    return doc
+
+
+@pytest.mark.parametrize("area", ["gemm", "attention", "kvcache", "ops", "model"])
+def test_each_area_runs(capsys, tmp_path, area):
+    rc, out, err = run(capsys, area, *TINY, "--json", str(tmp_path / "r.json"))
+    assert rc == 0, err
+    assert out.splitlines()[0].split()[:3] == ["area", "benchmark", "impl"]
+    doc = load_valid(tmp_path / "r.json")
+    assert doc["rows"] and {r["area"] for r in doc["rows"]} == {area}
+    for r in doc["rows"]:
+        assert r["status"] in ("ok", "skipped"), r
+        if r["status"] == "ok" and r["impl"] == "slmkernels":
+            assert r["err_ratio"] is not None and r["err_ratio"] <= 1 and r["seconds"] > 0
+    our = [r for r in doc["rows"] if r["impl"] == "slmkernels"]
+    if all(r["status"] == "skipped" for r in our):
+        assert "skipped:" in err  # with its reason (not in this build, no --model, ...)
+
+
+def test_all_json_schema_and_fields(capsys, tmp_path):
+    rc, out, err = run(capsys, "all", *TINY, "--json", str(tmp_path / "all.json"), "--markdown", str(tmp_path / "t.md"))
+    assert rc == 0, err
+    doc = load_valid(tmp_path / "all.json")
+    assert {r["area"] for r in doc["rows"]} == set(bench.AREAS)
+    r = next(r for r in doc["rows"] if r["area"] == "gemm" and r["impl"] == "slmkernels" and r["kind"] == "kernel")
+    assert r["machine"]["arch"] == sk.cpu_info()["arch"] and r["machine"]["cpu"]
+    assert r["isa"] == sk.get_isa() and r["version"] == sk.__version__ and r["git"]
+    assert r["threads"] == sk.cpu_info()["physical_cores"]
+    # roofline: a bound, its limit and the achieved fraction of it
+    assert r["bound"] in ("memory", "compute") and r["frac_of_limit"] > 0
+    assert r["gops"] == pytest.approx(r["flops"] / r["seconds"] / 1e9)
+    assert doc["limits"]["read_gb_per_s"] > 0 and sk.get_isa() in doc["limits"]["peaks"]
+    assert (tmp_path / "t.md").read_text().count("|") > 10
+    # the overhead row and the peers are there (a missing peer is a skipped row, not an error)
+    assert any(r["kind"] == "overhead" for r in doc["rows"])
+    # numpy always; torch rows are there measured, or as "skipped" when torch is not installed
+    assert {"numpy", "torch"} <= {r["impl"] for r in doc["rows"] if r["area"] == "gemm"}
+
+
+def test_schema_rejects_a_malformed_record(tmp_path, capsys):
+    jsonschema = pytest.importorskip("jsonschema")
+    rc, _, _ = run(capsys, "gemm", *TINY, "--no-peers", "--json", str(tmp_path / "g.json"))
+    doc = json.loads((tmp_path / "g.json").read_text())
+    del doc["rows"][0]["seconds"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(doc, report.SCHEMA)
+
+
+def test_injected_fault_is_caught_and_not_timed(capsys, tmp_path):
+    bench._inject_fault("matmul")
+    rc, out, err = run(capsys, "gemm", *TINY, "--json", str(tmp_path / "f.json"))
+    assert rc == 1
+    assert "INVALID" in out and "failed validation" in err
+    doc = load_valid(tmp_path / "f.json")
+    ours = [r for r in doc["rows"] if r["op"] == "matmul"]
+    assert ours and all(r["status"] == "invalid" and r["seconds"] is None and r["reps"] == 0 for r in ours)
+    assert all(r["err_ratio"] > 1 for r in ours)
+    # the peers (other ops) still validate and are timed
+    assert all(r["status"] in ("ok", "skipped") for r in doc["rows"] if r["op"] != "matmul")
+
+
+def test_fault_through_the_environment_in_the_console_script(tmp_path):
+    env = {**os.environ, "SLMK_BENCH_FAULT": "rope"}
+    r = subprocess.run([sys.executable, "-m", "slmkernels", "bench", "ops", *TINY, "--json", str(tmp_path / "o.json")],
+                       capture_output=True, text=True, env=env, cwd=TESTS_DIR, timeout=300)
+    assert r.returncode == 1, r.stderr
+    rows = json.loads((tmp_path / "o.json").read_text())["rows"]
+    assert {r["status"] for r in rows if r["op"] == "rope"} == {"invalid"}
+    assert all(r["status"] in ("ok", "skipped") for r in rows if r["op"] != "rope")
+
+
+def test_isas_side_by_side(capsys, tmp_path):
+    before = sk.get_isa()
+    isas = ["scalar", before] if before != "scalar" else ["scalar"]
+    rc, out, err = run(capsys, "gemm", *TINY, "--no-peers", "--isa", ",".join(isas), "--json", str(tmp_path / "i.json"))
+    assert rc == 0, err
+    doc = load_valid(tmp_path / "i.json")
+    assert {r["isa"] for r in doc["rows"]} == set(isas)
+    assert set(doc["limits"]["peaks"]) >= set(isas)
+    assert sk.get_isa() == before  # restored afterwards
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["nonsense"],
+        ["gemm", "--formats", "q9_9"],
+        ["gemm", "--shapes", "2x64"],
+        ["gemm", "--shapes", "nosuchmodel"],
+        ["gemm", "--isa", "not_an_isa"],
+        ["gemm", "--repeat", "0"],
+        ["gemm", "--threads", "many"],
+        ["gemm", "--compare", "only_one.json"],
+        ["gemm", "--rows", "0"],
+    ],
+)
+def test_bad_arguments_are_usage_errors(capsys, argv):
+    with pytest.raises(SystemExit) as e:
+        main(["bench", *argv])
+    assert e.value.code == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+def test_compare(capsys, tmp_path):
+    a = tmp_path / "a.json"
+    rc, _, _ = run(capsys, "gemm", *TINY, "--no-peers", "--json", str(a))
+    assert rc == 0
+    doc = json.loads(a.read_text())
+    for r in doc["rows"]:
+        if r["seconds"]:
+            r["seconds"] *= 2.0
+    doc["rows"].append({**doc["rows"][0], "name": "only in b"})
+    b = tmp_path / "b.json"
+    b.write_text(json.dumps(doc))
+    rc, out, _ = run(capsys, "--compare", str(a), str(b))
+    assert rc == 0
+    timed = [r for r in doc["rows"] if r["seconds"] and r["name"] != "only in b"]
+    assert sum(1 for line in out.splitlines() if line.split()[-2:] == ["2.000", "0.50x"]) == len(timed)
+    assert "(absent)" in out and "geometric mean b/a time 2.000" in out
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "--compare", str(a), str(tmp_path / "missing.json")])
+    assert e.value.code == 2
+
+
+def test_plot(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "roofline.png"
+    rc, _, err = run(capsys, "gemm", *TINY, "--plot", str(png))
+    assert rc == 0, err
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_without_matplotlib_says_how_to_get_it(capsys, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    rc, _, err = run(capsys, "gemm", *TINY, "--plot", str(tmp_path / "r.png"))
+    assert rc == 2 and "pip install 'slmkernels[plot]'" in err
+    assert not (tmp_path / "r.png").exists()
+
+
+def test_llama_cpp_peer_is_skipped_when_missing(capsys, tmp_path):
+    rc, out, err = run(capsys, "model", *FAST, "--llama-python", str(tmp_path / "no-python"), "--json", str(tmp_path / "m.json"))
+    assert rc == 0
+    rows = json.loads((tmp_path / "m.json").read_text())["rows"]
+    peer = [r for r in rows if r["impl"] == "llama.cpp"]
+    assert peer and all(r["status"] == "skipped" and "not found" in r["note"] for r in peer)
+
+
+def test_a_new_case_is_one_function(capsys, tmp_path):
+    """Registering a case is all it takes; one needing an API the build lacks is a skipped row."""
+    import numpy as np
+
+    @bench.case("ops")
+    def negate(ctx):
+        x = np.arange(8, dtype=np.float32)
+        yield bench.Bench(area="ops", name="negate", op="negate", run=lambda: -x,
+                          check=lambda got: float(np.abs(got + x).max()), flops=8, bytes=64, compute="fp32")
+
+    @bench.case("ops", requires=("no_such_kernel",))
+    def future(ctx):
+        raise AssertionError("must not run")
+
+    try:
+        rc, out, err = run(capsys, "ops", *TINY, "--json", str(tmp_path / "n.json"))
+        rows = json.loads((tmp_path / "n.json").read_text())["rows"]
+    finally:
+        bench.REGISTRY["ops"][:] = [c for c in bench.REGISTRY["ops"] if c.name not in ("negate", "future")]
+    assert rc == 0, err
+    assert [r["status"] for r in rows if r["name"] == "negate"] == ["ok"]
+    assert [r["status"] for r in rows if r["name"] == "future"] == ["skipped"]
+
+
+def test_info_still_works(capsys):
+    assert main(["info", "--kernels"]) == 0
+    assert "isa in use" in capsys.readouterr().out
+
+
+def test_update_readme_rewrites_only_the_marked_section(capsys, tmp_path):
+    script = TESTS_DIR.parent / "bench" / "update_readme.py"
+    if not script.exists():
+        pytest.skip("bench/update_readme.py is not beside the tests")
+    rc, _, _ = run(capsys, "gemm", *TINY, "--no-peers", "--json", str(tmp_path / "g.json"))
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\nbefore\n\n<!-- bench:begin -->\nold table\n<!-- bench:end -->\n\nafter\n")
+    r = subprocess.run([sys.executable, str(script), "--from-json", str(tmp_path / "g.json"), "--readme", str(readme)],
+                       capture_output=True, text=True, cwd=TESTS_DIR, timeout=120)
+    assert r.returncode == 0, r.stderr
+    text = readme.read_text()
+    assert "old table" not in text and text.startswith("# x\n\nbefore\n") and text.endswith("after\n")
+    assert "| gemm | gemm matmul | slmkernels | q4_0 | 2x64x256 |" in text
+    r = subprocess.run([sys.executable, str(script), "--from-json", str(tmp_path / "g.json"), "--readme", str(readme),
+                        "--check"], cwd=TESTS_DIR, timeout=120)
+    assert r.returncode == 0  # regenerating from the same run changes nothing
