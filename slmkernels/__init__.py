@@ -5,8 +5,14 @@ The C++ core (``slmkernels._core``) picks the best SIMD path for this CPU at imp
 """
 
 from ._core import (
+    KVCache,
+    KVCacheFileError,
+    KVCacheFullError,
     PackedWeights,
     QuantizedTensor,
+    attention,
+    attention_batch,
+    attention_kernel_names,
     cpu_info,
     dequantize,
     embedding,
@@ -28,9 +34,26 @@ from ._core import (
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name):
+    # The model layer (GGUF reader, tokenizer, generation) loads on first use.
+    if name == "Model":
+        from .model.runtime import Model
+
+        return Model
+    raise AttributeError(f"module 'slmkernels' has no attribute {name!r}")
+
+
 __all__ = [
+    "KVCache",
+    "KVCacheFileError",
+    "KVCacheFullError",
+    "Model",
     "PackedWeights",
     "QuantizedTensor",
+    "attention",
+    "attention_batch",
+    "attention_kernel_names",
     "cpu_info",
     "dequantize",
     "embedding",

@@ -26,7 +26,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 
 # Every ISA the package knows, so a test class per ISA shows up (and is skipped with a
 # reason) even on a machine that cannot run it.
-ALL_ISAS = ["scalar", "avx2", "avx_vnni", "avx512", "avx512_vnni", "neon", "neon_dotprod", "neon_i8mm"]
+ALL_ISAS = ["scalar", "avx2", "avx_vnni", "avx512", "avx512_vnni", "avx512_amx", "neon", "neon_dotprod",
+            "neon_i8mm"]
 SUPPORTED_ISAS = sk.cpu_info()["supported_isas"]
 
 MODEL_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "models"

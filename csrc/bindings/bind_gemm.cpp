@@ -22,10 +22,6 @@ struct WeightView {
     const void* hi = nullptr;
 };
 
-struct PackedWeights {
-    std::unique_ptr<PackedMatrix> m;
-};
-
 WeightView resolve_weight(const py::handle& w) {
     WeightView v;
     if (py::isinstance<PackedWeights>(w)) {

@@ -20,7 +20,9 @@ void bind_quant(py::module_& m);
 void bind_gemm(py::module_& m);
 void bind_bench(py::module_& m);
 void bind_attention(py::module_& m);
+void bind_kvcache(py::module_& m);
 void bind_ops(py::module_& m);
+void bind_model(py::module_& m);
 
 // A format given as a name ("q4_0", case-insensitive) or a GGML type id (int, or an IntEnum
 // such as gguf.GGMLQuantizationType). Raises ValueError for anything else.
@@ -37,6 +39,12 @@ struct QuantizedTensor {
     bool readonly;
     std::shared_ptr<py::buffer_info> view;  // the held buffer export
     py::object owner;
+};
+
+// Weights packed for the GEMM kernels (slmkernels.PackedWeights).
+struct PackedMatrix;
+struct PackedWeights {
+    std::shared_ptr<PackedMatrix> m;
 };
 
 // Checks that `a` is a float32 ndarray, C-contiguous; raises TypeError/ValueError naming `name`.

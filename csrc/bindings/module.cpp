@@ -12,5 +12,7 @@ PYBIND11_MODULE(_core, m) {
     slmk::bind_gemm(m);
     slmk::bind_bench(m);
     slmk::bind_attention(m);
+    slmk::bind_kvcache(m);
     slmk::bind_ops(m);
+    slmk::bind_model(m);
 }

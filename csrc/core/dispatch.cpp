@@ -13,35 +13,42 @@ namespace slmk {
 
 namespace {
 
-const char* const kIsaNames[kNumIsas] = {"scalar",      "avx2", "avx_vnni",     "avx512",
-                                         "avx512_vnni", "neon", "neon_dotprod", "neon_i8mm"};
+const char* const kIsaNames[kNumIsas] = {"scalar",      "avx2",       "avx_vnni", "avx512",
+                                         "avx512_vnni", "avx512_amx", "neon",     "neon_dotprod",
+                                         "neon_i8mm"};
 
 Kernels build_table(Isa isa) {
     Kernels k;
     k.isa = isa;
     fill_quant_scalar(k);
     fill_gemm_scalar(k);
+    fill_attention_scalar(k);
     fill_ops_scalar(k);
 #if defined(__x86_64__)
     // avx_vnni is AVX2 plus 256-bit VNNI; the AVX-512 rungs include everything AVX2 has.
-    if (isa == Isa::avx2 || isa == Isa::avx_vnni || isa == Isa::avx512 || isa == Isa::avx512_vnni) {
+    if (isa == Isa::avx2 || isa == Isa::avx_vnni || isa == Isa::avx512 || isa == Isa::avx512_vnni ||
+        isa == Isa::avx512_amx) {
         fill_quant_avx2(k);
         fill_gemm_avx2(k);
         fill_ops_avx2(k);
+        fill_attention_avx2(k);
     }
     if (isa == Isa::avx_vnni) fill_gemm_avx_vnni(k);
-    if (isa == Isa::avx512 || isa == Isa::avx512_vnni) {
+    if (isa == Isa::avx512 || isa == Isa::avx512_vnni || isa == Isa::avx512_amx) {
         fill_quant_avx512(k);
         fill_gemm_avx512(k);
         fill_ops_avx512(k);
+        fill_attention_avx512(k);
     }
-    if (isa == Isa::avx512_vnni) fill_gemm_avx512_vnni(k);
+    if (isa == Isa::avx512_vnni || isa == Isa::avx512_amx) fill_gemm_avx512_vnni(k);
+    if (isa == Isa::avx512_amx) fill_gemm_avx512_amx(k);  // AMX panels for Q4_0 / Q4_K prefill
 #endif
 #if defined(__aarch64__)
     if (isa == Isa::neon || isa == Isa::neon_dotprod || isa == Isa::neon_i8mm) {
         fill_quant_neon(k);
         fill_gemm_neon(k);
         fill_ops_neon(k);
+        fill_attention_neon(k);
     }
     if (isa == Isa::neon_dotprod || isa == Isa::neon_i8mm) fill_gemm_neon_dotprod(k);
     if (isa == Isa::neon_i8mm) fill_gemm_neon_i8mm(k);
@@ -98,6 +105,7 @@ bool isa_supported(Isa isa) {
         case Isa::avx_vnni: return avx2 && f.avxvnni;
         case Isa::avx512: return avx512;
         case Isa::avx512_vnni: return avx512 && f.avx512vnni;
+        case Isa::avx512_amx: return avx512 && f.avx512vnni && f.amx_int8;
 #endif
 #if defined(__aarch64__)
         case Isa::neon: return f.neon;
@@ -109,7 +117,7 @@ bool isa_supported(Isa isa) {
 }
 
 std::vector<Isa> supported_isas() {
-    static const Isa ladder[] = {Isa::avx512_vnni, Isa::avx512,       Isa::avx_vnni, Isa::avx2,
+    static const Isa ladder[] = {Isa::avx512_amx, Isa::avx512_vnni, Isa::avx512,       Isa::avx_vnni, Isa::avx2,
                                  Isa::neon_i8mm,   Isa::neon_dotprod, Isa::neon,     Isa::scalar};
     std::vector<Isa> out;
     for (Isa i : ladder)

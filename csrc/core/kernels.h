@@ -14,6 +14,7 @@ namespace slmk {
 enum class Isa : int {
     scalar = 0,
     avx2, avx_vnni, avx512, avx512_vnni,  // x86-64
+    avx512_amx,                           // x86-64: avx512_vnni + AMX-INT8 GEMM panels
     neon, neon_dotprod, neon_i8mm,        // aarch64
     COUNT
 };
@@ -40,6 +41,9 @@ struct ActRows {
     const int32_t* sum = nullptr;
     const float* xf = nullptr;
     int64_t q_stride = 0, d_stride = 0, sum_stride = 0, xf_stride = 0;  // elements per row
+    // Panel path only (GemmKernels::panel): q again as int8 [ceil(M/16)][ceil(K/64)][16 rows][64],
+    // zero past M and K, so a 16-row AMX tile of 32 or 64 k is one contiguous 1 KB slab.
+    const int8_t* q_panel = nullptr;
 };
 
 // Quantizes one activation row of k values (k a multiple of the block: 32 or 256):
@@ -58,6 +62,11 @@ struct GemmKernels {
     const char* act_quant_256_name = "";
     gemm_tile_fn tile[kNumFormats] = {};
     const char* tile_name[kNumFormats] = {};
+    // Optional panel fast path (prefill): same signature as a tile, but mr is any row count
+    // (the driver passes up to kPanelRows rows once M >= kPanelMinM, gemm_driver.cpp); same
+    // bits as the tiles (the spec of gemm.h). Null: the driver uses the tiles.
+    gemm_tile_fn panel[kNumFormats] = {};
+    const char* panel_name[kNumFormats] = {};
 };
 
 // ---- row ops (ops/ops.h) ----
@@ -90,9 +99,11 @@ struct AttnChunkArgs {
     float* l = nullptr;           // [R] running denominator
     float* acc = nullptr;         // [R][ldacc] running numerator
     int64_t ldacc = 0;
-    float* scratch = nullptr;     // >= n floats (+ 64 for SIMD tails)
+    float* scratch = nullptr;     // >= kAttnScratch(R, n, padded head_dim) floats, 64-byte aligned
 };
 using attn_chunk_fn = void (*)(const AttnChunkArgs& a);
+// Scratch a chunk kernel may use: R x n scores, 2 x R row bounds, a dequantized row, SIMD slack.
+static inline int64_t kAttnScratch(int64_t R, int64_t n, int64_t dp) { return (R * n + 15) / 16 * 16 + 2 * R + 16 + dp + 64; }
 
 struct AttentionKernels {
     attn_chunk_fn chunk[kNumFormats] = {};  // F32, F16, Q8_0, Q4_0 caches
@@ -115,16 +126,20 @@ void fill_ops_scalar(Kernels& k);
 #if defined(__x86_64__)
 void fill_ops_avx2(Kernels& k);
 void fill_ops_avx512(Kernels& k);
+void fill_attention_avx2(Kernels& k);
+void fill_attention_avx512(Kernels& k);
 void fill_quant_avx2(Kernels& k);
 void fill_quant_avx512(Kernels& k);
 void fill_gemm_avx2(Kernels& k);
 void fill_gemm_avx_vnni(Kernels& k);
 void fill_gemm_avx512(Kernels& k);
 void fill_gemm_avx512_vnni(Kernels& k);
+void fill_gemm_avx512_amx(Kernels& k);
 #endif
 #if defined(__aarch64__)
 void fill_quant_neon(Kernels& k);
 void fill_ops_neon(Kernels& k);
+void fill_attention_neon(Kernels& k);
 void fill_gemm_neon(Kernels& k);
 void fill_gemm_neon_dotprod(Kernels& k);
 void fill_gemm_neon_i8mm(Kernels& k);

@@ -1,0 +1,193 @@
+"""Our runtime against llama.cpp on the same GGUF file, same machine, same threads, one run.
+
+    python bench/compare_llama.py --model ../shared/models/SmolLM2-135M-Instruct.Q4_1.gguf \
+        --llama-python /path/to/venv-with-llama-cpp-python/bin/python --threads 2 --json cmp.json --md cmp.md
+
+Agreement: tokenization, last-position logits (top-1, max |diff|), greedy 64-token continuations,
+perplexity over a real English text (the GPL-3 text Debian ships, chunks of 512 tokens).
+Speed: prefill tok/s of a 256-token prompt and decode tok/s of 128 tokens, both sides' best of 3
+(llama.cpp's own C-side timings, llama_perf_context), Python overhead per decode step, peak RSS.
+Skips cleanly (exit 0, a message) when llama-cpp-python is not available.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import slmkernels as sk
+from slmkernels.model.runtime import Model
+
+PROMPTS = [
+    "The capital of France is",
+    "def fibonacci(n):\n    ",
+    "Once upon a time, in a small village by the sea,",
+    "Water boils at 100 degrees Celsius because",
+    "List three primary colors:\n1.",
+    "<|im_start|>user\nWhat is 12 times 7?<|im_end|>\n<|im_start|>assistant\n",
+    "Les fleurs du printemps sont",
+    "In 1969, the first humans to walk on the Moon were",
+    "import numpy as np\nx = np.arange(10)\nprint(",
+    "The three laws of thermodynamics state that",
+]
+TEXT_CANDIDATES = ["/usr/share/common-licenses/GPL-3", "/usr/share/common-licenses/Apache-2.0"]
+
+
+def our_side(model_path, threads, ppl_ids, chunk, prompt_ids_speed, decode_tokens):
+    sk.set_num_threads(threads)
+    t0 = time.perf_counter()
+    m = Model.from_gguf(model_path, context=1024)
+    load_s = time.perf_counter() - t0
+    res = {"load_seconds": load_s, "prompts": []}
+    for text in PROMPTS:
+        ids = m.tokenizer.encode(text, add_bos=False)
+        s = m.new_sequence()
+        lg = m.forward(s, ids)
+        last = lg.copy()
+        cont = []
+        for _ in range(64):
+            t = int(np.argmax(lg))
+            if m.tokenizer.is_eog(t):
+                break
+            cont.append(t)
+            lg = m.forward(s, [t])
+        m.free(s)
+        res["prompts"].append({"ids": ids, "last_logits": last, "greedy": cont})
+    nll, count = 0.0, 0
+    for st in range(0, len(ppl_ids) - 1, chunk):
+        part = ppl_ids[st : st + chunk]
+        if len(part) < 2:
+            break
+        s = m.new_sequence()
+        lg = m.forward(s, part, all_logits=True).astype(np.float64)
+        m.free(s)
+        lg -= lg.max(axis=1, keepdims=True)
+        logp = lg - np.log(np.exp(lg).sum(axis=1, keepdims=True))
+        nll -= logp[np.arange(len(part) - 1), part[1:]].sum()
+        count += len(part) - 1
+    res["ppl"], res["ppl_tokens"] = float(np.exp(nll / count)), count
+    best = None
+    for _ in range(3):
+        s = m.new_sequence()
+        t0 = time.perf_counter()
+        m.forward(s, prompt_ids_speed)
+        tp = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for i in range(decode_tokens):
+            m.forward(s, [i % 1000 + 100])
+        td = time.perf_counter() - t0
+        m.free(s)
+        r = {"prefill_tok_s": len(prompt_ids_speed) / tp, "decode_tok_s": decode_tokens / td}
+        if best is None or r["decode_tok_s"] > best["decode_tok_s"]:
+            best = r
+    res["speed"] = best
+    # Python overhead per decode step: the same step with every kernel call's time subtracted
+    import cProfile
+    import pstats
+
+    s = m.new_sequence()
+    m.forward(s, prompt_ids_speed[:8])
+    pr = cProfile.Profile()
+    t0 = time.perf_counter()
+    pr.enable()
+    for i in range(32):
+        m.forward(s, [i + 100])
+    pr.disable()
+    wall = (time.perf_counter() - t0) / 32
+    m.free(s)
+    st = pstats.Stats(pr)
+    kern = sum(v[3] for k, v in st.stats.items() if k[0] == "~" and "slmkernels._core" in k[2])
+    res["python_overhead_per_step_s"] = max(0.0, wall - kern / 32)
+    res["decode_step_s"] = wall
+    res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return res
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--llama-python", default=os.environ.get("SLMK_LLAMA_PYTHON"))
+    ap.add_argument("--threads", type=int, default=sk.cpu_info()["physical_cores"])
+    ap.add_argument("--json", default="compare_llama.json")
+    ap.add_argument("--md", default="compare_llama.md")
+    ap.add_argument("--ppl-tokens", type=int, default=3072)
+    args = ap.parse_args(argv)
+    if not args.llama_python or not Path(args.llama_python).exists():
+        print("llama.cpp: skipped (pass --llama-python: a Python with llama-cpp-python installed)")
+        return 0
+    text = next((Path(p).read_text() for p in TEXT_CANDIDATES if Path(p).exists()), None)
+    tok = Model.from_gguf(args.model, context=16).tokenizer
+    ppl_ids = tok.encode(text, add_bos=False)[: args.ppl_tokens] if text else []
+    rng = np.random.default_rng(0)
+    speed_prompt = [int(t) for t in rng.integers(100, 40000, size=256)]
+    req = {"model": str(args.model), "threads": args.threads, "prompts": PROMPTS, "greedy_tokens": 64,
+           "ppl_ids": ppl_ids, "ppl_chunk": 512, "n_ctx": 1024,
+           "speed": {"prompt_ids": speed_prompt, "decode_tokens": 128, "repeat": 3}}
+    peer = Path(__file__).with_name("llama_peer.py")
+    cmd = [args.llama_python, "-c",
+           "import resource,runpy,sys,json; sys.argv=['llama_peer']; "
+           f"exec(open({str(peer)!r}).read().replace('if __name__ == \"__main__\":', 'if False:')); "
+           "rc = main(); sys.stdout.write('\\n' + json.dumps({'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024}))"]
+    p = subprocess.run(cmd, input=json.dumps(req), capture_output=True, text=True, timeout=3600)
+    if p.returncode != 0:
+        print(p.stderr[-3000:], file=sys.stderr)
+        return 1
+    body, rss_line = p.stdout.rsplit("\n", 1)
+    ref = json.loads(body)
+    ref["peak_rss_mb"] = json.loads(rss_line)["peak_rss_mb"]
+    ours = our_side(args.model, args.threads, ppl_ids, 512, speed_prompt, 128)
+    rows = []
+    for text, a, b in zip(PROMPTS, ours["prompts"], ref["prompts"]):
+        la, lb = np.asarray(a["last_logits"]), np.asarray(b["last_logits"])
+        n_match = next((i for i, (x, y) in enumerate(zip(a["greedy"], b["greedy"])) if x != y),
+                       min(len(a["greedy"]), len(b["greedy"])))
+        rows.append({"prompt": text, "same_tokens": a["ids"] == b["ids"], "top1_same": int(la.argmax()) == int(lb.argmax()),
+                     "max_abs_diff": float(np.abs(la - lb).max()), "logit_range": float(lb.max() - lb.min()),
+                     "greedy_match": n_match, "greedy_len": len(b["greedy"]),
+                     "greedy_identical": a["greedy"] == b["greedy"]})
+    summary = {
+        "threads": args.threads, "isa": sk.get_isa(),
+        "prompts_top1_same": sum(r["top1_same"] for r in rows), "prompts": len(rows),
+        "greedy_identical": sum(r["greedy_identical"] for r in rows),
+        "max_abs_diff": max(r["max_abs_diff"] for r in rows),
+        "ppl_ours": ours["ppl"], "ppl_llama": ref["ppl"], "ppl_tokens": ours["ppl_tokens"],
+        "ppl_rel_diff": abs(ours["ppl"] - ref["ppl"]) / ref["ppl"],
+        "prefill_ours": ours["speed"]["prefill_tok_s"], "prefill_llama": ref["speed"]["prefill_tok_s"],
+        "decode_ours": ours["speed"]["decode_tok_s"], "decode_llama": ref["speed"]["decode_tok_s"],
+        "python_overhead_per_step_us": ours["python_overhead_per_step_s"] * 1e6,
+        "decode_step_us": ours["decode_step_s"] * 1e6,
+        "peak_rss_mb_ours": ours["peak_rss_mb"], "peak_rss_mb_llama": ref["peak_rss_mb"],
+        "load_seconds": ours["load_seconds"],
+    }
+    with open(args.json, "w") as fh:
+        json.dump({"summary": summary, "rows": rows}, fh, indent=1)
+    s = summary
+    md = [f"Model: `{Path(args.model).name}`, {s['threads']} threads, ISA {s['isa']}.", "",
+          "| measure | slmkernels | llama.cpp | ratio |", "| --- | --- | --- | --- |",
+          f"| prefill, 256-token prompt (tok/s) | {s['prefill_ours']:.1f} | {s['prefill_llama']:.1f} | {s['prefill_ours'] / s['prefill_llama']:.2f}x |",
+          f"| decode, 128 tokens (tok/s) | {s['decode_ours']:.1f} | {s['decode_llama']:.1f} | {s['decode_ours'] / s['decode_llama']:.2f}x |",
+          f"| perplexity, {s['ppl_tokens']} tokens | {s['ppl_ours']:.4f} | {s['ppl_llama']:.4f} | {100 * s['ppl_rel_diff']:.2f}% apart |",
+          f"| peak RSS (MB) | {s['peak_rss_mb_ours']:.0f} | {s['peak_rss_mb_llama']:.0f} | |",
+          "", f"Top-1 of the last-position logits identical on {s['prompts_top1_same']}/{s['prompts']} prompts "
+          f"(max |diff| {s['max_abs_diff']:.3f}); greedy 64-token continuations identical on "
+          f"{s['greedy_identical']}/{s['prompts']}. Python overhead per decode step "
+          f"{s['python_overhead_per_step_us']:.0f} us of {s['decode_step_us']:.0f} us. Load {s['load_seconds']:.2f} s.", "",
+          "| prompt | same tokens | top-1 same | max abs diff | greedy tokens matching |", "| --- | --- | --- | --- | --- |"]
+    for r in rows:
+        md.append(f"| {r['prompt'][:40]!r} | {r['same_tokens']} | {r['top1_same']} | {r['max_abs_diff']:.3f} | "
+                  f"{r['greedy_match']}/{r['greedy_len']} |")
+    Path(args.md).write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

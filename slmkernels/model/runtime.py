@@ -1,0 +1,331 @@
+"""The forward pass of the Llama family on slmkernels' kernels.
+
+Python only sequences kernel calls: embedding rows, RMSNorm, one fused QKV GEMM, RoPE, KV cache
+write, attention over the paged cache, output GEMM, one fused gate/up GEMM, SwiGLU, down GEMM,
+residual adds (numpy, in place), final norm, output head. Weights are repacked once at load
+into the interleaved layout the GEMM kernels read (Q, K, V rows stacked into one matrix, gate
+and up rows into another, when their formats agree).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+import slmkernels as sk
+
+from .config import ModelConfig
+from .gguf_reader import GGUFError, GGUFReader
+
+
+def _stack(reader: GGUFReader, names: list[str]):
+    """One packed matrix of the rows of several same-format, same-width tensors (or None)."""
+    ts = [reader.tensor(n) for n in names]
+    if len({t.format for t in ts}) != 1 or len({t.shape[1] for t in ts}) != 1:
+        return None
+    raw = np.concatenate([np.asarray(t.data) for t in ts])
+    rows = sum(t.shape[0] for t in ts)
+    return sk.pack(sk.QuantizedTensor(raw, ts[0].format, (rows, ts[0].shape[1])))
+
+
+@dataclass
+class _Layer:
+    attn_norm: np.ndarray
+    ffn_norm: np.ndarray
+    qkv: object  # PackedWeights of [q; k; v] rows, or a tuple of three
+    qkv_bias: np.ndarray | None
+    wo: object
+    gate_up: object  # PackedWeights of [gate; up], or a tuple of two
+    down: object
+
+
+class Model:
+    """A GGUF Llama-family model (llama, qwen2, granite, sliding-window llama/mistral) ready to run.
+
+    `Model.from_gguf(path)` maps the file, checks every tensor against the metadata, packs the
+    weights and allocates a paged KV cache of `context` tokens (default: the file's context
+    length, at most 4096) in `kv_dtype`."""
+
+    def __init__(self, reader: GGUFReader, config: ModelConfig, *, context: int | None = None, kv_dtype: str = "f16",
+                 max_sequences: int = 1):
+        self.reader = reader
+        self.config = c = config
+        self.context = int(context or min(c.context_length, 4096))
+        if self.context < 1:
+            raise ValueError("context must be >= 1")
+        self.tok_embd = reader.tensor("token_embd.weight")
+        self.layers: list[_Layer] = []
+        for i in range(c.n_layers):
+            p = f"blk.{i}."
+            qkv = _stack(reader, [p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight"])
+            if qkv is None:
+                qkv = tuple(sk.pack(reader.tensor(p + n)) for n in ("attn_q.weight", "attn_k.weight", "attn_v.weight"))
+            gu = _stack(reader, [p + "ffn_gate.weight", p + "ffn_up.weight"])
+            if gu is None:
+                gu = (sk.pack(reader.tensor(p + "ffn_gate.weight")), sk.pack(reader.tensor(p + "ffn_up.weight")))
+            bias = None
+            if c.qkv_bias:
+                bias = np.concatenate([reader.tensor_f32(p + n) for n in ("attn_q.bias", "attn_k.bias", "attn_v.bias")])
+            self.layers.append(_Layer(
+                attn_norm=reader.tensor_f32(p + "attn_norm.weight"),
+                ffn_norm=reader.tensor_f32(p + "ffn_norm.weight"),
+                qkv=qkv, qkv_bias=bias,
+                wo=sk.pack(reader.tensor(p + "attn_output.weight")),
+                gate_up=gu,
+                down=sk.pack(reader.tensor(p + "ffn_down.weight")),
+            ))
+        self.out_norm = reader.tensor_f32("output_norm.weight")
+        self.head = sk.pack(self.tok_embd if c.tied_embeddings else reader.tensor("output.weight"))
+        self.rope_mode = "neox" if c.rope_type == "neox" else "normal"
+        self.rope_scaling = None
+        if c.rope_scaling_type == "linear":
+            self.rope_scaling = {"type": "linear", "factor": c.rope_scaling_factor}
+        elif c.rope_scaling_type == "yarn":
+            self.rope_scaling = {"type": "yarn", "factor": c.rope_scaling_factor,
+                                 "original_context": c.rope_original_context or c.context_length}
+        self.freq_factors = reader.tensor_f32("rope_freqs.weight") if "rope_freqs.weight" in reader.tensors else None
+        # Sliding-window layers keep only their window in the cache (extend frees what no query
+        # of the new chunk can see); attention applies the window.
+        self.window = c.sliding_window or None
+        self.cache = sk.KVCache(c.n_layers, c.n_kv_heads, c.head_dim, capacity_tokens=self.context * max_sequences,
+                                dtype=kv_dtype, layer_windows=[self.window] * c.n_layers)
+        self._tokenizer = None
+        self._cpp = self._build_cpp()
+
+    def _build_cpp(self):
+        """The same step sequenced in C++ (one call per step instead of ~13 per layer)."""
+        from slmkernels import _core
+
+        c = self.config
+        rs = self.rope_scaling or {}
+        rope = dict(theta=c.rope_base, rotary_dim=c.rope_dim, mode=self.rope_mode,
+                    freq_scale=1.0 / rs["factor"] if rs.get("type") in ("linear", "yarn") else 1.0,
+                    ext_factor=1.0 if rs.get("type") == "yarn" else 0.0, attn_factor=1.0, beta_fast=32.0,
+                    beta_slow=1.0, original_context=float(rs.get("original_context", 0)),
+                    freq_factors=self.freq_factors)
+        as_list = lambda w: list(w) if isinstance(w, tuple) else [w]  # noqa: E731
+        layers = [dict(attn_norm=L.attn_norm, ffn_norm=L.ffn_norm, qkv_bias=L.qkv_bias, qkv=as_list(L.qkv), wo=L.wo,
+                       gate_up=as_list(L.gate_up), down=L.down) for L in self.layers]
+        cfg = dict(n_heads=c.n_heads, n_kv_heads=c.n_kv_heads, head_dim=c.head_dim, hidden=c.hidden, ffn=c.ffn,
+                   vocab=c.vocab, eps=c.rms_norm_eps, embedding_scale=c.embedding_scale,
+                   residual_scale=c.residual_scale, attention_scale=c.attention_scale, logit_scale=c.logit_scale,
+                   window=self.window or 0)
+        return _core.Transformer(cfg, layers, self.out_norm, self.head, self.tok_embd, rope)
+
+    @classmethod
+    def from_gguf(cls, path: str | os.PathLike[str], **kw) -> "Model":
+        reader = GGUFReader(path)
+        try:
+            config = ModelConfig.from_gguf(reader)
+            return cls(reader, config, **kw)
+        except Exception:
+            reader.close()
+            raise
+
+    # ---- the forward pass ----
+    def _proj(self, w, x):
+        if isinstance(w, tuple):
+            return np.concatenate([sk.matmul(x, wi) for wi in w], axis=1)
+        return sk.matmul(x, w)
+
+    def forward(self, seq: int, ids, *, all_logits: bool = False) -> np.ndarray:
+        """Runs `ids` (new tokens of sequence `seq`) through the model, appending to its cache.
+        Returns the logits of the last token (vocab,), or of every token (T, vocab)."""
+        ids = self._check(seq, ids)
+        return self._cpp.forward(self.cache, seq, ids, all_logits)
+
+    def _check(self, seq: int, ids) -> np.ndarray:
+        c = self.config
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if len(ids) == 0:
+            raise ValueError("ids must not be empty")
+        if ids.min() < 0 or ids.max() >= c.vocab:
+            raise ValueError(f"token ids must be in 0..{c.vocab - 1}")
+        if self.cache.length(seq) + len(ids) > self.context:
+            raise ValueError(f"sequence {seq} would reach {self.cache.length(seq) + len(ids)} tokens, "
+                             f"past the context of {self.context}")
+        return ids
+
+    def forward_python(self, seq: int, ids, *, all_logits: bool = False) -> np.ndarray:
+        """The same step sequenced call by call from Python (the readable spec of forward;
+        the tests check both give the same bits)."""
+        c = self.config
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        T = len(ids)
+        if T == 0:
+            raise ValueError("ids must not be empty")
+        if ids.min() < 0 or ids.max() >= c.vocab:
+            raise ValueError(f"token ids must be in 0..{c.vocab - 1}")
+        pos0 = self.cache.length(seq)
+        if pos0 + T > self.context:
+            raise ValueError(f"sequence {seq} would reach {pos0 + T} tokens, past the context of {self.context}")
+        self.cache.extend(seq, T)
+        positions = np.arange(pos0, pos0 + T, dtype=np.int64)
+        H, KV, D = c.n_heads, c.n_kv_heads, c.head_dim
+        x = sk.embedding(self.tok_embd, ids)
+        if c.embedding_scale != 1.0:
+            x *= np.float32(c.embedding_scale)
+        h = np.empty_like(x)
+        rope_kw = dict(theta=c.rope_base, mode=self.rope_mode, rotary_dim=c.rope_dim, scaling=self.rope_scaling,
+                       freq_factors=self.freq_factors)
+        res = np.float32(c.residual_scale)
+        for li, L in enumerate(self.layers):
+            sk.rmsnorm(x, L.attn_norm, c.rms_norm_eps, out=h)
+            qkv = self._proj(L.qkv, h)
+            if L.qkv_bias is not None:
+                qkv += L.qkv_bias
+            q = np.ascontiguousarray(qkv[:, : H * D]).reshape(T, H, D)
+            k = np.ascontiguousarray(qkv[:, H * D : (H + KV) * D]).reshape(T, KV, D)
+            v = np.ascontiguousarray(qkv[:, (H + KV) * D :]).reshape(T, KV, D)
+            sk.rope(q, positions, out=q, **rope_kw)
+            sk.rope(k, positions, out=k, **rope_kw)
+            self.cache.write(li, seq, k, v)
+            o = sk.attention(q, self.cache, li, seq, scale=c.attention_scale, window=self.window)
+            a = sk.matmul(o.reshape(T, H * D), L.wo)
+            if res != 1.0:
+                a *= res
+            x += a
+            sk.rmsnorm(x, L.ffn_norm, c.rms_norm_eps, out=h)
+            gu = self._proj(L.gate_up, h)
+            f = sk.swiglu(gu[:, : c.ffn], gu[:, c.ffn :])
+            d = sk.matmul(f, L.down)
+            if res != 1.0:
+                d *= res
+            x += d
+        last = x if all_logits else x[-1:]
+        last = sk.rmsnorm(np.ascontiguousarray(last), self.out_norm, c.rms_norm_eps)
+        logits = sk.matmul(last, self.head)
+        if c.logit_scale != 1.0:
+            logits /= np.float32(c.logit_scale)
+        return logits if all_logits else logits[0]
+
+    def new_sequence(self) -> int:
+        return self.cache.new_sequence()
+
+    def free(self, seq: int) -> None:
+        self.cache.free(seq)
+
+
+# ---- text generation ----
+@dataclass
+class GenerationStats:
+    prompt_tokens: int = 0
+    prefill_seconds: float = 0.0
+    generated_tokens: int = 0
+    decode_seconds: float = 0.0
+
+    @property
+    def prefill_tokens_per_s(self) -> float:
+        return self.prompt_tokens / self.prefill_seconds if self.prefill_seconds else 0.0
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        return self.generated_tokens / self.decode_seconds if self.decode_seconds else 0.0
+
+
+@dataclass
+class Token:
+    """One generated token and the text it completes (may be "" mid UTF-8 character)."""
+    id: int
+    text: str
+
+
+def sample(logits: np.ndarray, rng: np.random.Generator, *, temperature: float = 0.0, top_k: int = 0,
+           top_p: float = 1.0, repetition_penalty: float = 1.0, previous=()) -> int:
+    """Greedy when temperature is 0; otherwise repetition penalty (CTRL, Keskar et al. 2019: positive
+    logits divided, negative multiplied), temperature, top-k, then nucleus (top-p, Holtzman et
+    al. 2020) sampling."""
+    z = logits.astype(np.float64, copy=True)
+    if repetition_penalty != 1.0 and len(previous):
+        prev = np.unique(np.asarray(previous, dtype=np.int64))
+        z[prev] = np.where(z[prev] > 0, z[prev] / repetition_penalty, z[prev] * repetition_penalty)
+    if temperature <= 0.0:
+        return int(np.argmax(z))
+    z /= temperature
+    if top_k and top_k < len(z):
+        kth = np.partition(z, -top_k)[-top_k]
+        z[z < kth] = -np.inf
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    if top_p < 1.0:
+        order = np.argsort(-p)
+        cdf = np.cumsum(p[order])
+        keep = order[: int(np.searchsorted(cdf, top_p) + 1)]
+        q = np.zeros_like(p)
+        q[keep] = p[keep]
+        p = q / q.sum()
+    return int(rng.choice(len(p), p=p))
+
+
+def _generate(model: "Model", prompt, max_new_tokens: int = 128, *, temperature: float = 0.0, top_k: int = 0,
+              top_p: float = 1.0, repetition_penalty: float = 1.0, seed: int | None = None, stop=None,
+              add_bos: bool | None = None, stats: GenerationStats | None = None):
+    import time
+
+    if max_new_tokens < 0:
+        raise ValueError("max_new_tokens must be >= 0")
+    if temperature < 0 or not (0 < top_p <= 1) or top_k < 0 or repetition_penalty <= 0:
+        raise ValueError("need temperature >= 0, 0 < top_p <= 1, top_k >= 0, repetition_penalty > 0")
+    tok = model.tokenizer
+    ids = tok.encode(prompt, add_bos=add_bos) if isinstance(prompt, str) else [int(t) for t in prompt]
+    if not ids:
+        raise ValueError("the prompt has no tokens")
+    stops = [stop] if isinstance(stop, str) else list(stop or [])
+    rng = np.random.default_rng(seed)
+    stats = stats if stats is not None else GenerationStats()
+    seq = model.new_sequence()
+    try:
+        t0 = time.perf_counter()
+        logits = model.forward(seq, ids)
+        stats.prompt_tokens = len(ids)
+        stats.prefill_seconds = time.perf_counter() - t0
+        history = list(ids)
+        dec = tok.stream_decoder()
+        text = ""
+        t0 = time.perf_counter()
+        for i in range(max_new_tokens):
+            t = sample(logits, rng, temperature=temperature, top_k=top_k, top_p=top_p,
+                       repetition_penalty=repetition_penalty, previous=history)
+            if tok.is_eog(t):
+                break
+            piece = dec.push(t)
+            text += piece
+            history.append(t)
+            stats.generated_tokens += 1
+            hit = next((s for s in stops if s and s in text), None)
+            if hit is not None:
+                cut = text.index(hit)
+                done = len(text) - len(piece)
+                yield Token(t, piece[: max(0, cut - done)])
+                break
+            yield Token(t, piece)
+            if i + 1 < max_new_tokens:
+                if model.cache.length(seq) >= model.context:
+                    break
+                logits = model.forward(seq, [t])
+        stats.decode_seconds = time.perf_counter() - t0
+    finally:
+        model.free(seq)
+
+
+def _tokenizer(self):
+    if self._tokenizer is None:
+        from .tokenizer import Tokenizer
+
+        self._tokenizer = Tokenizer.from_gguf(self.reader)
+    return self._tokenizer
+
+
+def _chat(self, messages, max_new_tokens: int = 256, **kw):
+    """Applies the file's chat template (with the generation prompt) and generates the reply."""
+    from .chat import ChatTemplate
+
+    prompt = ChatTemplate.from_gguf(self.reader).render(messages, add_generation_prompt=True)
+    return _generate(self, prompt, max_new_tokens, add_bos=False, **kw)
+
+
+Model.tokenizer = property(_tokenizer)
+Model.generate = _generate
+Model.chat = _chat
