@@ -6,7 +6,8 @@
 Agreement: tokenization, last-position logits (top-1, max |diff|), greedy 64-token continuations,
 perplexity over a real English text (the GPL-3 text Debian ships, chunks of 512 tokens).
 Speed: prefill tok/s of a 256-token prompt and decode tok/s of 128 tokens, both sides' best of 3
-(llama.cpp's own C-side timings, llama_perf_context), Python overhead per decode step, peak RSS.
+(llama.cpp timed around llama_decode itself, see llama_peer.py), Python overhead per decode
+step, peak RSS.
 Skips cleanly (exit 0, a message) when llama-cpp-python is not available.
 """
 
