@@ -164,3 +164,26 @@ def test_smollm2_generate_and_chat(smollm2):
     reply = "".join(t.text for t in m.chat([{"role": "user", "content": "Say hello."}], 16))
     assert reply.strip()
     assert m.cache.stats()["sequences"] == 0  # generation frees its sequence
+
+
+def test_batched_decode_equals_single_sequences(tiny):
+    """Several sequences decode together in one step (GEMMs on all rows, attention per
+    sequence); each row is the same bits as that sequence decoded alone."""
+    path, _ = tiny
+    m = Model.from_gguf(path, max_sequences=3)
+    prompts = [IDS[:3], IDS[3:10], IDS[10:]]
+    batch = [m.new_sequence() for _ in prompts]
+    alone = [m.new_sequence() for _ in prompts]
+    for s, p in zip(batch + alone, prompts + prompts):
+        m.forward(s, p)
+    for step in range(3):
+        nxt = [7 + step, 11 + step, 13 + step]
+        got = m.forward_batch(batch, nxt)
+        want = np.stack([m.forward(s, [t]) for s, t in zip(alone, nxt)])
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="distinct"):
+        m.forward_batch([batch[0], batch[0]], [1, 2])
+    lengths = [m.cache.length(s) for s in batch]
+    with pytest.raises(KeyError):
+        m.forward_batch([batch[0], 999], [1, 2])  # unknown sequence: nothing advances
+    assert [m.cache.length(s) for s in batch] == lengths

@@ -105,7 +105,32 @@ void bind_model(py::module_& m) {
                 }
                 return out;
             },
-            py::arg("cache"), py::arg("seq"), py::arg("ids"), py::arg("all_logits") = false);
+            py::arg("cache"), py::arg("seq"), py::arg("ids"), py::arg("all_logits") = false)
+        .def(
+            "forward_batch",
+            [](PyTransformer& self, KVCache& cache, py::handle seqs, py::handle ids) {
+                auto s = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(seqs);
+                auto a = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(ids);
+                if (!s || !a || s.ndim() != 1 || a.ndim() != 1 || s.shape(0) != a.shape(0) || s.shape(0) == 0)
+                    throw py::value_error("seqs and ids must be 1-D, non-empty and of the same length");
+                const int64_t n = a.shape(0);
+                for (int64_t i = 0; i < n; ++i) {
+                    if (a.at(i) < 0 || a.at(i) >= self.t.cfg.vocab)
+                        throw py::value_error("token ids must be in 0.." + std::to_string(self.t.cfg.vocab - 1));
+                    for (int64_t j = 0; j < i; ++j)
+                        if (s.at(i) == s.at(j)) throw py::value_error("seqs must be distinct");
+                }
+                py::array_t<float> out({n, int64_t(self.t.cfg.vocab)});
+                float* o = out.mutable_data();
+                const int64_t* sp = s.data();
+                const int64_t* idp = a.data();
+                {
+                    py::gil_scoped_release rel;
+                    self.t.forward_batch(cache, sp, idp, n, o);
+                }
+                return out;
+            },
+            py::arg("cache"), py::arg("seqs"), py::arg("ids"));
 }
 
 }  // namespace slmk

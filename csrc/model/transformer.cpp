@@ -26,17 +26,11 @@ void Transformer::project(const std::vector<const PackedMatrix*>& w, const float
     }
 }
 
-void Transformer::forward(KVCache& cache, int64_t seq, const int64_t* ids, int64_t T, bool all_logits,
-                          float* logits) {
+template <typename Attend>
+void Transformer::run(const int64_t* ids, int64_t T, int64_t first, float* logits, Attend attend) {
     const Kernels& kern = kernels();
     const int H = cfg.n_heads, KV = cfg.n_kv_heads, D = cfg.head_dim, hid = cfg.hidden, F = cfg.ffn;
     const int64_t qkv_w = static_cast<int64_t>(H + 2 * KV) * D;
-    int64_t pos0;
-    {
-        std::unique_lock<std::shared_mutex> lk(cache.mu);
-        pos0 = cache.sequence(seq).length;
-        cache.extend(seq, T);  // the one step that can fail; it changes nothing if it does
-    }
     x_.resize(T * hid);
     h_.resize(T * hid);
     qkv_.resize(T * qkv_w);
@@ -46,8 +40,6 @@ void Transformer::forward(KVCache& cache, int64_t seq, const int64_t* ids, int64
     att_.resize(T * H * D);
     gu_.resize(T * 2 * F);
     f_.resize(T * F);
-    pos_.resize(T);
-    for (int64_t t = 0; t < T; ++t) pos_[t] = pos0 + t;
 
     // embedding rows
     const dequantize_row_fn dq = kern.quant[static_cast<int>(embd_format)].dequantize;
@@ -56,9 +48,6 @@ void Transformer::forward(KVCache& cache, int64_t seq, const int64_t* ids, int64
     if (cfg.embedding_scale != 1.0f)
         for (float& v : x_) v *= cfg.embedding_scale;
 
-    AttnOptions opt;
-    opt.scale = cfg.attention_scale;
-    opt.window = cfg.window;
     for (size_t li = 0; li < layers.size(); ++li) {
         const TransformerLayer& L = layers[li];
         rmsnorm(kern, x_.data(), hid, L.attn_norm.data(), h_.data(), hid, T, hid, cfg.eps);
@@ -73,14 +62,7 @@ void Transformer::forward(KVCache& cache, int64_t seq, const int64_t* ids, int64
         }
         rope_apply(*rope, q_.data(), q_.data(), T, H, D, pos_.data());
         rope_apply(*rope, k_.data(), k_.data(), T, KV, D, pos_.data());
-        {
-            std::unique_lock<std::shared_mutex> lk(cache.mu);
-            cache.write(static_cast<int>(li), seq, k_.data(), v_.data(), T);
-        }
-        {
-            std::shared_lock<std::shared_mutex> lk(cache.mu);
-            attention(kern, cache, static_cast<int>(li), seq, q_.data(), T, H, opt, att_.data());
-        }
+        attend(static_cast<int>(li));
         project({L.wo}, att_.data(), T, h_.data(), hid);
         for (int64_t i = 0; i < T * hid; ++i) x_[i] += cfg.residual_scale != 1.0f ? h_[i] * cfg.residual_scale : h_[i];
         rmsnorm(kern, x_.data(), hid, L.ffn_norm.data(), h_.data(), hid, T, hid, cfg.eps);
@@ -89,11 +71,65 @@ void Transformer::forward(KVCache& cache, int64_t seq, const int64_t* ids, int64
         project({L.down}, f_.data(), T, h_.data(), hid);
         for (int64_t i = 0; i < T * hid; ++i) x_[i] += cfg.residual_scale != 1.0f ? h_[i] * cfg.residual_scale : h_[i];
     }
-    const int64_t first = all_logits ? 0 : T - 1, rows = T - first;
+    const int64_t rows = T - first;
     rmsnorm(kern, x_.data() + first * hid, hid, out_norm.data(), h_.data(), hid, rows, hid, cfg.eps);
     gemm(kern, head->format, head, nullptr, 0, head->n, head->k, h_.data(), rows, hid, logits, cfg.vocab);
     if (cfg.logit_scale != 1.0f)
         for (int64_t i = 0; i < rows * cfg.vocab; ++i) logits[i] /= cfg.logit_scale;
+}
+
+void Transformer::forward(KVCache& cache, int64_t seq, const int64_t* ids, int64_t T, bool all_logits,
+                          float* logits) {
+    int64_t pos0;
+    {
+        std::unique_lock<std::shared_mutex> lk(cache.mu);
+        pos0 = cache.sequence(seq).length;
+        cache.extend(seq, T);  // the one step that can fail; it changes nothing if it does
+    }
+    pos_.resize(T);
+    for (int64_t t = 0; t < T; ++t) pos_[t] = pos0 + t;
+    AttnOptions opt;
+    opt.scale = cfg.attention_scale;
+    opt.window = cfg.window;
+    const Kernels& kern = kernels();
+    run(ids, T, all_logits ? 0 : T - 1, logits, [&](int layer) {
+        {
+            std::unique_lock<std::shared_mutex> lk(cache.mu);
+            cache.write(layer, seq, k_.data(), v_.data(), T);
+        }
+        std::shared_lock<std::shared_mutex> lk(cache.mu);
+        attention(kern, cache, layer, seq, q_.data(), T, cfg.n_heads, opt, att_.data());
+    });
+}
+
+void Transformer::forward_batch(KVCache& cache, const int64_t* seqs, const int64_t* ids, int64_t n, float* logits) {
+    pos_.resize(n);
+    {
+        std::unique_lock<std::shared_mutex> lk(cache.mu);
+        int64_t done = 0;
+        try {
+            for (; done < n; ++done) {
+                pos_[done] = cache.sequence(seqs[done]).length;
+                cache.extend(seqs[done], 1);
+            }
+        } catch (...) {
+            for (int64_t i = 0; i < done; ++i) cache.truncate(seqs[i], pos_[i]);  // all or nothing
+            throw;
+        }
+    }
+    AttnOptions opt;
+    opt.scale = cfg.attention_scale;
+    opt.window = cfg.window;
+    const Kernels& kern = kernels();
+    const int64_t kvw = static_cast<int64_t>(cfg.n_kv_heads) * cfg.head_dim;
+    run(ids, n, 0, logits, [&](int layer) {
+        {
+            std::unique_lock<std::shared_mutex> lk(cache.mu);
+            for (int64_t i = 0; i < n; ++i) cache.write(layer, seqs[i], k_.data() + i * kvw, v_.data() + i * kvw, 1);
+        }
+        std::shared_lock<std::shared_mutex> lk(cache.mu);
+        attention_batch(kern, cache, layer, seqs, n, q_.data(), cfg.n_heads, opt, att_.data());
+    });
 }
 
 }  // namespace slmk

@@ -42,10 +42,21 @@ class Transformer {
     // nothing) and writes logits of the last token (vocab) or of every token (T, vocab).
     void forward(KVCache& cache, int64_t seq, const int64_t* ids, int64_t T, bool all_logits, float* logits);
 
+    // One new token for each of n distinct sequences, decoded together: every GEMM runs on n
+    // rows, attention on each sequence's own cache (attention_batch). Logits (n, vocab); each
+    // row is the same bits as forward() of that sequence alone (batch invariance). All
+    // sequences are extended or none is.
+    void forward_batch(KVCache& cache, const int64_t* seqs, const int64_t* ids, int64_t n, float* logits);
+
   private:
     std::vector<float> x_, h_, qkv_, q_, k_, v_, att_, tmp_, gu_, f_;
     std::vector<int64_t> pos_;
     void project(const std::vector<const PackedMatrix*>& w, const float* x, int64_t T, float* out, int64_t ldo);
+    // The layer stack over T rows at positions pos_; `attend(layer)` writes K/V (k_, v_) to the
+    // cache and leaves attention of q_ in att_. Then the final norm and head for rows
+    // [first, T) into logits.
+    template <typename Attend>
+    void run(const int64_t* ids, int64_t T, int64_t first, float* logits, Attend attend);
 };
 
 }  // namespace slmk

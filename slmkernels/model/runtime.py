@@ -136,6 +136,17 @@ class Model:
         ids = self._check(seq, ids)
         return self._cpp.forward(self.cache, seq, ids, all_logits)
 
+    def forward_batch(self, seqs, ids) -> np.ndarray:
+        """Decodes one new token for each of several sequences in one step (the GEMMs run on all
+        rows at once). Returns (len(seqs), vocab); row i is the same bits as forward(seqs[i],
+        [ids[i]]) alone. All sequences advance, or none does."""
+        seqs = np.asarray(seqs, dtype=np.int64).reshape(-1)
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        for s in seqs:
+            if self.cache.length(int(s)) + 1 > self.context:
+                raise ValueError(f"sequence {int(s)} is at the context of {self.context} tokens")
+        return self._cpp.forward_batch(self.cache, seqs, ids)
+
     def _check(self, seq: int, ids) -> np.ndarray:
         c = self.config
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
