@@ -57,7 +57,20 @@ constexpr int kPanelRows = 128;  // activation rows one panel call handles (at m
 // F32 / F16 / BF16: one "block" per k: [16 rows] of the element type (64 / 32 / 32 B)
 //
 // Rows past N in the last group are zero bytes (zero scales): they compute zeros, never written.
-int64_t packed_tile_bytes(Format f);
+// Bytes of one packed tile (the layouts above); constexpr so kernels size their loops with it.
+static constexpr int64_t packed_tile_bytes(Format f) {
+    return f == Format::Q8_0   ? 544
+           : f == Format::Q4_0 ? 288
+           : f == Format::Q4_1 ? 320
+           : f == Format::Q5_0 ? 352
+           : f == Format::Q5_1 ? 384
+           : f == Format::Q4_K ? 2368
+           : f == Format::Q5_K ? 2880
+           : f == Format::Q6_K ? 3360
+           : f == Format::F32  ? 64
+           : (f == Format::F16 || f == Format::BF16) ? 32
+                                                     : 0;
+}
 
 // Packs rows [0, nrows) (nrows <= 16) of a GGUF-layout matrix, `nblocks` blocks per row, rows
 // `src_stride` bytes apart, into one group of `nblocks` tiles at dst.

@@ -95,7 +95,7 @@ static inline void g2_tile32_part(const uint8_t* group, int64_t nblocks, const A
     constexpr bool kQ8 = F == Format::Q8_0;
     constexpr bool kHasM = F == Format::Q4_1 || F == Format::Q5_1;
     constexpr bool kQ5 = F == Format::Q5_0 || F == Format::Q5_1;
-    constexpr int64_t kTB = kQ8 ? 544 : F == Format::Q4_0 ? 288 : F == Format::Q4_1 ? 320 : F == Format::Q5_0 ? 352 : 384;
+    constexpr int64_t kTB = packed_tile_bytes(F);
     constexpr int kHbOff = kHasM ? 64 : 32;
     constexpr int kQOff = kQ8 ? 32 : kQ5 ? kHbOff + 64 : (kHasM ? 64 : 32);
     constexpr int kOffset = F == Format::Q4_0 ? 8 : F == Format::Q5_0 ? 16 : 0;
@@ -216,7 +216,7 @@ template <class Dot, Format F, int MR, int NH>
 static inline void g2_tile_q45k_part(const uint8_t* group, int64_t nblocks, const ActRows& a, int64_t m0, float* out,
                                      int64_t ldo, int nvalid, int h0) {
     constexpr bool kQ5 = F == Format::Q5_K;
-    constexpr int64_t kTB = kQ5 ? 2880 : 2368;
+    constexpr int64_t kTB = packed_tile_bytes(F);
     constexpr int kQOff = kQ5 ? 832 : 320;
     const int8_t* xq[MR];
     const float* xd[MR];
@@ -327,7 +327,7 @@ static inline void g2_sub_q6k(const uint8_t* t, int A, int CH, const int8_t* con
 template <class Dot, Format F, int MR, int NH>
 static inline void g2_tile_q6k_part(const uint8_t* group, int64_t nblocks, const ActRows& a, int64_t m0, float* out,
                                     int64_t ldo, int nvalid, int h0) {
-    constexpr int64_t kTB = 3360;
+    constexpr int64_t kTB = packed_tile_bytes(Format::Q6_K);
     const float* xd[MR];
     const int8_t* x256[MR];
     const int32_t* bs[MR];

@@ -234,7 +234,7 @@ static inline __m512i mul_small_u8(__m512i q, __m512i sw) {
 static void unpack_q4_k(const uint8_t* group, int64_t b0, int64_t nb, uint8_t* dst) {
     const __m512i m7 = _mm512_set1_epi16(0x0007);
     for (int64_t b = 0; b < nb; ++b) {
-        const uint8_t* t = group + (b0 + b) * 2368;
+        const uint8_t* t = group + (b0 + b) * packed_tile_bytes(Format::Q4_K);
         for (int g = 0; g < 4; ++g) {
             __m512i slo[2], shi[2];
             for (int h = 0; h < 2; ++h) {  // sub-block 2g + h: its scale in each lane's low byte
@@ -318,7 +318,7 @@ static void panel_q4_k(const uint8_t* group, int64_t nblocks, const ActRows& a, 
             const int8_t* xq = a.q_panel + ((m0 + i0) / 16 * (nblocks * 4) + 4 * k0) * 1024;  // 4 slabs per super-block
             constexpr int64_t st = 64;
             auto epi = [&](int b, const int32_t(*cl)[16], const int32_t(*ch)[16]) {
-                const uint8_t* t = group + (k0 + b) * 2368;
+                const uint8_t* t = group + (k0 + b) * packed_tile_bytes(Format::Q4_K);
                 __m512i mp[4];  // lane r: m_2p[r] | m_2p+1[r] << 16 (int16 pairs)
                 for (int p = 0; p < 4; ++p) {
                     const __m128i m0v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(t + 192 + 32 * p));

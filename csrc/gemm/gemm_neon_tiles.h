@@ -96,7 +96,7 @@ inline void nt_store16(float* o, const float32x4_t* acc, int nvalid) {
 // ---- the 32-block formats: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 ----
 template <Format F>
 constexpr int nt_tile_bytes() {
-    return F == Format::Q8_0 ? 544 : F == Format::Q4_0 ? 288 : F == Format::Q4_1 ? 320 : F == Format::Q5_0 ? 352 : 384;
+    return static_cast<int>(packed_tile_bytes(F));
 }
 
 template <class Dot, Format F, int MR>
@@ -182,7 +182,7 @@ template <class Dot, Format F, int MR>
 void nt_tile_q45k(const uint8_t* group, int64_t nblocks, const ActRows& a, int64_t m0, float* out, int64_t ldo,
                   int nvalid) {
     constexpr bool q5 = F == Format::Q5_K;
-    constexpr int64_t tb = q5 ? 2880 : 2368;
+    constexpr int64_t tb = packed_tile_bytes(F);
     constexpr int q_off = q5 ? 832 : 320;
     const int8_t* xq[MR];
     const float* xd[MR];
@@ -289,7 +289,7 @@ inline void nt_q6_field(const uint8_t* t, int64_t b, int qq, int ah, const int8_
 template <class Dot, int MR>
 void nt_tile_q6k(const uint8_t* group, int64_t nblocks, const ActRows& a, int64_t m0, float* out, int64_t ldo,
                  int nvalid) {
-    constexpr int64_t tb = 3360;
+    constexpr int64_t tb = packed_tile_bytes(Format::Q6_K);
     const int8_t* xq[MR];
     const float* xd[MR];
     for (int i = 0; i < MR; ++i) {

@@ -8,23 +8,6 @@
 
 namespace slmk {
 
-int64_t packed_tile_bytes(Format f) {
-    switch (f) {
-        case Format::Q8_0: return 544;
-        case Format::Q4_0: return 288;
-        case Format::Q4_1: return 320;
-        case Format::Q5_0: return 352;
-        case Format::Q5_1: return 384;
-        case Format::Q4_K: return 2368;
-        case Format::Q5_K: return 2880;
-        case Format::Q6_K: return 3360;
-        case Format::F32: return 64;
-        case Format::F16:
-        case Format::BF16: return 32;
-        default: return 0;
-    }
-}
-
 ActKind act_kind(Format f) {
     switch (f) {
         case Format::Q4_K:

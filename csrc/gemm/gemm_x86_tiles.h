@@ -166,7 +166,7 @@ static void tile_32_x512(const uint8_t* group, int64_t nblocks, const ActRows& a
     constexpr int kHbOff = kHasM ? 64 : 32;
     constexpr int kQOff = kQ8 ? 32 : (kHasM ? 64 : 32) + (kQ5 ? 64 : 0);
     constexpr int kCH = kQ5 ? 4 : 8;  // DotMadd: 2*31*127*4 and 2*15*127*8 fit int16
-    constexpr int64_t tb = F == Format::Q8_0 ? 544 : F == Format::Q4_0 ? 288 : F == Format::Q4_1 ? 320 : F == Format::Q5_0 ? 352 : 384;
+    constexpr int64_t tb = packed_tile_bytes(F);
     const int8_t* xq[MR];
     const float* xd[MR];
     const int32_t* xs[MR];
