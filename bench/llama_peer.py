@@ -20,19 +20,39 @@ def main() -> int:
     llm = Llama(model_path=req["model"], n_ctx=n_ctx, n_batch=n_ctx, n_threads=req["threads"],
                 n_threads_batch=req["threads"], logits_all=True, verbose=False)
     out = {"prompts": [], "ppl": None, "speed": None}
-    for text in req.get("prompts", []):
-        ids = llm.tokenize(text.encode(), add_bos=False, special=True)
-        llm.reset()
-        llm.eval(ids)
-        last = np.array(llm.scores[len(ids) - 1], dtype=np.float32)
-        cont = []
-        for _ in range(req.get("greedy_tokens", 64)):
-            t = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+    greedy_n = req.get("greedy_tokens", 64)
+
+    def greedy(n_prompt):
+        # continues greedily from the logits of the last prompt position; records each step's
+        # top-2 logit gap (how close to a tie llama.cpp itself was when it chose)
+        cont, gaps, pos = [], [], n_prompt - 1
+        for _ in range(greedy_n):
+            sc = np.asarray(llm.scores[pos])
+            o = np.argpartition(sc, -2)[-2:]
+            t = int(o[np.argmax(sc[o])])
+            gaps.append(float(abs(sc[o[1]] - sc[o[0]])))
             if t == llm.token_eos():
                 break
             cont.append(t)
             llm.eval([t])
-        out["prompts"].append({"ids": ids, "last_logits": last.tolist(), "greedy": cont})
+            pos = llm.n_tokens - 1
+        return cont, gaps
+
+    for text in req.get("prompts", []):
+        ids = llm.tokenize(text.encode(), add_bos=False, special=True)
+        # mode 1: the prompt in one batch (how llama.cpp runs a prompt)
+        llm.reset()
+        llm.eval(ids)
+        last = np.array(llm.scores[len(ids) - 1], dtype=np.float32)
+        cont, gaps = greedy(len(ids))
+        # mode 2: the prompt fed one token at a time; llama.cpp's kernels differ with the batch
+        # size, so this is the yardstick of how far llama.cpp agrees with itself
+        llm.reset()
+        for t in ids:
+            llm.eval([t])
+        cont_tw, gaps_tw = greedy(len(ids))
+        out["prompts"].append({"ids": ids, "last_logits": last.tolist(), "greedy": cont, "gaps": gaps,
+                               "greedy_tokenwise": cont_tw, "gaps_tokenwise": gaps_tw})
     if req.get("ppl_ids"):
         ids, chunk = req["ppl_ids"], req.get("ppl_chunk", 512)
         nll, count = 0.0, 0
