@@ -48,6 +48,40 @@ HAIKU = [{"role": "user", "content": "Write a haiku about the sea."}]
 TEXT_CANDIDATES = ["/usr/share/common-licenses/GPL-3", "/usr/share/common-licenses/Apache-2.0"]
 
 
+# Tiny random-weight files (float32 weights, so neither side quantizes activations), one per
+# architecture: an independent reading of each architecture's conventions (RoPE mode, biases,
+# granite's multipliers, tied head).
+TINY_ARCHS = ["llama", "qwen2", "granite"]
+TINY_IDS = [1, 40, 7, 99, 23, 64, 12, 5, 77, 31, 18, 50]
+
+
+def write_tiny_files(tmp: Path) -> list[dict]:
+    from slmkernels.model.testing import write_tiny_model
+
+    files = []
+    for arch in TINY_ARCHS:
+        for tied in (True, False):
+            path = tmp / f"tiny-{arch}-{'tied' if tied else 'untied'}.gguf"
+            write_tiny_model(path, arch, seed=3, tied=tied)
+            files.append({"arch": arch, "tied": tied, "model": str(path), "ids": TINY_IDS})
+    return files
+
+
+def tiny_rows(files: list[dict], ref: list) -> list[dict]:
+    rows = []
+    for f, theirs in zip(files, ref):
+        m = Model.from_gguf(f["model"])
+        s = m.new_sequence()
+        ours = np.asarray(m.forward(s, f["ids"], all_logits=True), np.float64)
+        m.free(s)
+        theirs = np.asarray(theirs, np.float64)
+        rows.append({"arch": f["arch"], "tied": f["tied"],
+                     "max_abs_diff": float(np.abs(ours - theirs).max()),
+                     "rel_diff": float(np.abs(ours - theirs).max() / np.abs(theirs).max()),
+                     "argmax_same": int((ours.argmax(1) == theirs.argmax(1)).sum()), "positions": len(f["ids"])})
+    return rows
+
+
 def first_difference(a, b):
     return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
@@ -150,6 +184,11 @@ def main(argv=None) -> int:
     req = {"model": str(args.model), "threads": args.threads, "prompts": prompts, "greedy_tokens": 64,
            "ppl_ids": ppl_ids, "ppl_chunk": 512, "n_ctx": 1024,
            "speed": {"prompt_ids": speed_prompt, "decode_tokens": 128, "repeat": 3}}
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix="slmk-tiny-"))
+    tiny_files = write_tiny_files(tmp)
+    req["tiny"] = [{"model": f["model"], "ids": f["ids"]} for f in tiny_files]
     peer = Path(__file__).with_name("llama_peer.py")
     cmd = [args.llama_python, "-c",
            "import resource,runpy,sys,json; sys.argv=['llama_peer']; "
@@ -162,6 +201,7 @@ def main(argv=None) -> int:
     body, rss_line = p.stdout.rsplit("\n", 1)
     ref = json.loads(body)
     ref["peak_rss_mb"] = json.loads(rss_line)["peak_rss_mb"]
+    tiny = tiny_rows(tiny_files, ref["tiny"])
     ours = our_side(args.model, prompts, args.threads, ppl_ids, 512, speed_prompt, 128)
     rows = []
     for text, a, b in zip(PROMPTS, ours["prompts"], ref["prompts"]):
@@ -200,7 +240,7 @@ def main(argv=None) -> int:
         "load_seconds": ours["load_seconds"],
     }
     with open(args.json, "w") as fh:
-        json.dump({"summary": summary, "rows": rows}, fh, indent=1)
+        json.dump({"summary": summary, "rows": rows, "tiny": tiny}, fh, indent=1)
     s = summary
     md = [f"Model: `{Path(args.model).name}`, {s['threads']} threads, ISA {s['isa']}.", "",
           "| measure | slmkernels | llama.cpp | ratio |", "| --- | --- | --- | --- |",
@@ -224,6 +264,11 @@ def main(argv=None) -> int:
         md.append(f"| {r['prompt'][:40]!r} | {r['same_tokens']} | {r['top1_same']} | {r['max_abs_diff']:.3f} | "
                   f"{r['greedy_match']}/{r['greedy_len']} | {r['greedy_match_tokenwise']} | {r['llama_self_match']} | "
                   f"{fmt_gap(r['llama_gap_at_divergence'])} |")
+    md += ["", "Tiny random-weight files (float32 weights), all-position logits of a 12-token prompt against llama.cpp:", "",
+           "| architecture | head | max abs diff | relative to max logit | same argmax |", "| --- | --- | --- | --- | --- |"]
+    for t in tiny:
+        md.append(f"| {t['arch']} | {'tied' if t['tied'] else 'separate'} | {t['max_abs_diff']:.2e} | {t['rel_diff']:.2e} | "
+                  f"{t['argmax_same']}/{t['positions']} |")
     Path(args.md).write_text("\n".join(md) + "\n")
     print("\n".join(md))
     return 0

@@ -17,8 +17,10 @@ def main() -> int:
     from llama_cpp import Llama
 
     n_ctx = req.get("n_ctx", 1024)
-    llm = Llama(model_path=req["model"], n_ctx=n_ctx, n_batch=n_ctx, n_threads=req["threads"],
-                n_threads_batch=req["threads"], logits_all=True, verbose=False)
+    llm = None
+    if req.get("prompts") or req.get("ppl_ids"):
+        llm = Llama(model_path=req["model"], n_ctx=n_ctx, n_batch=n_ctx, n_threads=req["threads"],
+                    n_threads_batch=req["threads"], logits_all=True, verbose=False)
     out = {"prompts": [], "ppl": None, "speed": None}
     greedy_n = req.get("greedy_tokens", 64)
 
@@ -53,6 +55,14 @@ def main() -> int:
         cont_tw, gaps_tw = greedy(len(ids))
         out["prompts"].append({"ids": ids, "last_logits": last.tolist(), "greedy": cont, "gaps": gaps,
                                "greedy_tokenwise": cont_tw, "gaps_tokenwise": gaps_tw})
+    out["tiny"] = []
+    for t in req.get("tiny", []):
+        # a tiny random-weight file: all-position logits of a fixed prompt, from an empty cache
+        tl = Llama(model_path=t["model"], n_ctx=64, n_batch=64, n_threads=req["threads"],
+                   n_threads_batch=req["threads"], logits_all=True, verbose=False)
+        tl.eval(t["ids"])
+        out["tiny"].append(np.array(tl.scores[: len(t["ids"])], dtype=np.float32).tolist())
+        del tl
     if req.get("ppl_ids"):
         ids, chunk = req["ppl_ids"], req.get("ppl_chunk", 512)
         nll, count = 0.0, 0
