@@ -1,4 +1,4 @@
-// ---- NEON GEMM micro-kernel bodies, shared by gemm_neon.cpp and gemm_neon_dotprod.cpp ----
+// ---- NEON GEMM micro-kernel bodies, shared by gemm_neon.cpp, gemm_neon_dotprod.cpp and gemm_neon_i8mm.cpp ----
 // Included by files compiled under different -march flags, so everything here lives in an
 // anonymous namespace (one private copy per translation unit, no ODR sharing across ISAs).
 //
@@ -83,6 +83,34 @@ inline float32x4_t nt_add(float32x4_t a, float32x4_t b) {
     return r;
 }
 
+// ---- per-block float epilogues: the float32 op sequences of gemm_ref.cpp, lane-wise over 4
+// rows of one activation row (operand order: see "NaN payloads" above). Every NEON rung calls
+// these, so the sdot and smmla kernels cannot drift apart. ----
+// Q8_0 / Q4_0 / Q5_0: acc + (dw*dx) * float(dot);  Q4_1 / Q5_1: also + (mw*dx) * float(xs)
+template <Format F>
+inline float32x4_t nt_epi32(float32x4_t acc, int32x4_t dot, float32x4_t dw, float32x4_t mw, float xd, int32_t xs) {
+    const float32x4_t dx = vdupq_n_f32(xd);
+    if constexpr (F == Format::Q4_1 || F == Format::Q5_1) {
+        acc = nt_add(nt_mul(nt_mul(dx, dw), vcvtq_f32_s32(dot)), acc);
+        return nt_add(nt_mul(vdupq_n_f32(static_cast<float>(xs)), nt_mul(dx, mw)), acc);
+    } else {
+        const float32x4_t dd = nt_mul(dw, dx), fd = vcvtq_f32_s32(dot);
+        // Q8_0: (dw*dx)*dot; Q4_0/Q5_0: dot*(dw*dx)
+        return nt_add(acc, F == Format::Q8_0 ? nt_mul(dd, fd) : nt_mul(fd, dd));
+    }
+}
+// Q4_K / Q5_K: acc + (d*dx) * float(isum) - (dmin*dx) * float(msum)
+inline float32x4_t nt_epi_q45k(float32x4_t acc, int32x4_t isum, int32x4_t msum, float32x4_t d, float32x4_t dmin,
+                               float xd) {
+    const float32x4_t dx = vdupq_n_f32(xd);
+    acc = nt_add(nt_mul(nt_mul(dx, d), vcvtq_f32_s32(isum)), acc);
+    return vsubq_f32(acc, nt_mul(nt_mul(dx, dmin), vcvtq_f32_s32(msum)));
+}
+// Q6_K: acc + (d*dx) * float(isum)
+inline float32x4_t nt_epi_q6k(float32x4_t acc, int32x4_t isum, float32x4_t d, float xd) {
+    return nt_add(acc, nt_mul(nt_mul(d, vdupq_n_f32(xd)), vcvtq_f32_s32(isum)));
+}
+
 inline void nt_store16(float* o, const float32x4_t* acc, int nvalid) {
     if (nvalid == kGroupRows) {
         for (int q = 0; q < 4; ++q) vst1q_f32(o + 4 * q, acc[q]);
@@ -155,21 +183,8 @@ void nt_tile32(const uint8_t* group, int64_t nblocks, const ActRows& a, int64_t 
                 }
             }
             const float32x4_t dw = nt_f16x4(t + 8 * qq);
-            if constexpr (has_m) {
-                const float32x4_t mw = nt_f16x4(t + 32 + 8 * qq);
-                for (int i = 0; i < MR; ++i) {  // operand order: see "NaN payloads" above
-                    const float32x4_t dx = vdupq_n_f32(xd[i][b]);
-                    acc[i][qq] = nt_add(nt_mul(nt_mul(dx, dw), vcvtq_f32_s32(dot[i])), acc[i][qq]);
-                    acc[i][qq] = nt_add(nt_mul(vdupq_n_f32(static_cast<float>(xs[i][b])), nt_mul(dx, mw)), acc[i][qq]);
-                }
-            } else {
-                for (int i = 0; i < MR; ++i) {
-                    const float32x4_t dx = vdupq_n_f32(xd[i][b]);
-                    const float32x4_t dd = nt_mul(dw, dx), fd = vcvtq_f32_s32(dot[i]);
-                    // Q8_0: (dw*dx)*dot; Q4_0/Q5_0: dot*(dw*dx)
-                    acc[i][qq] = nt_add(acc[i][qq], F == Format::Q8_0 ? nt_mul(dd, fd) : nt_mul(fd, dd));
-                }
-            }
+            const float32x4_t mw = has_m ? nt_f16x4(t + 32 + 8 * qq) : dw;
+            for (int i = 0; i < MR; ++i) acc[i][qq] = nt_epi32<F>(acc[i][qq], dot[i], dw, mw, xd[i][b], xs[i][b]);
         }
     }
     for (int i = 0; i < MR; ++i) nt_store16(out + i * ldo, acc[i], nvalid);
@@ -236,12 +251,7 @@ void nt_tile_q45k(const uint8_t* group, int64_t nblocks, const ActRows& a, int64
             }
             const float32x4_t d = nt_f16x4(t + 8 * qq);
             const float32x4_t dmin = nt_f16x4(t + 32 + 8 * qq);
-            for (int i = 0; i < MR; ++i) {
-                const float32x4_t dx = vdupq_n_f32(xd[i][b]);
-                // operand order: see "NaN payloads" above
-                acc[i][qq] = nt_add(nt_mul(nt_mul(dx, d), vcvtq_f32_s32(isum[i])), acc[i][qq]);
-                acc[i][qq] = vsubq_f32(acc[i][qq], nt_mul(nt_mul(dx, dmin), vcvtq_f32_s32(msum[i])));
-            }
+            for (int i = 0; i < MR; ++i) acc[i][qq] = nt_epi_q45k(acc[i][qq], isum[i], msum[i], d, dmin, xd[i][b]);
         }
     }
     for (int i = 0; i < MR; ++i) nt_store16(out + i * ldo, acc[i], nvalid);
@@ -311,10 +321,7 @@ void nt_tile_q6k(const uint8_t* group, int64_t nblocks, const ActRows& a, int64_
                 nt_q6_field<Dot, MR, 3>(t, b, qq, ah, xq, isum);
             }
             const float32x4_t d = nt_f16x4(t + 8 * qq);
-            for (int i = 0; i < MR; ++i) {
-                const float32x4_t dx = vdupq_n_f32(xd[i][b]);
-                acc[i][qq] = nt_add(acc[i][qq], nt_mul(nt_mul(d, dx), vcvtq_f32_s32(isum[i])));
-            }
+            for (int i = 0; i < MR; ++i) acc[i][qq] = nt_epi_q6k(acc[i][qq], isum[i], d, xd[i][b]);
         }
     }
     for (int i = 0; i < MR; ++i) nt_store16(out + i * ldo, acc[i], nvalid);
