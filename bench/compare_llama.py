@@ -204,7 +204,7 @@ def main(argv=None) -> int:
     tiny = tiny_rows(tiny_files, ref["tiny"])
     ours = our_side(args.model, prompts, args.threads, ppl_ids, 512, speed_prompt, 128)
     rows = []
-    for text, a, b in zip(PROMPTS, ours["prompts"], ref["prompts"]):
+    for text, a, b in zip(prompts, ours["prompts"], ref["prompts"]):
         la, lb = np.asarray(a["last_logits"]), np.asarray(b["last_logits"])
         n_match = first_difference(a["greedy"], b["greedy"])
         n_tw = first_difference(a["greedy"], b["greedy_tokenwise"])
