@@ -7,7 +7,7 @@ import tempfile
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -58,6 +58,16 @@ class KVCacheMachine(RuleBasedStateMachine):
         self.n_layers, self.n_kv, self.D, self.bt, self.dtype = n_layers, n_kv, D, block_tokens, dtype
         self.model: dict[int, dict] = {}
         self.saved: list[tuple[str, dict]] = []
+        # a file of another geometry (head_dim differs), for the restore faults
+        other = sk.KVCache(n_layers, n_kv, D + 32, capacity_tokens=8, block_tokens=block_tokens, dtype=dtype,
+                           layer_windows=windows)
+        o = other.new_sequence()
+        other.extend(o, 2)
+        for layer in range(n_layers):
+            z = np.ones((2, n_kv, D + 32), np.float32)
+            other.write(layer, o, z, z)
+        self.foreign = os.path.join(self.tmp, "foreign.kv")
+        other.save(o, self.foreign)
 
     # ---- helpers ----
     def snapshot(self):
@@ -207,6 +217,167 @@ class KVCacheMachine(RuleBasedStateMachine):
                 op()
         self.assert_unchanged(before)
 
+    # ---- fault injection: every kind of failing operation, the whole state compared ----
+    def expect_failure(self, exc, fn, match=None):
+        before = self.snapshot()
+        with pytest.raises(exc, match=match):
+            fn()
+        self.assert_unchanged(before)
+
+    def kv(self, n, fill=1.0):
+        return np.full((n, self.n_kv, self.D), fill, np.float32)
+
+    FAULTS = [
+        "extend_past_capacity", "extend_2^63-1", "extend_zero", "extend_negative", "extend_unknown",
+        "write_unknown", "write_layer_out_of_range", "write_unreserved", "write_wrong_shape", "write_float64",
+        "write_non_finite", "append", "fork_unknown", "truncate_past_end", "truncate_negative", "truncate_unknown",
+        "free_unknown", "evict_negative_sink", "evict_negative_window", "evict_unknown", "length_unknown",
+        "read_layer_out_of_range", "read_unknown", "save_unknown", "save_to_a_directory", "restore_missing",
+        "restore_foreign_geometry", "restore_overflowing_run", "attention_too_many_tokens",
+        "attention_layer_out_of_range", "attention_unknown", "attention_window_past_layer_window",
+    ]
+
+    @rule(data=st.data(), kind=st.sampled_from(FAULTS))
+    def inject_fault(self, data, kind):
+        event(f"fault {kind}")
+        c = self.c
+        unknown = max(self.model, default=-1) + 1000
+        if not self.model and kind not in ("extend_unknown", "write_unknown", "fork_unknown", "truncate_unknown",
+                                           "free_unknown", "evict_unknown", "length_unknown", "read_unknown",
+                                           "save_unknown", "attention_unknown", "restore_missing",
+                                           "restore_foreign_geometry"):
+            kind = "free_unknown"
+        s = data.draw(st.sampled_from(self.seqs())) if self.model else unknown
+        L = self.model[s]["length"] if self.model else 0
+        layer = data.draw(st.integers(0, self.n_layers - 1))
+        q = np.ones((L + 1, self.n_kv, self.D), np.float32)
+        fail = self.expect_failure
+        if kind == "extend_past_capacity":
+            fail(sk.KVCacheFullError, lambda: c.extend(s, c.capacity_tokens + 1), "nothing was changed")
+        elif kind == "extend_2^63-1":
+            fail(sk.KVCacheFullError, lambda: c.extend(s, 2**63 - 1), "nothing was changed")
+        elif kind == "extend_zero":
+            fail(ValueError, lambda: c.extend(s, 0), "n_tokens")
+        elif kind == "extend_negative":
+            fail(ValueError, lambda: c.extend(s, -3), "n_tokens")
+        elif kind == "extend_unknown":
+            fail(KeyError, lambda: c.extend(unknown, 1))
+        elif kind == "write_unknown":
+            fail(KeyError, lambda: c.write(0, unknown, self.kv(1), self.kv(1)))
+        elif kind == "write_layer_out_of_range":
+            fail(IndexError, lambda: c.write(self.n_layers, s, self.kv(1), self.kv(1)))
+        elif kind == "write_unreserved":
+            fail(ValueError, lambda: c.write(layer, s, self.kv(1), self.kv(1)), "extend first")
+        elif kind == "write_wrong_shape":
+            fail(ValueError, lambda: c.write(layer, s, np.ones((1, self.n_kv, self.D + 1), np.float32), self.kv(1)))
+        elif kind == "write_float64":
+            fail(TypeError, lambda: c.write(layer, s, self.kv(1), self.kv(1).astype(np.float64)))
+        elif kind == "write_non_finite":
+            if self.dtype in ("q8_0", "q4_0"):
+                fail(ValueError, lambda: c.write(layer, s, self.kv(1, np.inf), self.kv(1)), "non-finite")
+            else:  # float caches store non-finite values; the write still needs a reservation
+                fail(ValueError, lambda: c.write(layer, s, self.kv(1, np.nan), self.kv(1)), "extend first")
+        elif kind == "append":
+            if self.n_layers != 1:
+                fail(ValueError, lambda: c.append(0, s, self.kv(1), self.kv(1)), "single-layer")
+            else:  # k and v disagree on the token count (on a fork, the tail would be copied first)
+                fail(ValueError, lambda: c.append(0, s, self.kv(2), self.kv(3)), "same number of tokens")
+        elif kind == "fork_unknown":
+            fail(KeyError, lambda: c.fork(unknown))
+        elif kind == "truncate_past_end":
+            fail(ValueError, lambda: c.truncate(s, L + 1), "n_tokens")
+        elif kind == "truncate_negative":
+            fail(ValueError, lambda: c.truncate(s, -1), "n_tokens")
+        elif kind == "truncate_unknown":
+            fail(KeyError, lambda: c.truncate(unknown, 0))
+        elif kind == "free_unknown":
+            fail(KeyError, lambda: c.free(unknown))
+        elif kind == "evict_negative_sink":
+            fail(ValueError, lambda: c.evict(s, n_sink=-1, window=2), "n_sink")
+        elif kind == "evict_negative_window":
+            fail(ValueError, lambda: c.evict(s, n_sink=0, window=-1), "window")
+        elif kind == "evict_unknown":
+            fail(KeyError, lambda: c.evict(unknown, n_sink=0, window=1))
+        elif kind == "length_unknown":
+            fail(KeyError, lambda: c.length(unknown))
+        elif kind == "read_layer_out_of_range":
+            read = data.draw(st.sampled_from([c.keys, c.values, c.positions]))
+            fail(IndexError, lambda: read(data.draw(st.sampled_from([-1, self.n_layers])), s))
+        elif kind == "read_unknown":
+            read = data.draw(st.sampled_from([c.keys, c.values, c.positions]))
+            fail(KeyError, lambda: read(0, unknown))
+        elif kind == "save_unknown":
+            fail(KeyError, lambda: c.save(unknown, os.path.join(self.tmp, "u.kv")))
+        elif kind == "save_to_a_directory":
+            fail(OSError, lambda: c.save(s, self.tmp))
+        elif kind == "restore_missing":
+            fail(FileNotFoundError, lambda: c.restore(os.path.join(self.tmp, "missing.kv")))
+        elif kind == "restore_foreign_geometry":
+            fail(sk.KVCacheFileError, lambda: c.restore(self.foreign), "geometry")
+        elif kind == "restore_overflowing_run":
+            path = os.path.join(self.tmp, "overflow.kv")
+            c.save(s, path)
+            with open(path, "rb") as f:
+                raw = overflowing_run_file(f.read(), [2**63 - 1] + [0] * (self.n_layers - 1))
+            with open(path, "wb") as f:
+                f.write(raw)
+            fail((sk.KVCacheFullError, sk.KVCacheFileError), lambda: c.restore(path))
+        elif kind == "attention_too_many_tokens":
+            fail(ValueError, lambda: sk.attention(q, c, layer, s), "tokens")
+        elif kind == "attention_layer_out_of_range":
+            fail(IndexError, lambda: sk.attention(q[:1], c, self.n_layers, s))
+        elif kind == "attention_unknown":
+            fail(KeyError, lambda: sk.attention(q[:1], c, 0, unknown))
+        elif kind == "attention_window_past_layer_window":
+            if self.windows[-1] and L:
+                fail(ValueError, lambda: sk.attention(q[:1], c, self.n_layers - 1, s, window=self.windows[-1] + 1),
+                     "sliding window")
+            else:
+                fail(ValueError, lambda: sk.attention(q[:1], c, 0, s, window=0), "window")
+        else:  # pragma: no cover
+            raise AssertionError(kind)
+
+    @precondition(lambda self: self.model)
+    @rule(data=st.data(), n=st.integers(1, 6))
+    def faults_while_writes_are_pending(self, data, n):
+        """A sequence with reserved, not yet written positions refuses every operation that needs
+        its layers complete (extend, fork, evict, save, attention of an unwritten layer, a write
+        of the wrong length) without changing anything; then the writes finish normally."""
+        s = data.draw(st.sampled_from(self.seqs()))
+        M = self.model[s]
+        L = M["length"]
+        before = self.snapshot()
+        try:
+            self.c.extend(s, n)
+        except sk.KVCacheFullError:
+            self.assert_unchanged(before)
+            return
+        written = data.draw(st.integers(0, self.n_layers - 1))  # layers written before the faults
+        ks = [self.rng.standard_normal((n, self.n_kv, self.D)).astype(np.float32) for _ in range(self.n_layers)]
+        for layer in range(written):
+            self.c.write(layer, s, ks[layer], -ks[layer])
+        fail = self.expect_failure
+        fail(ValueError, lambda: self.c.extend(s, 1), "not yet written")
+        fail(ValueError, lambda: self.c.fork(s), "not yet written")
+        fail(ValueError, lambda: self.c.evict(s, n_sink=0, window=1), "not yet written")
+        fail(ValueError, lambda: self.c.save(s, os.path.join(self.tmp, "p.kv")), "not yet written")
+        fail(ValueError, lambda: sk.attention(np.ones((1, self.n_kv, self.D), np.float32), self.c, written, s),
+             "not yet written")
+        fail(ValueError, lambda: self.c.write(written, s, self.kv(n + 1), self.kv(n + 1)), "reserved positions")
+        if written:
+            fail(ValueError, lambda: self.c.write(0, s, self.kv(n), self.kv(n)), "extend first")
+        for layer in range(written, self.n_layers):
+            self.c.write(layer, s, ks[layer], -ks[layer])
+        for layer in range(self.n_layers):
+            kq, vq = roundtrip(ks[layer], self.dtype), roundtrip(-ks[layer], self.dtype)
+            for i in range(n):
+                M["layers"][layer][L + i] = (kq[i], vq[i])
+            W = self.windows[layer]
+            if W:
+                for p in [p for p in M["layers"][layer] if p < L - W + 1]:
+                    del M["layers"][layer][p]
+        M["length"] = L + n
+
     # ---- invariants: contents and block accounting ----
     @invariant()
     def contents_match(self):
@@ -244,6 +415,32 @@ class KVCacheMachine(RuleBasedStateMachine):
             for s in list(self.model):
                 self.c.free(s)
             assert self.c.stats()["blocks_used"] == 0
+
+
+def fnv1a64(b: bytes) -> int:
+    h = 1469598103934665603
+    for x in b:
+        h = ((h ^ x) * 1099511628211) & (2**64 - 1)
+    return h
+
+
+def overflowing_run_file(raw: bytes, counts: list[int]) -> bytes:
+    """A saved sequence rewritten to claim length 2^63-1 and, in layer l, one run of counts[l]
+    tokens from position 0 (none for 0), with a correct checksum (FNV-1a is no defence against
+    a crafted file)."""
+    import struct
+
+    head = bytearray(raw[:40])
+    struct.pack_into("<q", head, 32, 2**63 - 1)
+    body = bytearray()
+    pos = 40
+    for count in counts:
+        window, floor, n_runs = struct.unpack_from("<qqq", raw, pos)
+        pos += 24 + 16 * n_runs
+        runs = [(0, count)] if count else []
+        body += struct.pack("<qqq", window, 0, len(runs)) + b"".join(struct.pack("<qq", *r) for r in runs)
+    out = bytes(head) + bytes(body) + raw[pos:-8]
+    return out + struct.pack("<Q", fnv1a64(out))
 
 
 KVCacheMachine.TestCase.settings = settings(
@@ -331,3 +528,46 @@ def test_bytes_per_token():
     for dtype, per_row in [("f32", 256), ("f16", 128), ("q8_0", 68), ("q4_0", 36)]:
         c = sk.KVCache(1, 1, 64, capacity_tokens=32, dtype=dtype)
         assert c.stats()["bytes_per_token"] == 2 * per_row
+
+
+def test_extend_by_an_absurd_count_is_a_capacity_error():
+    """n close to 2^63 used to overflow the block count and take blocks from an empty free list."""
+    c = sk.KVCache(2, 1, 32, capacity_tokens=64, block_tokens=16)
+    s = c.new_sequence()
+    for n in (2**62, 2**63 - 1, 65):
+        with pytest.raises(sk.KVCacheFullError, match="nothing was changed"):
+            c.extend(s, n)
+    assert c.length(s) == 0 and c.stats()["blocks_used"] == 0
+    c.extend(s, 64)  # exactly the capacity still fits
+
+
+@pytest.mark.parametrize("counts", [[2**63 - 1, 0], [3 * 2**61 + 5, 3 * 2**61 + 5]])
+def test_restore_of_a_crafted_overflowing_file_changes_nothing(tmp_path, counts):
+    """Runs whose block counts sum past 2^63: with one-token blocks and 128-byte tokens, the
+    second file's token count (3 * 2^62 + 10) times 128 wraps to the 1280 bytes of data the file
+    really holds, so the old check (block total vs free blocks, in wrapped int64) passed and the
+    restore took blocks from an empty free list (a crash)."""
+    c = sk.KVCache(2, 1, 32, capacity_tokens=64, block_tokens=1, dtype="f16")
+    s = c.new_sequence()
+    c.extend(s, 5)
+    for layer in range(2):
+        c.write(layer, s, np.ones((5, 1, 32), np.float32), np.ones((5, 1, 32), np.float32))
+    c.save(s, tmp_path / "s.kv")
+    (tmp_path / "bad.kv").write_bytes(overflowing_run_file((tmp_path / "s.kv").read_bytes(), counts))
+    before = (c.stats(), c.sequences(), c.keys(0, s).tobytes())
+    with pytest.raises(sk.KVCacheFullError, match="nothing was changed"):
+        c.restore(tmp_path / "bad.kv")
+    assert (c.stats(), c.sequences(), c.keys(0, s).tobytes()) == before
+
+
+def test_append_with_mismatched_k_v_on_a_fork_changes_nothing():
+    """append reserved before it compared k and v, then rolled back by truncation, which left
+    the fork's copied-on-write tail block behind."""
+    c = sk.KVCache(1, 1, 32, capacity_tokens=64, block_tokens=8, dtype="f32")
+    s = c.new_sequence()
+    c.append(0, s, np.ones((3, 1, 32), np.float32), np.ones((3, 1, 32), np.float32))
+    t = c.fork(s)
+    before = (c.stats(), c._block_table(0, t), c._refcount(c._block_table(0, s)[0][0]))
+    with pytest.raises(ValueError, match="same number of tokens"):
+        c.append(0, t, np.ones((2, 1, 32), np.float32), np.ones((1, 1, 32), np.float32))
+    assert (c.stats(), c._block_table(0, t), c._refcount(c._block_table(0, s)[0][0])) == before

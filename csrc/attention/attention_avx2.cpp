@@ -28,6 +28,17 @@ struct Avx2 {
         s = _mm_add_ss(s, _mm_movehdup_ps(s));
         return _mm_cvtss_f32(s);
     }
+    // Lane i of the result = the sum of x[i]'s 8 lanes, for 8 vectors at once (transpose folded
+    // into an add tree). Fixed order: within each 128-bit half (e0+e2)+(e1+e3), then h0+h1.
+    static vec reduce_lanes(const vec* x) {
+        vec s2[4], s4[2];
+        for (int i = 0; i < 4; ++i)
+            s2[i] = _mm256_add_ps(_mm256_unpacklo_ps(x[2 * i], x[2 * i + 1]), _mm256_unpackhi_ps(x[2 * i], x[2 * i + 1]));
+        for (int i = 0; i < 2; ++i)
+            s4[i] = _mm256_add_ps(_mm256_shuffle_ps(s2[2 * i], s2[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                                  _mm256_shuffle_ps(s2[2 * i], s2[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+        return _mm256_add_ps(_mm256_permute2f128_ps(s4[0], s4[1], 0x20), _mm256_permute2f128_ps(s4[0], s4[1], 0x31));
+    }
     static float hmax(vec x) {
         __m128 s = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
         s = _mm_max_ps(s, _mm_movehl_ps(s, s));

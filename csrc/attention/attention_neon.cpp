@@ -24,6 +24,8 @@ struct Neon {
     static vec max(vec a, vec b) { return vmaxq_f32(a, b); }
     static float hsum(vec x) { return vaddvq_f32(x); }
     static float hmax(vec x) { return vmaxvq_f32(x); }
+    // Lane i of the result = the sum of x[i]'s 4 lanes: (e0+e1)+(e2+e3) by two pairwise adds.
+    static vec reduce_lanes(const vec* x) { return vpaddq_f32(vpaddq_f32(x[0], x[1]), vpaddq_f32(x[2], x[3])); }
     // Cephes expf, as in attention_avx2.cpp; 0 below -87.3.
     static vec exp(vec x) {
         const vec xc = vmaxq_f32(x, vdupq_n_f32(-87.3f));

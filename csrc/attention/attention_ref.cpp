@@ -87,6 +87,7 @@ void chunk_scalar(const AttnChunkArgs& a) {
         const float* q = a.q + r * a.ldq;
         const int64_t qp = a.qpos[r];
         float cmax = -std::numeric_limits<float>::infinity();
+        bool poison = false;  // a visible NaN or +inf score: softmax is NaN for the row, as in numpy
         for (int64_t j = 0; j < a.n; ++j) {
             const int64_t kp = a.kpos0 + j;
             if (kp > qp || qp - kp >= a.window) {
@@ -101,6 +102,13 @@ void chunk_scalar(const AttnChunkArgs& a) {
             if (a.softcap > 0.0f) x = a.softcap * std::tanh(x / a.softcap);
             s[j] = x;
             if (x > cmax) cmax = x;
+            if (x != x || x == std::numeric_limits<float>::infinity()) poison = true;
+        }
+        if (poison) {  // l and acc NaN, m finite: later chunks, merges and finalize keep the NaN
+            a.l[r] = std::numeric_limits<float>::quiet_NaN();
+            for (int64_t d = 0; d < a.head_dim; ++d) a.acc[r * a.ldacc + d] = a.l[r];
+            if (!(a.m[r] > -std::numeric_limits<float>::infinity())) a.m[r] = 0.0f;
+            continue;
         }
         if (!(cmax > -std::numeric_limits<float>::infinity())) continue;  // nothing visible: state unchanged
         const float mnew = a.m[r] > cmax ? a.m[r] : cmax;

@@ -52,6 +52,7 @@ void bind_attention(py::module_& m) {
             auto xa = require_f32(x, "x");
             if (xa.ndim() != 3) throw py::value_error("x must be 3-D (tokens, heads, head_dim)");
             const int64_t T = xa.shape(0), H = xa.shape(1), D = xa.shape(2);
+            if (H == 0 || D == 0) throw py::value_error("x must not be empty: (tokens, heads >= 1, head_dim >= 2)");
             if (!py::isinstance<py::array>(positions)) throw py::type_error("positions must be an integer ndarray");
             py::array pa = py::reinterpret_borrow<py::array>(positions);
             if (pa.dtype().kind() != 'i' && pa.dtype().kind() != 'u')
@@ -65,9 +66,10 @@ void bind_attention(py::module_& m) {
             if (mode == "normal") cfg.mode = RopeMode::Normal;
             else if (mode == "neox") cfg.mode = RopeMode::Neox;
             else throw py::value_error("mode must be 'normal' or 'neox', got '" + mode + "'");
-            cfg.rotary_dim = rotary_dim.is_none() ? static_cast<int>(D) : rotary_dim.cast<int>();
-            if (cfg.rotary_dim <= 0 || cfg.rotary_dim > D || cfg.rotary_dim % 2)
+            const int64_t rd = rotary_dim.is_none() ? D : int_arg(rotary_dim, "rotary_dim");
+            if (rd <= 0 || rd > D || rd % 2)
                 throw py::value_error("rotary_dim must be even and in 2..head_dim (" + std::to_string(D) + ")");
+            cfg.rotary_dim = static_cast<int>(rd);
             std::vector<double> ff(cfg.rotary_dim / 2, 1.0);
             bool have_ff = false;
             if (!scaling.is_none()) {

@@ -31,6 +31,29 @@ py::array_t<float, py::array::c_style> require_f32(const py::handle& a, const ch
     return py::reinterpret_borrow<py::array_t<float, py::array::c_style>>(a);
 }
 
+int64_t int_arg(const py::handle& v, const char* name) {
+    if (!py::isinstance<py::int_>(v) || py::isinstance<py::bool_>(v))
+        throw py::type_error(std::string(name) + " must be an int, got " +
+                             std::string(py::str(py::type::of(v).attr("__name__"))));
+    int overflow = 0;
+    const long long x = PyLong_AsLongLongAndOverflow(v.ptr(), &overflow);
+    if (overflow != 0) throw py::value_error(std::string(name) + " = " + std::string(py::str(v)) + " does not fit in 64 bits");
+    if (x == -1 && PyErr_Occurred()) throw py::error_already_set();
+    return x;
+}
+
+double float_arg(const py::handle& v, const char* name) {
+    if (!(py::isinstance<py::float_>(v) || py::isinstance<py::int_>(v)) || py::isinstance<py::bool_>(v))
+        throw py::type_error(std::string(name) + " must be a number, got " +
+                             std::string(py::str(py::type::of(v).attr("__name__"))));
+    const double x = PyFloat_AsDouble(v.ptr());  // an int too large for a double raises OverflowError
+    if (x == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        throw py::value_error(std::string(name) + " is too large for a float");
+    }
+    return x;
+}
+
 void bind_core(py::module_& m) {
     m.def(
         "cpu_info",
@@ -65,9 +88,7 @@ void bind_core(py::module_& m) {
     m.def(
         "set_num_threads",
         [](py::handle n) {
-            if (!py::isinstance<py::int_>(n) || py::isinstance<py::bool_>(n))
-                throw py::type_error("num_threads must be an int");
-            const long long v = n.cast<long long>();
+            const int64_t v = int_arg(n, "num_threads");
             if (v < 1 || v > 1024) throw py::value_error("num_threads must be in 1..1024, got " + std::to_string(v));
             py::gil_scoped_release rel;
             set_num_threads(static_cast<int>(v));

@@ -62,17 +62,17 @@ AttnArgs parse_options(const KVCache& c, int64_t n_heads, py::object scale, py::
                        py::object sinks) {
     AttnArgs a;
     if (!scale.is_none()) {
-        const double s = scale.cast<double>();
+        const double s = float_arg(scale, "scale");
         if (!(s > 0) || !std::isfinite(s)) throw py::value_error("scale must be a positive finite number");
         a.opt.scale = static_cast<float>(s);
     }
     if (!window.is_none()) {
-        const int64_t w = window.cast<int64_t>();
+        const int64_t w = int_arg(window, "window");
         if (w < 1) throw py::value_error("window must be >= 1 (or None for full attention)");
         a.opt.window = w;
     }
     if (!softcap.is_none()) {
-        const double s = softcap.cast<double>();
+        const double s = float_arg(softcap, "softcap");
         if (!(s > 0) || !std::isfinite(s)) throw py::value_error("softcap must be a positive finite number");
         a.opt.softcap = static_cast<float>(s);
     }
@@ -97,7 +97,24 @@ Arr query_array(const py::handle& q, const KVCache& c) {
     return qa;
 }
 
-Arr output_array(py::object out, const Arr& qa) {
+// attention_check under the cache's lock (shared): the state it reads may be changing under a
+// Model.forward running without the GIL. Waiting for the lock with the GIL held is safe: no
+// holder of the lock ever needs the GIL.
+void checked_attention(const KVCache& cache, int layer, int64_t seq, int64_t q_tokens, int64_t n_heads,
+                       const AttnOptions& opt) {
+    std::shared_lock<std::shared_mutex> lk(cache.mu);
+    attention_check(cache, layer, seq, q_tokens, n_heads, opt);
+}
+
+// A file path (str, bytes or os.PathLike); TypeError naming `path` otherwise.
+py::object checked_path(const py::object& path) {
+    if (py::isinstance<py::str>(path) || py::isinstance<py::bytes>(path) || py::hasattr(path, "__fspath__"))
+        return path;
+    throw py::type_error("path must be a str, bytes or os.PathLike, got " +
+                         std::string(py::str(py::type::of(path).attr("__name__"))));
+}
+
+Arr output_array(py::object out, const Arr& qa, const AttnArgs& a) {
     if (out.is_none()) return Arr({qa.shape(0), qa.shape(1), qa.shape(2)});
     Arr oa = require_f32(out, "out");
     if (oa.ndim() != 3 || oa.shape(0) != qa.shape(0) || oa.shape(1) != qa.shape(1) || oa.shape(2) != qa.shape(2))
@@ -105,6 +122,10 @@ Arr output_array(py::object out, const Arr& qa) {
     if (!oa.writeable()) throw py::value_error("out must be writeable");
     const float *o0 = oa.data(), *q0 = qa.data();
     if (o0 < q0 + qa.size() && q0 < o0 + oa.size()) throw py::value_error("out must not overlap q");
+    if (a.opt.sinks) {
+        const float* s0 = a.opt.sinks;
+        if (o0 < s0 + a.sinks.size() && s0 < o0 + oa.size()) throw py::value_error("out must not overlap sinks");
+    }
     return oa;
 }
 
@@ -134,7 +155,9 @@ void bind_kvcache(py::module_& m) {
                          const std::string& dtype, py::object layer_windows) {
                  std::vector<int64_t> w;
                  if (!layer_windows.is_none()) {
-                     for (py::handle x : layer_windows) w.push_back(x.is_none() ? 0 : x.cast<int64_t>());
+                     if (!py::isinstance<py::sequence>(layer_windows) || py::isinstance<py::str>(layer_windows))
+                         throw py::type_error("layer_windows must be a list of ints or None, one per layer");
+                     for (py::handle x : layer_windows) w.push_back(x.is_none() ? 0 : int_arg(x, "layer_windows entry"));
                  }
                  return new KVCache(n_layers, n_kv_heads, head_dim, capacity_tokens, block_tokens,
                                     kv_dtype_from_name(dtype), w);
@@ -163,7 +186,10 @@ void bind_kvcache(py::module_& m) {
         .def("append", [](KVCache& c, int layer, int64_t seq, py::handle k, py::handle v) {
             if (c.n_layers != 1) throw py::value_error("append is for single-layer caches; use extend + write per layer");
             Arr ka = require_kv(k, "k", c);
-            require_kv(v, "v", c);
+            Arr va = require_kv(v, "v", c);
+            // every check write_kv makes comes before the reservation: undoing an extend by
+            // truncation would not restore a copied-on-write tail or a window's freed tokens
+            if (ka.shape(0) != va.shape(0)) throw py::value_error("k and v must have the same number of tokens");
             {
                 std::unique_lock<std::shared_mutex> lk(c.mu);
                 if (layer != 0) throw py::index_error("layer " + std::to_string(layer) + " is out of range (n_layers = 1)");
@@ -236,7 +262,7 @@ void bind_kvcache(py::module_& m) {
                 buf = c.save(seq);
             }
             py::bytes b(reinterpret_cast<const char*>(buf.data()), buf.size());
-            py::object f = py::module_::import("builtins").attr("open")(path, "wb");
+            py::object f = py::module_::import("builtins").attr("open")(checked_path(path), "wb");
             try {
                 f.attr("write")(b);
             } catch (...) {
@@ -246,7 +272,7 @@ void bind_kvcache(py::module_& m) {
             f.attr("close")();
         }, py::arg("seq"), py::arg("path"), "Writes seq to a versioned, checksummed file.")
         .def("restore", [](KVCache& c, py::object path) {
-            py::object f = py::module_::import("builtins").attr("open")(path, "rb");
+            py::object f = py::module_::import("builtins").attr("open")(checked_path(path), "rb");
             py::bytes b;
             try {
                 b = f.attr("read")();
@@ -281,8 +307,8 @@ void bind_kvcache(py::module_& m) {
            py::object sinks, py::object out) {
             Arr qa = query_array(q, cache);
             AttnArgs a = parse_options(cache, qa.shape(1), scale, window, softcap, sinks);
-            attention_check(cache, layer, seq, qa.shape(0), qa.shape(1), a.opt);
-            Arr oa = output_array(out, qa);
+            checked_attention(cache, layer, seq, qa.shape(0), qa.shape(1), a.opt);
+            Arr oa = output_array(out, qa, a);
             const float* qp = qa.data();
             float* op = oa.mutable_data();
             const int64_t T = qa.shape(0), H = qa.shape(1);
@@ -311,8 +337,8 @@ void bind_kvcache(py::module_& m) {
                 throw py::value_error("q must have one token per sequence: q_tokens " + std::to_string(qa.shape(0)) +
                                       " != len(seqs) " + std::to_string(seqs.size()));
             AttnArgs a = parse_options(cache, qa.shape(1), scale, window, softcap, sinks);
-            for (int64_t s : seqs) attention_check(cache, layer, s, 1, qa.shape(1), a.opt);
-            Arr oa = output_array(out, qa);
+            for (int64_t s : seqs) checked_attention(cache, layer, s, 1, qa.shape(1), a.opt);
+            Arr oa = output_array(out, qa, a);
             const float* qp = qa.data();
             float* op = oa.mutable_data();
             const int64_t H = qa.shape(1);

@@ -1,6 +1,8 @@
 // ---- _core.Transformer: the decoder step in C++, built by slmkernels/model/runtime.py ----
 #include <pybind11/stl.h>
 
+#include <mutex>
+
 #include "bindings.h"
 #include "gemm/gemm_driver.h"
 #include "model/transformer.h"
@@ -12,6 +14,9 @@ namespace {
 struct PyTransformer {
     Transformer t;
     py::list keep;  // the Python objects whose memory t points into (packed weights, the embedding map)
+    // t's scratch buffers serve one step at a time: steps from several Python threads run one
+    // after another. Taken after the GIL is released (a holder never needs the GIL).
+    std::mutex step;
 };
 
 std::vector<float> f32_vector(py::handle a, const char* what) {
@@ -101,6 +106,7 @@ void bind_model(py::module_& m) {
                 const int64_t* idp = a.data();
                 {
                     py::gil_scoped_release rel;
+                    std::lock_guard<std::mutex> lk(self.step);
                     self.t.forward(cache, seq, idp, T, all_logits, o);
                 }
                 return out;
@@ -126,6 +132,7 @@ void bind_model(py::module_& m) {
                 const int64_t* idp = a.data();
                 {
                     py::gil_scoped_release rel;
+                    std::lock_guard<std::mutex> lk(self.step);
                     self.t.forward_batch(cache, sp, idp, n, o);
                 }
                 return out;

@@ -120,6 +120,11 @@ void bind_ops(py::module_& m) {
                 if (oa.ndim() != 2 || oa.shape(0) != n || oa.shape(1) != table.cols)
                     throw py::value_error("out must have shape (" + std::to_string(n) + ", " + std::to_string(table.cols) + ")");
                 if (!oa.writeable()) throw py::value_error("out must be writeable");
+                const uint8_t* o0 = reinterpret_cast<const uint8_t*>(oa.data());
+                const uint8_t* o1 = o0 + oa.nbytes();
+                if (o0 < table.data + table.nbytes && table.data < o1) throw py::value_error("out must not overlap table");
+                const uint8_t* i0 = reinterpret_cast<const uint8_t*>(idv.data());
+                if (o0 < i0 + idv.nbytes() && i0 < o1) throw py::value_error("out must not overlap ids");
                 o = oa;
             }
             float* dst = o.mutable_data();

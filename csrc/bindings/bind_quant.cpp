@@ -26,15 +26,15 @@ std::string format_names() {
 int64_t checked_dim(py::handle v, const char* what) {
     if (!py::isinstance<py::int_>(v) || py::isinstance<py::bool_>(v))
         throw py::type_error(std::string("shape ") + what + " must be an int");
-    long long x = v.cast<long long>();
+    const int64_t x = int_arg(v, (std::string("shape ") + what).c_str());
     if (x <= 0 || x > (1LL << 40)) throw py::value_error(std::string("shape ") + what + " must be in 1..2^40, got " + std::to_string(x));
     return x;
 }
 
-void check_cols(Format f, int64_t cols) {
+void check_cols(Format f, int64_t cols, const char* what) {
     const int bs = format_info(f).block_size;
     if (cols % bs != 0)
-        throw py::value_error("row length " + std::to_string(cols) + " is not a multiple of the " +
+        throw py::value_error(std::string(what) + ": row length " + std::to_string(cols) + " is not a multiple of the " +
                               format_info(f).name + " block size " + std::to_string(bs));
 }
 
@@ -45,7 +45,7 @@ void for_blocks(int64_t n_blocks, int64_t grain, Fn fn) {
 }
 
 QuantizedTensor make_view(py::object data, Format f, int64_t rows, int64_t cols, int64_t offset) {
-    check_cols(f, cols);
+    check_cols(f, cols, "shape");
     if (offset < 0) throw py::value_error("offset must be >= 0");
     auto info = std::make_shared<py::buffer_info>(py::reinterpret_borrow<py::buffer>(data).request());
     // Contiguous bytes only: a strided view would need a copy, which this type never makes.
@@ -56,9 +56,9 @@ QuantizedTensor make_view(py::object data, Format f, int64_t rows, int64_t cols,
         expect_stride *= info->shape[d];
     }
     const int64_t have = info->size * info->itemsize;
-    const int64_t need = rows * row_bytes(f, cols);
     if (rows > (int64_t(1) << 40) / std::max<int64_t>(1, row_bytes(f, cols)))
         throw py::value_error("tensor shape is too large");
+    const int64_t need = rows * row_bytes(f, cols);  // <= 2^40: checked above
     if (offset > have || have - offset < need)
         throw py::value_error(std::string(format_info(f).name) + " tensor of shape (" + std::to_string(rows) + ", " +
                               std::to_string(cols) + ") needs " + std::to_string(need) + " bytes at offset " +
@@ -100,7 +100,7 @@ Format parse_format(const py::handle& fmt, const char* arg_name) {
                               "'; supported: " + format_names());
     }
     if (py::isinstance<py::int_>(fmt) && !py::isinstance<py::bool_>(fmt)) {
-        const long long id = fmt.cast<long long>();
+        const int64_t id = int_arg(fmt, arg_name);
         for (Format f : kTensorFormats)
             if (id == format_info(f).ggml_type) return f;
         throw py::value_error(std::string(arg_name) + ": GGML type id " + std::to_string(id) +
@@ -155,7 +155,7 @@ void bind_quant(py::module_& m) {
             const int64_t rows = a.ndim() == 2 ? a.shape(0) : 1;
             const int64_t cols = a.ndim() == 2 ? a.shape(1) : a.shape(0);
             if (rows == 0 || cols == 0) throw py::value_error("x must not be empty");
-            check_cols(f, cols);
+            check_cols(f, cols, "x");
             const float* src = a.data();
             const int64_t n = rows * cols;
             if (format_info(f).block_size > 1) {

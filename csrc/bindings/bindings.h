@@ -50,4 +50,10 @@ struct PackedWeights {
 // Checks that `a` is a float32 ndarray, C-contiguous; raises TypeError/ValueError naming `name`.
 py::array_t<float, py::array::c_style> require_f32(const py::handle& a, const char* name);
 
+// A Python int (not bool) as int64: TypeError naming `name` for another type, ValueError when it
+// does not fit in 64 bits (pybind11's own cast would raise RuntimeError for both).
+int64_t int_arg(const py::handle& v, const char* name);
+// A Python int or float (not bool) as double: TypeError naming `name` otherwise.
+double float_arg(const py::handle& v, const char* name);
+
 }  // namespace slmk

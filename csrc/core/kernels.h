@@ -102,8 +102,11 @@ struct AttnChunkArgs {
     float* scratch = nullptr;     // >= kAttnScratch(R, n, padded head_dim) floats, 64-byte aligned
 };
 using attn_chunk_fn = void (*)(const AttnChunkArgs& a);
-// Scratch a chunk kernel may use: R x n scores, 2 x R row bounds, a dequantized row, SIMD slack.
-static inline int64_t kAttnScratch(int64_t R, int64_t n, int64_t dp) { return (R * n + 15) / 16 * 16 + 2 * R + 16 + dp + 64; }
+// Scratch a chunk kernel may use: R x n scores, 2 x R row bounds, the chunk's keys and values
+// dequantized (2 x n x dp), SIMD slack.
+static inline int64_t kAttnScratch(int64_t R, int64_t n, int64_t dp) {
+    return (R * n + 15) / 16 * 16 + (2 * R + 15) / 16 * 16 + 2 * n * dp + 64;
+}
 
 struct AttentionKernels {
     attn_chunk_fn chunk[kNumFormats] = {};  // F32, F16, Q8_0, Q4_0 caches

@@ -51,8 +51,12 @@ KVCache::KVCache(int n_layers_, int n_kv_heads_, int head_dim_, int64_t capacity
     row_bytes = row_bytes_of(dtype, head_dim_padded);
     half_bytes = round64(static_cast<int64_t>(n_kv_heads) * block_tokens * row_bytes);
     block_bytes = 2 * half_bytes;
-    const int64_t per_layer = (capacity_tokens + block_tokens - 1) / block_tokens;
-    if (per_layer > (int64_t(1) << 30) / n_layers) throw std::invalid_argument("capacity_tokens is too large");
+    const int64_t per_layer = capacity_tokens / block_tokens + (capacity_tokens % block_tokens != 0);  // (no overflow)
+    // 2^24 blocks (16.7M; a 126-layer model at 128k tokens needs 0.5M) bound the bookkeeping
+    // allocated and touched here (8 bytes a block) to 128 MiB, whatever the arguments
+    if (per_layer > (int64_t(1) << 24) / n_layers)
+        throw std::invalid_argument("capacity_tokens is too large: " + std::to_string(n_layers) + " layers of " +
+                                    std::to_string(per_layer) + " blocks exceed 2^24 blocks");
     n_blocks = per_layer * n_layers;
     if (n_blocks > std::numeric_limits<int64_t>::max() / block_bytes / 2)
         throw std::invalid_argument("capacity_tokens is too large");
@@ -131,8 +135,8 @@ int64_t KVCache::new_sequence() {
     return id;
 }
 
-void KVCache::extend(int64_t seq, int64_t n) {
-    KVSequence& S = seq_ref(seq);
+int64_t KVCache::plan_extend(int64_t seq, int64_t n, std::map<int32_t, int32_t>* released) const {
+    const KVSequence& S = sequence(seq);
     if (n < 1) throw std::invalid_argument("n_tokens must be >= 1, got " + std::to_string(n));
     const int64_t L = S.length;
     for (int l = 0; l < n_layers; ++l)
@@ -140,21 +144,36 @@ void KVCache::extend(int64_t seq, int64_t n) {
             throw std::invalid_argument("layer " + std::to_string(l) + " of " + seq_str(seq) + " has " +
                                         std::to_string(L - S.layers[l].written) +
                                         " reserved positions not yet written; write every layer before extend");
-    // plan: blocks needed in every layer (a copy of a shared tail, then fresh blocks)
+    // blocks needed in every layer (a copy of a shared tail, then fresh blocks)
     int64_t need = 0;
     for (int l = 0; l < n_layers; ++l) {
         const auto& E = S.layers[l].entries;
         int64_t avail = 0;
         if (!E.empty() && E.back().end() == L && E.back().hi < block_tokens) {
             avail = block_tokens - E.back().hi;
-            if (refcount_[E.back().block] > 1) ++need;
+            const int32_t b = E.back().block;
+            int32_t refs = refcount_[b];
+            if (released) refs -= (*released)[b];
+            if (refs > 1) {
+                ++need;
+                if (released) ++(*released)[b];
+            }
         }
         const int64_t rem = std::max<int64_t>(0, n - avail);
-        need += (rem + block_tokens - 1) / block_tokens;
+        need += rem / block_tokens + (rem % block_tokens != 0);  // (no rem + block_tokens - 1: n may be ~2^63)
+        if (need > n_blocks) return n_blocks + 1;  // saturates: more than the pool never fits
     }
+    return need;
+}
+
+void KVCache::extend(int64_t seq, int64_t n) {
+    KVSequence& S = seq_ref(seq);
+    const int64_t need = plan_extend(seq, n);
+    const int64_t L = S.length;
     if (need > static_cast<int64_t>(free_.size()))
         throw KVCapacityError("KV cache is full: extending " + seq_str(seq) + " by " + std::to_string(n) +
-                              " tokens needs " + std::to_string(need) + " blocks, " + std::to_string(free_.size()) +
+                              " tokens needs " + (need > n_blocks ? "more than all " : "") +
+                              std::to_string(std::min(need, n_blocks)) + " blocks, " + std::to_string(free_.size()) +
                               " of " + std::to_string(n_blocks) + " are free (nothing was changed)");
     // commit
     for (int l = 0; l < n_layers; ++l) {
@@ -462,13 +481,14 @@ int64_t KVCache::restore(const uint8_t* data, size_t size) {
                 throw KVFileError("KV cache file: bad token run");
             prev_end = u.pos0 + u.count;
             runs[l].push_back(u);
-            need += (u.count + block_tokens - 1) / block_tokens;
+            // checked run by run, so need and tokens stay below the pool's size (no overflow)
+            need += u.count / block_tokens + (u.count % block_tokens != 0);
             tokens += u.count;
+            if (need > static_cast<int64_t>(free_.size()))
+                throw KVCapacityError("KV cache is full: restoring needs more than the " +
+                                      std::to_string(free_.size()) + " free blocks (nothing was changed)");
         }
     }
-    if (need > static_cast<int64_t>(free_.size()))
-        throw KVCapacityError("KV cache is full: restoring needs " + std::to_string(need) + " blocks, " +
-                              std::to_string(free_.size()) + " are free (nothing was changed)");
     const int64_t body = tokens * 2 * n_kv_heads * row_bytes;  // tokens fit the pool: no overflow
     if (static_cast<int64_t>(r.n - r.o) != body) throw KVFileError("KV cache file: data size does not match its header");
     // ---- commit: each run starts in a fresh block ----

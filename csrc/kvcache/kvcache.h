@@ -77,6 +77,13 @@ class KVCache {
     // ---- sequence operations (callers hold `mu` exclusively; reads take it shared) ----
     int64_t new_sequence();
     void extend(int64_t seq, int64_t n);
+    // Validates extend(seq, n) as extend does (same exceptions, except capacity) and returns the
+    // blocks it would take. `released`: blocks an earlier planned extend of the same batch gives
+    // a reference up on (copy-on-write of a shared tail); read and updated, so summing the plans
+    // of a batch of distinct sequences counts what their extends take (or a little more, when a
+    // window layer's extend frees blocks a later one could reuse).
+    int64_t plan_extend(int64_t seq, int64_t n, std::map<int32_t, int32_t>* released = nullptr) const;
+    int64_t free_blocks() const { return static_cast<int64_t>(free_.size()); }
     // k, v: (n, n_kv_heads, head_dim) float32 for the layer's n unwritten positions.
     void write(int layer, int64_t seq, const float* k, const float* v, int64_t n);
     int64_t fork(int64_t seq);

@@ -2,6 +2,7 @@
 #include "transformer.h"
 
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <shared_mutex>
 
@@ -105,16 +106,20 @@ void Transformer::forward(KVCache& cache, int64_t seq, const int64_t* ids, int64
 void Transformer::forward_batch(KVCache& cache, const int64_t* seqs, const int64_t* ids, int64_t n, float* logits) {
     pos_.resize(n);
     {
+        // All or nothing: every extend is planned (and so validated) before the first one runs.
+        // (Rolling back by truncation would not undo a copied-on-write tail or a window's freed
+        // tokens.) seqs are distinct (the binding checks).
         std::unique_lock<std::shared_mutex> lk(cache.mu);
-        int64_t done = 0;
-        try {
-            for (; done < n; ++done) {
-                pos_[done] = cache.sequence(seqs[done]).length;
-                cache.extend(seqs[done], 1);
-            }
-        } catch (...) {
-            for (int64_t i = 0; i < done; ++i) cache.truncate(seqs[i], pos_[i]);  // all or nothing
-            throw;
+        std::map<int32_t, int32_t> released;
+        int64_t need = 0;
+        for (int64_t i = 0; i < n; ++i) need += cache.plan_extend(seqs[i], 1, &released);
+        if (need > cache.free_blocks())
+            throw KVCapacityError("KV cache is full: one token for each of " + std::to_string(n) + " sequences needs " +
+                                  std::to_string(need) + " blocks, " + std::to_string(cache.free_blocks()) +
+                                  " are free (nothing was changed)");
+        for (int64_t i = 0; i < n; ++i) {
+            pos_[i] = cache.sequence(seqs[i]).length;
+            cache.extend(seqs[i], 1);
         }
     }
     AttnOptions opt;

@@ -52,13 +52,21 @@ void rmsnorm_row_avx2(const float* x, const float* w, float* y, int64_t n, float
     for (; i < n; ++i) y[i] = (x[i] * sc) * w[i];
 }
 
+// expf(-g) overflows float for g below this (-ln(FLT_MAX))
+constexpr float kSiluZeroBelow = -88.72283f;
+
 void swiglu_row_avx2(const float* g, const float* u, float* y, int64_t n) {
     const __m256 one = _mm256_set1_ps(1.0f);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         const __m256 gv = _mm256_loadu_ps(g + i);
         const __m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), gv));
-        _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_div_ps(gv, _mm256_add_ps(one, e)), _mm256_loadu_ps(u + i)));
+        __m256 s = _mm256_div_ps(gv, _mm256_add_ps(one, e));
+        // where expf(-g) overflows, the scalar twin divides by inf: -0, or NaN for g = -inf
+        // (exp256 saturates instead, which gave -inf for g = -inf)
+        const __m256 big = _mm256_cmp_ps(gv, _mm256_set1_ps(kSiluZeroBelow), _CMP_LT_OQ);
+        s = _mm256_blendv_ps(s, _mm256_mul_ps(gv, _mm256_setzero_ps()), big);
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(s, _mm256_loadu_ps(u + i)));
     }
     for (; i < n; ++i) y[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }

@@ -30,6 +30,16 @@ def _stack(reader: GGUFReader, names: list[str]):
     return sk.pack(sk.QuantizedTensor(raw, ts[0].format, (rows, ts[0].shape[1])))
 
 
+def _int_array(v, name: str) -> np.ndarray:
+    """v (token ids or sequence ids: an int, a sequence of ints, an integer array) as 1-D int64."""
+    if v is None or isinstance(v, (str, bytes)):
+        raise TypeError(f"{name} must be an int or a sequence of ints, got {type(v).__name__}")
+    try:
+        return np.asarray(v, dtype=np.int64).reshape(-1)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise ValueError(f"{name} must be integers: {e}") from None
+
+
 @dataclass
 class _Layer:
     attn_norm: np.ndarray
@@ -52,6 +62,16 @@ class Model:
                  max_sequences: int = 1):
         self.reader = reader
         self.config = c = config
+        # the keyword arguments are checked before anything is built from the file
+        for name, v in (("context", context), ("max_sequences", max_sequences)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer))):
+                raise TypeError(f"{name} must be an int, got {type(v).__name__}")
+        if max_sequences is None or max_sequences < 1:
+            raise ValueError(f"max_sequences must be >= 1, got {max_sequences}")
+        if not isinstance(kv_dtype, str):
+            raise TypeError(f"kv_dtype must be a str, got {type(kv_dtype).__name__}")
+        if kv_dtype.lower() not in ("f32", "f16", "q8_0", "q4_0"):
+            raise ValueError(f"kv_dtype must be 'f32', 'f16', 'q8_0' or 'q4_0', got {kv_dtype!r}")
         self.context = int(context or min(c.context_length, 4096))
         if self.context < 1:
             raise ValueError("context must be >= 1")
@@ -120,8 +140,11 @@ class Model:
         try:
             config = ModelConfig.from_gguf(reader)
             return cls(reader, config, **kw)
-        except Exception:
-            reader.close()
+        except BaseException:
+            try:
+                reader.close()
+            except BufferError:
+                pass  # tensor views (held by the traceback) still map the file; it goes with them
             raise
 
     # ---- the forward pass ----
@@ -140,8 +163,8 @@ class Model:
         """Decodes one new token for each of several sequences in one step (the GEMMs run on all
         rows at once). Returns (len(seqs), vocab); row i is the same bits as forward(seqs[i],
         [ids[i]]) alone. All sequences advance, or none does."""
-        seqs = np.asarray(seqs, dtype=np.int64).reshape(-1)
-        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        seqs = _int_array(seqs, "seqs")
+        ids = _int_array(ids, "ids")
         for s in seqs:
             if self.cache.length(int(s)) + 1 > self.context:
                 raise ValueError(f"sequence {int(s)} is at the context of {self.context} tokens")
@@ -149,7 +172,7 @@ class Model:
 
     def _check(self, seq: int, ids) -> np.ndarray:
         c = self.config
-        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        ids = _int_array(ids, "ids")
         if len(ids) == 0:
             raise ValueError("ids must not be empty")
         if ids.min() < 0 or ids.max() >= c.vocab:
