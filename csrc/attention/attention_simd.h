@@ -115,7 +115,18 @@ static void chunk(const AttnChunkArgs& a) {
         // twin): l and acc become NaN, m stays finite, so later chunks, merges and finalize
         // keep the NaN (V::exp clamps its input, which would otherwise turn NaN into 0)
         bool poison = false;
-        for (int64_t j = lo; j < hi; ++j) poison |= !(s[j] == s[j]) || s[j] == -kNegInf;
+        {
+            // vector pre-check: s * 0 is 0 for every finite s, NaN for NaN and +-inf; only a
+            // row that trips it is scanned exactly (-inf alone is a legal, masked score)
+            vec vb = V::zero();
+            const vec zero = V::zero();
+            int64_t j = lo;
+            for (; j + W <= hi; j += W) vb = V::add(vb, V::mul(V::load(s + j), zero));
+            float tb = V::hsum(vb);
+            for (; j < hi; ++j) tb += s[j] * 0.0f;
+            if (!(tb == 0.0f))
+                for (j = lo; j < hi; ++j) poison |= !(s[j] == s[j]) || s[j] == -kNegInf;
+        }
         if (poison) {
             a.l[r] = std::numeric_limits<float>::quiet_NaN();
             for (int64_t d = 0; d < D; ++d) a.acc[r * a.ldacc + d] = a.l[r];
