@@ -59,7 +59,7 @@ void bind_attention(py::module_& m) {
                 throw py::type_error("positions must have an integer dtype, got " + std::string(py::str(pa.dtype())));
             if (pa.ndim() != 1 || pa.shape(0) != T)
                 throw py::value_error("positions must be 1-D with one position per token (" + std::to_string(T) + ")");
-            auto pos = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(pa);
+            auto pos = py::array_t<int64_t, py::array::c_style | py::array::forcecast | kNpyAligned>::ensure(pa);
             RopeConfig cfg;
             if (!(theta > 0) || !std::isfinite(theta)) throw py::value_error("theta must be a positive number");
             cfg.theta_base = theta;
@@ -102,7 +102,7 @@ void bind_attention(py::module_& m) {
                 }
             }
             if (!freq_factors.is_none()) {
-                auto fa = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(freq_factors);
+                auto fa = py::array_t<double, py::array::c_style | py::array::forcecast | kNpyAligned>::ensure(freq_factors);
                 if (!fa || fa.ndim() != 1 || fa.shape(0) != cfg.rotary_dim / 2)
                     throw py::value_error("freq_factors must be 1-D with rotary_dim/2 (" + std::to_string(cfg.rotary_dim / 2) +
                                           ") values");
@@ -118,7 +118,7 @@ void bind_attention(py::module_& m) {
             if (out.is_none()) {
                 result = py::array_t<float>({T, H, D});
             } else {
-                auto oa = require_f32(out, "out");
+                auto oa = require_f32_out(out, "out");
                 if (oa.ndim() != 3 || oa.shape(0) != T || oa.shape(1) != H || oa.shape(2) != D)
                     throw py::value_error("out must have the shape of x");
                 if (!oa.writeable()) throw py::value_error("out must be writeable");

@@ -115,7 +115,7 @@ void bind_gemm(py::module_& m) {
             if (out.is_none()) {
                 result = vec ? py::array_t<float>({v.n}) : py::array_t<float>({M, v.n});
             } else {
-                auto oa = require_f32(out, "out");
+                auto oa = require_f32_out(out, "out");
                 const bool shape_ok = vec ? (oa.ndim() == 1 && oa.shape(0) == v.n)
                                           : (oa.ndim() == 2 && oa.shape(0) == M && oa.shape(1) == v.n);
                 if (!shape_ok)

@@ -116,7 +116,7 @@ py::object checked_path(const py::object& path) {
 
 Arr output_array(py::object out, const Arr& qa, const AttnArgs& a) {
     if (out.is_none()) return Arr({qa.shape(0), qa.shape(1), qa.shape(2)});
-    Arr oa = require_f32(out, "out");
+    Arr oa = require_f32_out(out, "out");
     if (oa.ndim() != 3 || oa.shape(0) != qa.shape(0) || oa.shape(1) != qa.shape(1) || oa.shape(2) != qa.shape(2))
         throw py::value_error("out must have the shape of q");
     if (!oa.writeable()) throw py::value_error("out must be writeable");

@@ -20,7 +20,7 @@ struct PyTransformer {
 };
 
 std::vector<float> f32_vector(py::handle a, const char* what) {
-    auto arr = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(a);
+    auto arr = py::array_t<float, py::array::c_style | py::array::forcecast | kNpyAligned>::ensure(a);
     if (!arr || arr.ndim() != 1) throw py::value_error(std::string(what) + " must be a 1-D float array");
     return std::vector<float>(arr.data(), arr.data() + arr.shape(0));
 }
@@ -94,7 +94,7 @@ void bind_model(py::module_& m) {
         .def(
             "forward",
             [](PyTransformer& self, KVCache& cache, int64_t seq, py::handle ids, bool all_logits) {
-                auto a = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(ids);
+                auto a = py::array_t<int64_t, py::array::c_style | py::array::forcecast | kNpyAligned>::ensure(ids);
                 if (!a || a.ndim() != 1 || a.shape(0) == 0) throw py::value_error("ids must be a non-empty 1-D int array");
                 const int64_t T = a.shape(0);
                 for (int64_t i = 0; i < T; ++i)
@@ -115,8 +115,8 @@ void bind_model(py::module_& m) {
         .def(
             "forward_batch",
             [](PyTransformer& self, KVCache& cache, py::handle seqs, py::handle ids) {
-                auto s = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(seqs);
-                auto a = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(ids);
+                auto s = py::array_t<int64_t, py::array::c_style | py::array::forcecast | kNpyAligned>::ensure(seqs);
+                auto a = py::array_t<int64_t, py::array::c_style | py::array::forcecast | kNpyAligned>::ensure(ids);
                 if (!s || !a || s.ndim() != 1 || a.ndim() != 1 || s.shape(0) != a.shape(0) || s.shape(0) == 0)
                     throw py::value_error("seqs and ids must be 1-D, non-empty and of the same length");
                 const int64_t n = a.shape(0);

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "bindings.h"
 #include "core/kernels.h"
@@ -36,6 +37,17 @@ RowsView rows_view(py::handle a, const char* name, bool writable) {
     if (inner != 4 || outer % 4 != 0 || outer < n * 4)
         throw py::value_error(std::string(name) + " must have contiguous rows (inner stride 4 bytes, rows not overlapping)");
     if (writable && !arr.writeable()) throw py::value_error(std::string(name) + " must be writeable");
+    if (!f32_aligned(arr)) {
+        // A view at an odd byte offset: a misaligned float* is undefined behaviour, so an input
+        // is read from an aligned copy of its rows; an output must be aligned.
+        if (writable)
+            throw py::value_error(std::string(name) + " must be aligned to 4 bytes (it is a float32 view at an odd byte offset)");
+        py::array_t<float> copy = vec ? py::array_t<float>({n}) : py::array_t<float>({rows, n});
+        const char* src = static_cast<const char*>(arr.data());
+        for (int64_t r = 0; r < rows; ++r)
+            std::memcpy(copy.mutable_data() + r * n, src + r * outer, static_cast<size_t>(n) * 4);
+        return {copy.mutable_data(), rows, n, n, vec, copy};
+    }
     return {static_cast<float*>(arr.mutable_data()), rows, n, outer / 4, vec, arr};
 }
 
@@ -106,7 +118,7 @@ void bind_ops(py::module_& m) {
             py::array ia = py::reinterpret_borrow<py::array>(ids);
             if (ia.dtype().kind() != 'i' && ia.dtype().kind() != 'u') throw py::type_error("ids must have an integer dtype");
             if (ia.ndim() != 1) throw py::value_error("ids must be 1-D");
-            auto idv = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(ia);
+            auto idv = py::array_t<int64_t, py::array::c_style | py::array::forcecast | kNpyAligned>::ensure(ia);
             const int64_t n = idv.shape(0);
             for (int64_t i = 0; i < n; ++i)
                 if (idv.at(i) < 0 || idv.at(i) >= table.rows)
@@ -116,7 +128,7 @@ void bind_ops(py::module_& m) {
             if (out.is_none()) {
                 o = py::array_t<float>({n, table.cols});
             } else {
-                auto oa = require_f32(out, "out");
+                auto oa = require_f32_out(out, "out");
                 if (oa.ndim() != 2 || oa.shape(0) != n || oa.shape(1) != table.cols)
                     throw py::value_error("out must have shape (" + std::to_string(n) + ", " + std::to_string(table.cols) + ")");
                 if (!oa.writeable()) throw py::value_error("out must be writeable");

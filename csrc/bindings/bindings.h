@@ -48,7 +48,13 @@ struct PackedWeights {
 };
 
 // Checks that `a` is a float32 ndarray, C-contiguous; raises TypeError/ValueError naming `name`.
+// An input that is not 4-byte aligned (a view at an odd byte offset) comes back as an aligned
+// copy; an output (require_f32_out) must be aligned, else ValueError.
 py::array_t<float, py::array::c_style> require_f32(const py::handle& a, const char* name);
+py::array_t<float, py::array::c_style> require_f32_out(const py::handle& a, const char* name);
+// numpy's NPY_ARRAY_ALIGNED flag: the data pointer and strides suit the dtype's alignment.
+constexpr int kNpyAligned = 0x0100;
+bool f32_aligned(const py::array& arr);
 
 // A Python int (not bool) as int64: TypeError naming `name` for another type, ValueError when it
 // does not fit in 64 bits (pybind11's own cast would raise RuntimeError for both).

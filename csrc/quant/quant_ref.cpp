@@ -140,6 +140,23 @@ void quantize_q5_1(const float* x, uint8_t* y, int64_t n) {
 }
 
 // ---- 32-block dequantizers: x = d * (q - offset)  or  x = d * q + m ----
+
+// (d * q) + m with the NaN the SIMD twins' add(mul(d, q), m) gives when both are NaN: the
+// first operand's on x86; on ARM a signalling m (quieted) before the product's quiet NaN.
+// Written out because IEEE leaves that choice open and a plain `d * q + m` lets the compiler
+// swap the add's operands (GCC does under -fsanitize), which changes the payload.
+static inline float mul_add_nan_first(float d, float q, float m) {
+    const float p = d * q;  // a product's NaN is always quiet
+    if (p != p && m != m) {
+#if defined(__aarch64__) || defined(__arm__)
+        const uint32_t mb = f32_bits(m);
+        if (!(mb & 0x00400000u)) return bits_f32(mb | 0x00400000u);
+#endif
+        return p;
+    }
+    return p + m;
+}
+
 void dequantize_q4_0(const uint8_t* x, float* y, int64_t n) {
     for (int64_t b = 0; b < n / QK; ++b, x += sizeof(block_q4_0), y += QK) {
         const float d = fp16_to_fp32(load_u16(x));
@@ -155,8 +172,8 @@ void dequantize_q4_1(const uint8_t* x, float* y, int64_t n) {
         const float d = fp16_to_fp32(load_u16(x)), m = fp16_to_fp32(load_u16(x + 2));
         const uint8_t* qs = x + 4;
         for (int j = 0; j < QK / 2; ++j) {
-            y[j] = d * static_cast<float>(qs[j] & 0x0F) + m;
-            y[j + QK / 2] = d * static_cast<float>(qs[j] >> 4) + m;
+            y[j] = mul_add_nan_first(d, static_cast<float>(qs[j] & 0x0F), m);
+            y[j + QK / 2] = mul_add_nan_first(d, static_cast<float>(qs[j] >> 4), m);
         }
     }
 }
@@ -181,8 +198,8 @@ void dequantize_q5_1(const uint8_t* x, float* y, int64_t n) {
         for (int j = 0; j < QK / 2; ++j) {
             const int lo = (qs[j] & 0x0F) | (((qh >> j) & 1) << 4);
             const int hi = (qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4);
-            y[j] = d * static_cast<float>(lo) + m;
-            y[j + QK / 2] = d * static_cast<float>(hi) + m;
+            y[j] = mul_add_nan_first(d, static_cast<float>(lo), m);
+            y[j + QK / 2] = mul_add_nan_first(d, static_cast<float>(hi), m);
         }
     }
 }
