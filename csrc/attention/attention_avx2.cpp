@@ -12,9 +12,12 @@ namespace {
 
 struct Avx2 {
     static constexpr int width = 8;
+    static constexpr int pv_rows = 3, pv_vecs = 2;  // value accumulation: 3 rows x 2 vectors in registers
+    static constexpr int score_rows = 4;
     using vec = __m256;
     static vec zero() { return _mm256_setzero_ps(); }
     static vec load(const float* p) { return _mm256_loadu_ps(p); }
+    static void prefetch(const void* p) { __builtin_prefetch(p, 0, 3); }  // into L1, for reading
     static void store(float* p, vec x) { _mm256_storeu_ps(p, x); }
     static vec set1(float f) { return _mm256_set1_ps(f); }
     static vec add(vec a, vec b) { return _mm256_add_ps(a, b); }
@@ -64,6 +67,24 @@ struct Avx2 {
         y = _mm256_mul_ps(y, _mm256_castsi256_ps(e));
         return _mm256_and_ps(y, _mm256_cmp_ps(x, _mm256_set1_ps(-87.3f), _CMP_GE_OQ));
     }
+    // The 8 floats at d of one cached row (d + 8 <= dp), exactly as k_row writes them.
+    template <Format F>
+    static vec k_vec(const uint8_t* row, int64_t d) {
+        if (F == Format::F32) return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + d);
+        if (F == Format::F16) return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * d)));
+        if (F == Format::Q8_0) {
+            const uint8_t* blk = row + (d / QK) * sizeof(block_q8_0);
+            const __m256 sc = _mm256_set1_ps(_cvtsh_ss(load_u16(blk)));
+            const __m128i q8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + 2 + d % QK));
+            return _mm256_mul_ps(sc, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8)));
+        }
+        const uint8_t* blk = row + (d / QK) * sizeof(block_q4_0);  // Q4_0: elements d % 32 .. +8
+        const __m256 sc = _mm256_set1_ps(_cvtsh_ss(load_u16(blk)));
+        __m128i raw = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + 2 + d % 16));
+        if (d % QK >= 16) raw = _mm_srli_epi16(raw, 4);
+        const __m128i q = _mm_sub_epi8(_mm_and_si128(raw, _mm_set1_epi8(0x0F)), _mm_set1_epi8(8));
+        return _mm256_mul_ps(sc, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)));
+    }
     template <Format F>
     static void k_row(const uint8_t* row, float* dst, int64_t dp) {
         if (F == Format::F16) {
@@ -73,7 +94,7 @@ struct Avx2 {
             for (; i < dp; ++i) dst[i] = fp16_to_fp32(load_u16(row + 2 * i));
         } else if (F == Format::Q8_0) {
             for (int64_t b = 0; b < dp / QK; ++b, row += sizeof(block_q8_0), dst += QK) {
-                const __m256 d = _mm256_set1_ps(fp16_to_fp32(load_u16(row)));
+                const __m256 d = _mm256_set1_ps(_cvtsh_ss(load_u16(row)));
                 for (int k = 0; k < 4; ++k) {
                     const __m128i q8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + 2 + 8 * k));
                     _mm256_storeu_ps(dst + 8 * k, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8))));
@@ -81,7 +102,7 @@ struct Avx2 {
             }
         } else {  // Q4_0
             for (int64_t b = 0; b < dp / QK; ++b, row += sizeof(block_q4_0), dst += QK) {
-                const __m256 d = _mm256_set1_ps(fp16_to_fp32(load_u16(row)));
+                const __m256 d = _mm256_set1_ps(_cvtsh_ss(load_u16(row)));
                 const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2));
                 const __m128i m4 = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
                 const __m128i lo = _mm_sub_epi8(_mm_and_si128(raw, m4), eight);

@@ -1,6 +1,7 @@
 // ---- attention chunk kernels: NEON (aarch64 baseline, 4 floats per vector) ----
 // The kernel body is attention_simd.h; this file supplies the vector operations.
 #include <arm_neon.h>
+#include <cstring>
 
 #include "attention/attention_simd.h"
 #include "core/fp16.h"
@@ -12,9 +13,12 @@ namespace {
 
 struct Neon {
     static constexpr int width = 4;
+    static constexpr int pv_rows = 4, pv_vecs = 4;  // value accumulation: 4 rows x 4 vectors in registers
+    static constexpr int score_rows = 4;
     using vec = float32x4_t;
     static vec zero() { return vdupq_n_f32(0.0f); }
     static vec load(const float* p) { return vld1q_f32(p); }
+    static void prefetch(const void* p) { __builtin_prefetch(p, 0, 3); }  // into L1, for reading
     static void store(float* p, vec x) { vst1q_f32(p, x); }
     static vec set1(float f) { return vdupq_n_f32(f); }
     static vec add(vec a, vec b) { return vaddq_f32(a, b); }
@@ -51,6 +55,30 @@ struct Neon {
         vst1q_f32(dst + 4, vmulq_f32(vd, vcvtq_f32_s32(vmovl_s16(vget_high_s16(lo)))));
         vst1q_f32(dst + 8, vmulq_f32(vd, vcvtq_f32_s32(vmovl_s16(vget_low_s16(hi)))));
         vst1q_f32(dst + 12, vmulq_f32(vd, vcvtq_f32_s32(vmovl_s16(vget_high_s16(hi)))));
+    }
+    // The 4 floats at d of one cached row (d + 4 <= dp), exactly as k_row writes them.
+    template <Format F>
+    static vec k_vec(const uint8_t* row, int64_t d) {
+        if (F == Format::F32) return vld1q_f32(reinterpret_cast<const float*>(row) + d);
+        if (F == Format::F16) return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(reinterpret_cast<const uint16_t*>(row + 2 * d))));
+        uint32_t four;  // the 4 bytes holding elements d .. d+3 (never a read past the block)
+        int32x4_t qi;
+        float sc;
+        if (F == Format::Q8_0) {
+            const uint8_t* blk = row + (d / QK) * sizeof(block_q8_0);
+            sc = fp16_to_fp32(load_u16(blk));
+            std::memcpy(&four, blk + 2 + d % QK, 4);
+            qi = vmovl_s16(vget_low_s16(vmovl_s8(vreinterpret_s8_u32(vdup_n_u32(four)))));
+        } else {  // Q4_0
+            const uint8_t* blk = row + (d / QK) * sizeof(block_q4_0);
+            sc = fp16_to_fp32(load_u16(blk));
+            std::memcpy(&four, blk + 2 + d % 16, 4);
+            uint8x8_t raw = vreinterpret_u8_u32(vdup_n_u32(four));
+            raw = d % QK >= 16 ? vshr_n_u8(raw, 4) : vand_u8(raw, vdup_n_u8(0x0F));
+            const int8x8_t q = vsub_s8(vreinterpret_s8_u8(raw), vdup_n_s8(8));
+            qi = vmovl_s16(vget_low_s16(vmovl_s8(q)));
+        }
+        return vmulq_f32(vdupq_n_f32(sc), vcvtq_f32_s32(qi));
     }
     template <Format F>
     static void k_row(const uint8_t* row, float* dst, int64_t dp) {

@@ -92,6 +92,9 @@ struct AttnChunkArgs {
     float softcap = 0.0f;         // > 0: s = softcap * tanh(s / softcap)
     const uint8_t* k = nullptr;   // n rows, row_bytes apart
     const uint8_t* v = nullptr;
+    const uint8_t* k_next = nullptr;  // a chunk the caller runs soon (or null): a hint only,
+    const uint8_t* v_next = nullptr;  // the kernel may prefetch its n_next rows while it works
+    int64_t n_next = 0;
     int64_t row_bytes = 0;
     int64_t n = 0, kpos0 = 0;
     int64_t head_dim = 0;         // D (accumulated width); rows hold head_dim_padded elements
@@ -102,10 +105,10 @@ struct AttnChunkArgs {
     float* scratch = nullptr;     // >= kAttnScratch(R, n, padded head_dim) floats, 64-byte aligned
 };
 using attn_chunk_fn = void (*)(const AttnChunkArgs& a);
-// Scratch a chunk kernel may use: R x n scores, 2 x R row bounds, the chunk's keys and values
-// dequantized (2 x n x dp), SIMD slack.
+// Scratch a chunk kernel may use: R x n scores, 2 x R row bounds and R rescale factors, the
+// chunk's keys and values dequantized (2 x n x dp), SIMD slack.
 static inline int64_t kAttnScratch(int64_t R, int64_t n, int64_t dp) {
-    return (R * n + 15) / 16 * 16 + (2 * R + 15) / 16 * 16 + 2 * n * dp + 64;
+    return (R * n + 15) / 16 * 16 + (3 * R + 15) / 16 * 16 + 2 * n * dp + 64;
 }
 
 struct AttentionKernels {
