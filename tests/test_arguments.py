@@ -1070,3 +1070,28 @@ def test_unaligned_tensor_views_need_no_alignment(fmt):
     assert sk.embedding(odd, np.array([4, 0])).tobytes() == sk.embedding(q, np.array([4, 0])).tobytes()
     w = rng.standard_normal(K).astype(np.float32)
     assert sk.rmsnorm(x_odd, w, 1e-5).tobytes() == sk.rmsnorm(x, w, 1e-5).tobytes()
+
+
+def test_misaligned_out_is_rejected_untouched():
+    """An output must be 4-byte aligned (kernels store whole floats into it): a misaligned
+    `out` raises ValueError naming it, and its bytes are left as they were."""
+    rng = np.random.default_rng(9)
+    K = 64
+    x = rng.standard_normal((2, K)).astype(np.float32)
+    w = sk.quantize(rng.standard_normal((32, K)).astype(np.float32), "q8_0")
+    raw = np.full(2 * 32 * 4 + 4, 0xAB, np.uint8)
+    out = raw[1 : 1 + 2 * 32 * 4].view(np.float32).reshape(2, 32)
+    with pytest.raises(ValueError, match="out"):
+        sk.matmul(x, w, out=out)
+    raw2 = np.full(2 * K * 4 + 4, 0xCD, np.uint8)
+    out2 = raw2[3 : 3 + 2 * K * 4].view(np.float32).reshape(2, K)
+    with pytest.raises(ValueError, match="out"):
+        sk.rmsnorm(x, np.ones(K, np.float32), 1e-5, out=out2)
+    c = sk.KVCache(1, 1, K, capacity_tokens=8, dtype="f16")
+    s = c.new_sequence()
+    c.append(0, s, x[:1].reshape(1, 1, K), x[1:].reshape(1, 1, K))
+    raw3 = np.full(K * 4 + 4, 0xEF, np.uint8)
+    out3 = raw3[2 : 2 + K * 4].view(np.float32).reshape(1, 1, K)
+    with pytest.raises(ValueError, match="out"):
+        sk.attention(x[:1].reshape(1, 1, K), c, 0, s, out=out3)
+    assert (raw == 0xAB).all() and (raw2 == 0xCD).all() and (raw3 == 0xEF).all()
