@@ -124,3 +124,37 @@ def attention_batch(
     out: npt.NDArray[np.float32] | None = None,
 ) -> npt.NDArray[np.float32]: ...
 def attention_kernel_names() -> dict[str, str]: ...
+def rope(
+    x: npt.NDArray[np.float32],
+    positions: npt.NDArray[np.integer[Any]],
+    *,
+    theta: float,
+    mode: str,
+    rotary_dim: int | None = None,
+    scaling: dict[str, Any] | None = None,
+    freq_factors: npt.NDArray[np.float32] | None = None,
+    out: npt.NDArray[np.float32] | None = None,
+) -> npt.NDArray[np.float32]: ...
+def rmsnorm(
+    x: npt.NDArray[np.float32], w: npt.NDArray[np.float32], eps: float, out: npt.NDArray[np.float32] | None = None
+) -> npt.NDArray[np.float32]: ...
+def swiglu(
+    gate: npt.NDArray[np.float32], up: npt.NDArray[np.float32], out: npt.NDArray[np.float32] | None = None
+) -> npt.NDArray[np.float32]: ...
+def embedding(
+    table: QuantizedTensor, ids: npt.NDArray[np.integer[Any]], out: npt.NDArray[np.float32] | None = None
+) -> npt.NDArray[np.float32]: ...
+def ops_kernel_names() -> dict[str, str]: ...
+
+class Transformer:
+    """A Llama-family decoder whose whole step runs in C++ (built by slmkernels.Model)."""
+
+    def __init__(
+        self, cfg: dict[str, Any], layers: list[dict[str, Any]], out_norm: Any, head: Any, embd: Any, rope: dict[str, Any]
+    ) -> None: ...
+    def forward(
+        self, cache: KVCache, seq: int, ids: npt.NDArray[np.integer[Any]], all_logits: bool = False
+    ) -> npt.NDArray[np.float32]: ...
+    def forward_batch(
+        self, cache: KVCache, seqs: npt.NDArray[np.integer[Any]], ids: npt.NDArray[np.integer[Any]]
+    ) -> npt.NDArray[np.float32]: ...

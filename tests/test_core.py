@@ -139,3 +139,17 @@ def test_info_command():
     r = subprocess.run([sys.executable, "-m", "slmkernels", "nonsense"], capture_output=True, text=True, timeout=60,
                        cwd=HERE)
     assert r.returncode == 2 and "usage" in r.stderr
+
+
+def test_type_stubs_cover_the_extension():
+    """slmkernels/_core.pyi declares every public function and class the extension exports."""
+    import ast
+    import pathlib
+
+    from slmkernels import _core
+
+    stub = ast.parse((pathlib.Path(sk.__file__).parent / "_core.pyi").read_text())
+    declared = {n.name for n in stub.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    exported = {n for n in dir(_core) if not n.startswith("__")}
+    missing = sorted(n for n in exported - declared if not n.startswith("_") or n in ("_probe_peak",))
+    assert not missing, f"_core.pyi lacks {missing}"
