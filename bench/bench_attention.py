@@ -22,11 +22,11 @@ import json
 import os
 import platform
 import sys
-import time
 
 import numpy as np
 
 import slmkernels as sk
+from bench_gemm import timeit as _gemm_timeit  # bench/ is the script's folder, so on sys.path
 from slmkernels import _core
 
 HQ, HKV, D, L_DECODE, T_PREFILL = 9, 3, 64, 4096, 512
@@ -35,15 +35,8 @@ TOL = 2e-4  # relative to max|v|, as tests/test_attention.py (ATTN_TOL)
 
 
 def timeit(fn, min_time: float, min_reps: int = 5) -> float:
-    """Median seconds per call."""
-    fn()
-    times = []
-    t_end = time.perf_counter() + min_time
-    while len(times) < min_reps or time.perf_counter() < t_end:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    """Median seconds per call (bench_gemm's timer, which also gives the spread)."""
+    return _gemm_timeit(fn, min_time, min_reps)[0]
 
 
 def ref_attention(q, K, V, kpos, qpos, scale):

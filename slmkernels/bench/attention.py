@@ -8,6 +8,7 @@ import numpy as np
 import slmkernels as sk
 
 from . import Bench, case
+from .gemm import ratio as _ratio  # max |got - ref| / bound (inf on shape or NaN)
 from .peers import torch_or_reason
 
 CONTEXTS = (512, 2048)  # cached tokens
@@ -29,14 +30,6 @@ def ref_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
     p = np.exp(s - s.max(axis=2, keepdims=True))
     p /= p.sum(axis=2, keepdims=True)
     return np.einsum("htl,lhd->thd", p, vv)
-
-
-def _ratio(got, ref, bound) -> float:
-    got = np.asarray(got, dtype=np.float64)
-    if got.shape != ref.shape:
-        return float("inf")
-    r = np.abs(got - ref) / bound
-    return float("inf") if not np.isfinite(r).all() else float(r.max())
 
 
 def _kernel() -> str:

@@ -7,6 +7,7 @@ import numpy as np
 import slmkernels as sk
 
 from . import Bench, case
+from .gemm import ratio as _ratio  # max |got - ref| / bound (inf on shape or NaN)
 from .peers import torch_or_reason
 
 F32_EPS = 2.0**-24
@@ -31,14 +32,6 @@ def ref_rope(x: np.ndarray, pos: np.ndarray, theta: float, mode: str) -> np.ndar
         a, b = x64[..., : D // 2], x64[..., D // 2 :]
         y[..., : D // 2], y[..., D // 2 :] = a * c - b * s, a * s + b * c
     return y
-
-
-def _ratio(got, ref, bound) -> float:
-    got = np.asarray(got, dtype=np.float64)
-    if got.shape != ref.shape:
-        return float("inf")
-    r = np.abs(got - ref) / bound
-    return float("inf") if not np.isfinite(r).all() else float(r.max())
 
 
 def _kernel(op: str) -> str:
