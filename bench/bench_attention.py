@@ -26,12 +26,26 @@ import sys
 import numpy as np
 
 import slmkernels as sk
-from bench_gemm import timeit as _gemm_timeit  # bench/ is the script's folder, so on sys.path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench/, also under python -P
+from bench_gemm import timeit as _gemm_timeit  # noqa: E402
 from slmkernels import _core
 
 HQ, HKV, D, L_DECODE, T_PREFILL = 9, 3, 64, 4096, 512
 DTYPES = ["f32", "f16", "q8_0", "q4_0"]
 TOL = 2e-4  # relative to max|v|, as tests/test_attention.py (ATTN_TOL)
+
+
+def timeit_rounds(fns: dict, min_time: float, rounds: int = 3) -> dict:
+    """Median seconds per call of each of fns: `rounds` rounds in which each gets its own block of
+    calls (timeit, min_time / rounds), then the median over rounds. Blocks, not alternating
+    calls: on a small machine one library's spinning worker threads would slow the next call
+    of another; rounds, so that a slow spell of a shared machine does not fall on one alone."""
+    per = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            per[k].append(timeit(fn, min_time / rounds))
+    return {k: float(np.median(v)) for k, v in per.items()}
 
 
 def timeit(fn, min_time: float, min_reps: int = 5) -> float:
@@ -143,12 +157,10 @@ def main() -> None:
         c, s = make_cache(rng, dtype, 1, T_PREFILL)
         q = rng.standard_normal((T_PREFILL, HQ, D)).astype(np.float32)
         err = validate(c, s, q)
-        t_ours = timeit(lambda: sk.attention(q, c, 0, s), args.min_time)
         K, V = c.keys(0, s), c.values(0, s)
-        np_out = numpy_attention(q, K, V)
-        assert np.abs(np_out - sk.attention(q, c, 0, s)).max() < 1e-3
-        t_np = timeit(lambda: numpy_attention(q, K, V), args.min_time)
-        t_torch = None
+        ours = sk.attention(q, c, 0, s)
+        fns = {"ours": lambda: sk.attention(q, c, 0, s), "numpy": lambda: numpy_attention(q, K, V)}
+        assert np.abs(numpy_attention(q, K, V) - ours).max() < 1e-3
         try:
             import torch  # noqa: PLC0415
 
@@ -158,9 +170,14 @@ def main() -> None:
             tk = torch.from_numpy(np.repeat(K, G, axis=1)).permute(1, 0, 2).unsqueeze(0)
             tv = torch.from_numpy(np.repeat(V, G, axis=1)).permute(1, 0, 2).unsqueeze(0)
             sdpa = torch.nn.functional.scaled_dot_product_attention
-            t_torch = timeit(lambda: sdpa(tq, tk, tv, is_causal=True), args.min_time)
+            got = sdpa(tq, tk, tv, is_causal=True)[0].permute(1, 0, 2).numpy()
+            if not np.abs(got - ours).max() < 1e-3:  # the peer is checked too before it is timed
+                sys.exit(f"validation failed: torch SDPA differs from ours by {np.abs(got - ours).max():.3g}")
+            fns["torch"] = lambda: sdpa(tq, tk, tv, is_causal=True)
         except ImportError:
             pass
+        med = timeit_rounds(fns, 3 * args.min_time)
+        t_ours, t_np, t_torch = med["ours"], med["numpy"], med.get("torch")
         rows.append(dict(bench="prefill", dtype=dtype, tokens=T_PREFILL, us=t_ours * 1e6, numpy_us=t_np * 1e6,
                          torch_us=None if t_torch is None else t_torch * 1e6, vs_numpy=t_np / t_ours,
                          vs_torch=None if t_torch is None else t_torch / t_ours, max_err=err))
