@@ -118,13 +118,7 @@ class KVCacheMachine(RuleBasedStateMachine):
             k = self.rng.standard_normal((n, self.n_kv, self.D)).astype(np.float32)
             v = self.rng.standard_normal((n, self.n_kv, self.D)).astype(np.float32)
             self.c.write(layer, s, k, v)
-            kq, vq = roundtrip(k, self.dtype), roundtrip(v, self.dtype)
-            for i in range(n):
-                M["layers"][layer][L + i] = (kq[i], vq[i])
-            W = self.windows[layer]
-            if W:
-                for p in [p for p in M["layers"][layer] if p < L - W + 1]:
-                    del M["layers"][layer][p]
+            self.model_write(M, layer, L, k, v)
         M["length"] = L + n
 
     @precondition(lambda self: self.model)
@@ -223,6 +217,17 @@ class KVCacheMachine(RuleBasedStateMachine):
         with pytest.raises(exc, match=match):
             fn()
         self.assert_unchanged(before)
+
+    def model_write(self, M, layer, L, k, v):
+        """The plain model of write(): positions L.. of `layer` hold k, v as the cache's dtype
+        stores them; a sliding-window layer forgets what the first new query cannot see."""
+        kq, vq = roundtrip(k, self.dtype), roundtrip(v, self.dtype)
+        for i in range(len(k)):
+            M["layers"][layer][L + i] = (kq[i], vq[i])
+        W = self.windows[layer]
+        if W:
+            for p in [p for p in M["layers"][layer] if p < L - W + 1]:
+                del M["layers"][layer][p]
 
     def kv(self, n, fill=1.0):
         return np.full((n, self.n_kv, self.D), fill, np.float32)
@@ -369,13 +374,7 @@ class KVCacheMachine(RuleBasedStateMachine):
         for layer in range(written, self.n_layers):
             self.c.write(layer, s, ks[layer], -ks[layer])
         for layer in range(self.n_layers):
-            kq, vq = roundtrip(ks[layer], self.dtype), roundtrip(-ks[layer], self.dtype)
-            for i in range(n):
-                M["layers"][layer][L + i] = (kq[i], vq[i])
-            W = self.windows[layer]
-            if W:
-                for p in [p for p in M["layers"][layer] if p < L - W + 1]:
-                    del M["layers"][layer][p]
+            self.model_write(M, layer, L, ks[layer], -ks[layer])
         M["length"] = L + n
 
     # ---- invariants: contents and block accounting ----
