@@ -67,23 +67,26 @@ struct Avx2 {
         y = _mm256_mul_ps(y, _mm256_castsi256_ps(e));
         return _mm256_and_ps(y, _mm256_cmp_ps(x, _mm256_set1_ps(-87.3f), _CMP_GE_OQ));
     }
-    // The 8 floats at d of one cached row (d + 8 <= dp), exactly as k_row writes them.
+    // The 8 floats at d of one cached row (d + 8 <= dp), exactly as k_row writes them; sc is
+    // the scale of the block holding d (quantized formats; f16_column converted it).
     template <Format F>
-    static vec k_vec(const uint8_t* row, int64_t d) {
+    static vec k_vec(const uint8_t* row, int64_t d, float sc) {
         if (F == Format::F32) return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + d);
         if (F == Format::F16) return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * d)));
         if (F == Format::Q8_0) {
             const uint8_t* blk = row + (d / QK) * sizeof(block_q8_0);
-            const __m256 sc = _mm256_set1_ps(_cvtsh_ss(load_u16(blk)));
             const __m128i q8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + 2 + d % QK));
-            return _mm256_mul_ps(sc, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8)));
+            return _mm256_mul_ps(_mm256_set1_ps(sc), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8)));
         }
         const uint8_t* blk = row + (d / QK) * sizeof(block_q4_0);  // Q4_0: elements d % 32 .. +8
-        const __m256 sc = _mm256_set1_ps(_cvtsh_ss(load_u16(blk)));
         __m128i raw = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + 2 + d % 16));
         if (d % QK >= 16) raw = _mm_srli_epi16(raw, 4);
         const __m128i q = _mm_sub_epi8(_mm_and_si128(raw, _mm_set1_epi8(0x0F)), _mm_set1_epi8(8));
-        return _mm256_mul_ps(sc, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)));
+        return _mm256_mul_ps(_mm256_set1_ps(sc), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)));
+    }
+    // dst[i] = the f16 at p + i * stride as a float, i < n.
+    static void f16_column(const uint8_t* p, int64_t stride, int64_t n, float* dst) {
+        for (int64_t i = 0; i < n; ++i) dst[i] = _cvtsh_ss(load_u16(p + i * stride));
     }
     template <Format F>
     static void k_row(const uint8_t* row, float* dst, int64_t dp) {

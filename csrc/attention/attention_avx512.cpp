@@ -74,23 +74,36 @@ struct Avx512 {
         const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.3f), _CMP_GE_OQ);
         return _mm512_maskz_mov_ps(keep, y);
     }
-    // The 16 floats at d of one cached row (d + 16 <= dp), exactly as k_row writes them.
+    // The 16 floats at d of one cached row (d + 16 <= dp), exactly as k_row writes them; sc is
+    // the scale of the block holding d (quantized formats; f16_column converted it).
     template <Format F>
-    static vec k_vec(const uint8_t* row, int64_t d) {
+    static vec k_vec(const uint8_t* row, int64_t d, float sc) {
         if (F == Format::F32) return _mm512_loadu_ps(reinterpret_cast<const float*>(row) + d);
         if (F == Format::F16) return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * d)));
         if (F == Format::Q8_0) {
             const uint8_t* blk = row + (d / QK) * sizeof(block_q8_0);
-            const __m512 sc = _mm512_set1_ps(_cvtsh_ss(load_u16(blk)));
             const __m128i q8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2 + d % QK));
-            return _mm512_mul_ps(sc, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q8)));
+            return _mm512_mul_ps(_mm512_set1_ps(sc), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q8)));
         }
         const uint8_t* blk = row + (d / QK) * sizeof(block_q4_0);  // Q4_0: d % 32 is 0 or 16
-        const __m512 sc = _mm512_set1_ps(_cvtsh_ss(load_u16(blk)));
         __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
         if (d % QK) raw = _mm_srli_epi16(raw, 4);
         const __m128i q = _mm_sub_epi8(_mm_and_si128(raw, _mm_set1_epi8(0x0F)), _mm_set1_epi8(8));
-        return _mm512_mul_ps(sc, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)));
+        return _mm512_mul_ps(_mm512_set1_ps(sc), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)));
+    }
+    // dst[i] = the f16 at p + i * stride as a float, i < n (block scales down a chunk's rows:
+    // 16 at a time by a gather of the 4 bytes at each, narrowed and converted together).
+    static void f16_column(const uint8_t* p, int64_t stride, int64_t n, float* dst) {
+        int64_t i = 0;
+        if (stride <= (int64_t{1} << 26)) {
+            const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                                   _mm512_set1_epi32(static_cast<int>(stride)));
+            for (; i + 16 <= n; i += 16) {
+                const __m512i w = _mm512_i32gather_epi32(idx, p + i * stride, 1);
+                _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(w)));
+            }
+        }
+        for (; i < n; ++i) dst[i] = _cvtsh_ss(load_u16(p + i * stride));
     }
     template <Format F>
     static void k_row(const uint8_t* row, float* dst, int64_t dp) {

@@ -56,22 +56,20 @@ struct Neon {
         vst1q_f32(dst + 8, vmulq_f32(vd, vcvtq_f32_s32(vmovl_s16(vget_low_s16(hi)))));
         vst1q_f32(dst + 12, vmulq_f32(vd, vcvtq_f32_s32(vmovl_s16(vget_high_s16(hi)))));
     }
-    // The 4 floats at d of one cached row (d + 4 <= dp), exactly as k_row writes them.
+    // The 4 floats at d of one cached row (d + 4 <= dp), exactly as k_row writes them; sc is
+    // the scale of the block holding d (quantized formats; f16_column converted it).
     template <Format F>
-    static vec k_vec(const uint8_t* row, int64_t d) {
+    static vec k_vec(const uint8_t* row, int64_t d, float sc) {
         if (F == Format::F32) return vld1q_f32(reinterpret_cast<const float*>(row) + d);
         if (F == Format::F16) return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(reinterpret_cast<const uint16_t*>(row + 2 * d))));
         uint32_t four;  // the 4 bytes holding elements d .. d+3 (never a read past the block)
         int32x4_t qi;
-        float sc;
         if (F == Format::Q8_0) {
             const uint8_t* blk = row + (d / QK) * sizeof(block_q8_0);
-            sc = fp16_to_fp32(load_u16(blk));
             std::memcpy(&four, blk + 2 + d % QK, 4);
             qi = vmovl_s16(vget_low_s16(vmovl_s8(vreinterpret_s8_u32(vdup_n_u32(four)))));
         } else {  // Q4_0
             const uint8_t* blk = row + (d / QK) * sizeof(block_q4_0);
-            sc = fp16_to_fp32(load_u16(blk));
             std::memcpy(&four, blk + 2 + d % 16, 4);
             uint8x8_t raw = vreinterpret_u8_u32(vdup_n_u32(four));
             raw = d % QK >= 16 ? vshr_n_u8(raw, 4) : vand_u8(raw, vdup_n_u8(0x0F));
@@ -79,6 +77,10 @@ struct Neon {
             qi = vmovl_s16(vget_low_s16(vmovl_s8(q)));
         }
         return vmulq_f32(vdupq_n_f32(sc), vcvtq_f32_s32(qi));
+    }
+    // dst[i] = the f16 at p + i * stride as a float, i < n.
+    static void f16_column(const uint8_t* p, int64_t stride, int64_t n, float* dst) {
+        for (int64_t i = 0; i < n; ++i) dst[i] = fp16_to_fp32(load_u16(p + i * stride));
     }
     template <Format F>
     static void k_row(const uint8_t* row, float* dst, int64_t dp) {

@@ -20,8 +20,10 @@
 // score_rows (rows per score block); vec; zero(), load(p), store(p, x), set1(f), add, sub,
 // mul, fma(a, b, c) = a*b+c, max, hsum(x) (fixed reduction order), hmax(x), exp(x) (0 for
 // x < -87.3, so -inf gives 0); reduce_lanes(x[width]) (lane i = the sum of x[i]'s lanes, a
-// fixed tree); prefetch(p); k_row<F>(row, dst, dp) (dp floats of one cached row) and
-// k_vec<F>(row, d) (the width floats at d of one cached row, d + width <= dp).
+// fixed tree); prefetch(p); k_row<F>(row, dst, dp) (dp floats of one cached row);
+// k_vec<F>(row, d, sc) (the width floats at d of one cached row, d + width <= dp, given the
+// scale sc of the block holding d for quantized formats) and f16_column(p, stride, n, dst)
+// (n f16 values stride bytes apart, as floats: a chunk's block scales).
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -60,8 +62,10 @@ struct RowSrc {
     int64_t row_bytes;
     const float* buf;  // [n][dp], when !Direct
     int64_t dp;
+    const float* sc = nullptr;  // Direct, quantized formats: block b's scale of row j at sc[b * n + j]
+    int64_t n = 0;
     typename V::vec load(int64_t j, int64_t d) const {
-        if (Direct) return V::template k_vec<F>(base + j * row_bytes, d);
+        if (Direct) return V::template k_vec<F>(base + j * row_bytes, d, F == Format::Q8_0 || F == Format::Q4_0 ? sc[(d / QK) * n + j] : 0.0f);
         return V::load(buf + j * dp + d);
     }
     float elem(int64_t j, int64_t e) const {
@@ -242,6 +246,20 @@ static void chunk_impl(const AttnChunkArgs& a) {
     if (jmin >= jmax) return;
     const bool f32_rows = F == Format::F32 && a.row_bytes == dp * static_cast<int64_t>(sizeof(float));
     RowSrc<V, F, Direct> K{a.k, a.row_bytes, nullptr, dp}, Vs{a.v, a.row_bytes, nullptr, dp};
+    if (Direct && (F == Format::Q8_0 || F == Format::Q4_0)) {
+        // the block scales of the visible rows, converted once per chunk rather than once per
+        // use (f16 -> f32 is exact: the same floats); into the unused dequantization buffers
+        const int64_t nb = dp / QK, bb = F == Format::Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
+        float* ksc = kbuf;
+        float* vsc = kbuf + nb * n;
+        for (int64_t b = 0; b < nb; ++b) {
+            V::f16_column(a.k + jmin * a.row_bytes + b * bb, a.row_bytes, jmax - jmin, ksc + b * n + jmin);
+            V::f16_column(a.v + jmin * a.row_bytes + b * bb, a.row_bytes, jmax - jmin, vsc + b * n + jmin);
+        }
+        K.sc = ksc;
+        Vs.sc = vsc;
+        K.n = Vs.n = n;
+    }
     if (!Direct) {
         if (f32_rows) {  // already float rows, dp apart
             K.buf = reinterpret_cast<const float*>(a.k);
