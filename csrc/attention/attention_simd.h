@@ -168,7 +168,7 @@ static inline void score_block(int rb, const AttnChunkArgs& a, int r, const Src&
 // stay in registers across the chunk; each value vector is loaded once for the RB rows.
 template <class V, int RB, class Src>
 static inline void pv_rows(const AttnChunkArgs& a, int r0, const float* S, const float* alpha, const Src& Vs,
-                           int64_t lo, int64_t hi) {
+                           int64_t lo, int64_t hi, Prefetcher* pf) {
     constexpr int W = V::width, NV = V::pv_vecs;
     using vec = typename V::vec;
     const int64_t D = a.head_dim, n = a.n;
@@ -186,6 +186,7 @@ static inline void pv_rows(const AttnChunkArgs& a, int r0, const float* S, const
             for (int k = 0; k < NV; ++k) c[i][k] = V::mul(V::load(acc[i] + d0 + k * W), va);
         }
         for (int64_t j = lo; j < hi; ++j) {
+            if (pf && d0 == 0) pf->next<V>();
             vec v[NV];
             for (int k = 0; k < NV; ++k) v[k] = Vs.load(j, d0 + k * W);
             for (int i = 0; i < RB; ++i) {
@@ -275,7 +276,7 @@ static void chunk_impl(const AttnChunkArgs& a) {
     Prefetcher pf;
     if (a.k_next && a.v_next) {
         pf = Prefetcher{a.k_next, a.v_next, (a.n_next * a.row_bytes + 63) / 64, 0, 0};
-        pf.step = (pf.lines + (jmax - jmin) - 1) / (jmax - jmin);
+        pf.step = (pf.lines + 2 * (jmax - jmin) - 1) / (2 * (jmax - jmin));  // half over scores, half over values
     }
     // scores, W keys at a time, rows in blocks of V::score_rows
     for (int64_t j0 = jmin; j0 < jmax; j0 += W) {
@@ -363,6 +364,7 @@ static void chunk_impl(const AttnChunkArgs& a) {
         a.m[r] = mnew;
         alpha[r] = al;
     }
+    bool first_pv = true;
     // values: rows that share their key range (a decode group; a prefill tile away from the
     // diagonal) go through together, up to V::pv_rows at a time
     for (int r = 0; r < R;) {
@@ -370,16 +372,19 @@ static void chunk_impl(const AttnChunkArgs& a) {
             ++r;
             continue;
         }
+        Prefetcher* pv_pf = first_pv ? &pf : nullptr;
+        first_pv = false;
         int rb = 1;
         while (rb < V::pv_rows && r + rb < R && jlo[r + rb] == jlo[r] && jhi[r + rb] == jhi[r]) ++rb;
         switch (rb) {
-            case 1: pv_rows<V, 1>(a, r, S, alpha, Vs, jlo[r], jhi[r]); break;
-            case 2: pv_rows<V, 2>(a, r, S, alpha, Vs, jlo[r], jhi[r]); break;
-            case 3: pv_rows<V, 3>(a, r, S, alpha, Vs, jlo[r], jhi[r]); break;
-            default: pv_rows<V, 4>(a, r, S, alpha, Vs, jlo[r], jhi[r]); break;
+            case 1: pv_rows<V, 1>(a, r, S, alpha, Vs, jlo[r], jhi[r], pv_pf); break;
+            case 2: pv_rows<V, 2>(a, r, S, alpha, Vs, jlo[r], jhi[r], pv_pf); break;
+            case 3: pv_rows<V, 3>(a, r, S, alpha, Vs, jlo[r], jhi[r], pv_pf); break;
+            default: pv_rows<V, 4>(a, r, S, alpha, Vs, jlo[r], jhi[r], pv_pf); break;
         }
         r += rb;
     }
+    while (pf.line < pf.lines) pf.next<V>();  // whatever the value pass did not cover
 }
 
 template <class V, Format F>
