@@ -64,8 +64,9 @@ struct RowSrc {
     int64_t dp;
     const float* sc = nullptr;  // Direct, quantized formats: block b's scale of row j at sc[b * n + j]
     int64_t n = 0;
+    static constexpr bool quantized = F == Format::Q8_0 || F == Format::Q4_0;
     typename V::vec load(int64_t j, int64_t d) const {
-        if (Direct) return V::template k_vec<F>(base + j * row_bytes, d, F == Format::Q8_0 || F == Format::Q4_0 ? sc[(d / QK) * n + j] : 0.0f);
+        if (Direct) return V::template k_vec<F>(base + j * row_bytes, d, quantized ? sc[(d / QK) * n + j] : 0.0f);
         return V::load(buf + j * dp + d);
     }
     float elem(int64_t j, int64_t e) const {
@@ -247,7 +248,7 @@ static void chunk_impl(const AttnChunkArgs& a) {
     if (jmin >= jmax) return;
     const bool f32_rows = F == Format::F32 && a.row_bytes == dp * static_cast<int64_t>(sizeof(float));
     RowSrc<V, F, Direct> K{a.k, a.row_bytes, nullptr, dp}, Vs{a.v, a.row_bytes, nullptr, dp};
-    if (Direct && (F == Format::Q8_0 || F == Format::Q4_0)) {
+    if (Direct && RowSrc<V, F, Direct>::quantized) {
         // the block scales of the visible rows, converted once per chunk rather than once per
         // use (f16 -> f32 is exact: the same floats); into the unused dequantization buffers
         const int64_t nb = dp / QK, bb = F == Format::Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
@@ -364,16 +365,15 @@ static void chunk_impl(const AttnChunkArgs& a) {
         a.m[r] = mnew;
         alpha[r] = al;
     }
-    bool first_pv = true;
     // values: rows that share their key range (a decode group; a prefill tile away from the
-    // diagonal) go through together, up to V::pv_rows at a time
+    // diagonal) go through together, up to V::pv_rows at a time; the first row block carries
+    // the other half of the prefetches
+    Prefetcher* pv_pf = &pf;
     for (int r = 0; r < R;) {
         if (jlo[r] >= jhi[r]) {
             ++r;
             continue;
         }
-        Prefetcher* pv_pf = first_pv ? &pf : nullptr;
-        first_pv = false;
         int rb = 1;
         while (rb < V::pv_rows && r + rb < R && jlo[r + rb] == jlo[r] && jhi[r + rb] == jhi[r]) ++rb;
         switch (rb) {
@@ -382,6 +382,7 @@ static void chunk_impl(const AttnChunkArgs& a) {
             case 3: pv_rows<V, 3>(a, r, S, alpha, Vs, jlo[r], jhi[r], pv_pf); break;
             default: pv_rows<V, 4>(a, r, S, alpha, Vs, jlo[r], jhi[r], pv_pf); break;
         }
+        pv_pf = nullptr;
         r += rb;
     }
     while (pf.line < pf.lines) pf.next<V>();  // whatever the value pass did not cover
