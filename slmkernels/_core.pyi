@@ -158,3 +158,30 @@ class Transformer:
     def forward_batch(
         self, cache: KVCache, seqs: npt.NDArray[np.integer[Any]], ids: npt.NDArray[np.integer[Any]]
     ) -> npt.NDArray[np.float32]: ...
+
+class Sampler:
+    """The next-token sampler of one generation (chain and order: csrc/sample/sample.h)."""
+
+    def __init__(
+        self,
+        vocab: int,
+        *,
+        temperature: float = 0.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        min_p: float = 0.0,
+        typical_p: float = 1.0,
+        repetition_penalty: float = 1.0,
+        presence_penalty: float = 0.0,
+        frequency_penalty: float = 0.0,
+        logit_bias: dict[int, float] = ...,
+    ) -> None: ...
+    @property
+    def vocab(self) -> int: ...
+    def add_context(self, ids: npt.NDArray[np.integer[Any]]) -> None: ...
+    def accept(self, token: int) -> None: ...
+    def sample(self, logits: npt.NDArray[np.float32], u: float = 0.0) -> int: ...
+
+def token_logprobs(
+    logits: npt.NDArray[np.float32], token: int, k: int = 0
+) -> tuple[float, list[tuple[int, float]]]: ...

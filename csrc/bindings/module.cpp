@@ -15,4 +15,5 @@ PYBIND11_MODULE(_core, m) {
     slmk::bind_kvcache(m);
     slmk::bind_ops(m);
     slmk::bind_model(m);
+    slmk::bind_sample(m);
 }

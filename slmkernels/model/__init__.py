@@ -15,16 +15,19 @@ where (key, tensor name, byte offset).
 from .chat import ChatTemplate, TemplateError, apply_chat_template
 from .config import ModelConfig
 from .gguf_reader import GGUFError, GGUFReader, TensorInfo
-from .runtime import GenerationStats, Model, Token
+from .generate import Generation, GenerationStats, SamplingParams, Token
+from .runtime import Model
 from .tokenizer import StreamDecoder, Tokenizer
 
 __all__ = [
     "ChatTemplate",
     "GGUFError",
     "GGUFReader",
+    "Generation",
     "GenerationStats",
     "Model",
     "ModelConfig",
+    "SamplingParams",
     "StreamDecoder",
     "TemplateError",
     "TensorInfo",

@@ -324,8 +324,11 @@ class Tokenizer:
         return len(self.tokens)
 
     def is_eog(self, token_id: int) -> bool:
-        """End of generation: EOS or EOT."""
-        return token_id in (self.eos_id, self.eot_id)
+        """End of generation: EOS, EOT, or a token whose text is a known end of turn
+        (generate.EOG_TEXTS: `<|im_end|>`, `<end_of_turn>`, ...)."""
+        from .generate import end_of_generation_ids
+
+        return token_id in end_of_generation_ids(self)
 
     # ---- SentencePiece-style ("llama") ----
 
