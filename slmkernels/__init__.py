@@ -4,6 +4,20 @@ The C++ core (``slmkernels._core``) picks the best SIMD path for this CPU at imp
 ``SLMK_ISA=<name>`` in the environment, or :func:`set_isa`, forces a lower one.
 """
 
+import os as _os
+import sys as _sys
+
+try:
+    from . import _core  # noqa: F401
+except ImportError as _e:
+    # A bad SLMK_ISA: the `slmkernels` command says so in one line (exit 2) instead of a
+    # traceback; importing from Python raises the ImportError as usual.
+    if _os.environ.get("SLMK_ISA") and "SLMK_ISA" in str(_e) and _sys.argv and (
+            _os.path.basename(_sys.argv[0]) == "slmkernels" or _sys.argv[0] == "-m"):
+        print(f"slmkernels: {_e}", file=_sys.stderr)
+        raise SystemExit(2) from None
+    raise
+
 from ._core import (
     KVCache,
     KVCacheFileError,

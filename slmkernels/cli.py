@@ -1,6 +1,8 @@
 """The ``slmkernels`` command: ``slmkernels info`` prints what this machine runs;
 ``slmkernels bench`` validates and times the kernels against the machine's limits and peers;
-``slmkernels generate --model PATH "prompt"`` runs a GGUF model and streams its text."""
+``slmkernels generate --model PATH "prompt"`` runs a GGUF model and streams its text;
+``slmkernels chat --model PATH`` talks to it in the terminal; ``slmkernels serve --model PATH``
+answers OpenAI-style HTTP requests."""
 
 from __future__ import annotations
 
@@ -25,15 +27,38 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs a command; Ctrl-C ends it with one line (exit status 130), a closed pipe (`| head`)
+    quietly (141, as a process killed by SIGPIPE)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("\nslmkernels: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # stdout's reader went away: point stdout at /dev/null so the interpreter's final
+        # flush does not raise again
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+
+
+def _main(argv: list[str] | None = None) -> int:
     from slmkernels.bench.cli import add_parser as add_bench_parser
+    from slmkernels.cli_args import OneLineParser
     from slmkernels.model.generate_cli import add_parser as add_generate_parser
 
-    parser = argparse.ArgumentParser(prog="slmkernels", description=__doc__)
+    parser = OneLineParser(prog="slmkernels", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p_info = sub.add_parser("info", help="CPU features, the ISA in use, and the kernels it runs")
     p_info.add_argument("--kernels", action="store_true", help="list the kernel chosen for each operation")
     p_info.set_defaults(func=_cmd_info)
+    # bench keeps argparse's usage block with its errors (its tests read it); the other commands
+    # report a bad value in one line
+    sub._parser_class = argparse.ArgumentParser
     add_bench_parser(sub)
+    sub._parser_class = OneLineParser
     add_generate_parser(sub)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)

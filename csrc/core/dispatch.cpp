@@ -65,11 +65,14 @@ struct State {
         Isa chosen = best_isa();
         if (const char* env = std::getenv("SLMK_ISA"); env && *env) {
             Isa forced;
+            std::string valid;  // the names this CPU can run, best first: the one-line error lists them
+            for (Isa i : supported_isas()) valid += (valid.empty() ? "" : ", ") + std::string(isa_name(i));
             if (!isa_from_name(env, &forced))
-                throw std::invalid_argument(std::string("SLMK_ISA=") + env + " is not a known ISA name");
+                throw std::invalid_argument(std::string("SLMK_ISA=") + env + " is not a known ISA name (this CPU runs: " +
+                                            valid + ")");
             if (!isa_supported(forced))
                 throw std::invalid_argument(std::string("SLMK_ISA=") + env +
-                                            " asks for an ISA this CPU cannot run");
+                                            " asks for an ISA this CPU cannot run (this CPU runs: " + valid + ")");
             chosen = forced;
         }
         current.store(static_cast<int>(chosen));

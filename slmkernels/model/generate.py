@@ -497,6 +497,11 @@ class Generation:
     def __next__(self) -> Token:
         return next(iter(self))
 
+    def close(self) -> None:
+        """Stops the generation where it is (its sequence is parked for reuse)."""
+        if self._it is not None:
+            self._it.close()
+
     def _run(self) -> Iterator[Token]:
         d, m = self._d, self._d.model
         try:
