@@ -48,6 +48,7 @@ def _main(argv: list[str] | None = None) -> int:
     from slmkernels.bench.cli import add_parser as add_bench_parser
     from slmkernels.cli_args import OneLineParser
     from slmkernels.model.generate_cli import add_parser as add_generate_parser
+    from slmkernels.server import add_parser as add_serve_parser
 
     parser = OneLineParser(prog="slmkernels", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -60,6 +61,7 @@ def _main(argv: list[str] | None = None) -> int:
     add_bench_parser(sub)
     sub._parser_class = OneLineParser
     add_generate_parser(sub)
+    add_serve_parser(sub)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.argv = argv
