@@ -67,8 +67,9 @@ def distribution(z: np.ndarray, *, temperature, top_k=0, top_p=1.0, min_p=0.0, t
     p /= _sum(p)
     if typical_p < 1.0:
         nz = np.flatnonzero(p > 0)
-        h = -_sum(p[nz] * _log(p[nz]))
-        key = np.abs(-_log(p[nz]) - h)
+        surprisal = -_log(p[nz])
+        h = _sum(p[nz] * surprisal)
+        key = np.abs(surprisal - h)
         order = nz[np.lexsort((nz, key))]  # by key, ties by id
         p = _keep_prefix(p, order, typical_p)
     if top_p < 1.0:

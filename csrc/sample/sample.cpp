@@ -5,6 +5,8 @@
 // make every later pass short.
 #include "sample/sample.h"
 
+#include "core/thread_pool.h"
+
 #include <algorithm>
 #include <cmath>
 #include <functional>
@@ -40,6 +42,28 @@ int64_t prefix_reaching(const std::vector<int32_t>& order, double mass, const st
     return n;
 }
 
+// Keeps the shortest prefix of `order` ranked by `before` (a total order: ties by id) whose
+// cumulative probability reaches `mass`. Sorts only as far as needed: the first k (nth_element,
+// then a sort of those k), k growing 4x until they hold `mass`; the first k are the same tokens
+// in the same order as a full sort's.
+template <class Before>
+void keep_ranked_prefix(std::vector<int32_t>& cand, std::vector<int32_t>& order, double mass, std::vector<double>& p,
+                        Before before) {
+    const int64_t n = static_cast<int64_t>(order.size());
+    for (int64_t k = 64;; k *= 4) {
+        if (k >= n) {
+            std::sort(order.begin(), order.end(), before);
+            break;
+        }
+        std::nth_element(order.begin(), order.begin() + k, order.end(), before);
+        std::sort(order.begin(), order.begin() + k, before);
+        double cum = 0.0;
+        for (int64_t j = 0; j < k; ++j) cum += p[order[j]];
+        if (cum >= mass) break;
+    }
+    keep_prefix(cand, order, prefix_reaching(order, mass, p), p);
+}
+
 // Nucleus (Holtzman et al. 2020): sorted by probability, largest first (ties: lower id first),
 // the shortest prefix whose cumulative probability reaches `mass`. Only tokens at or above a
 // threshold are sorted: it starts at p_max / 1000 and drops by 1000x until the tokens above it
@@ -58,8 +82,8 @@ void top_p_filter(std::vector<int32_t>& cand, std::vector<int32_t>& order, doubl
             }
         if (held >= mass || thr == 0.0) break;
     }
-    std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
-    keep_prefix(cand, order, prefix_reaching(order, mass, p), p);
+    keep_ranked_prefix(cand, order, mass, p,
+                       [&](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
 }
 
 // Locally typical sampling (Meister et al. 2022): sorted by |-log p - H| (H the entropy of the
@@ -68,16 +92,16 @@ void typical_filter(std::vector<int32_t>& cand, std::vector<int32_t>& order, std
                     std::vector<double>& p) {
     double h = 0.0;
     order.clear();
+    key.resize(p.size());
     for (int32_t i : cand)
         if (p[i] > 0.0) {
-            h -= p[i] * std::log(p[i]);
+            key[i] = -std::log(p[i]);  // surprisal, one log per token
+            h += p[i] * key[i];
             order.push_back(i);
         }
-    key.resize(p.size());
-    for (int32_t i : order) key[i] = std::fabs(-std::log(p[i]) - h);
-    std::sort(order.begin(), order.end(),
-              [&](int32_t a, int32_t b) { return key[a] < key[b] || (key[a] == key[b] && a < b); });
-    keep_prefix(cand, order, prefix_reaching(order, mass, p), p);
+    for (int32_t i : order) key[i] = std::fabs(key[i] - h);
+    keep_ranked_prefix(cand, order, mass, p,
+                       [&](int32_t a, int32_t b) { return key[a] < key[b] || (key[a] == key[b] && a < b); });
 }
 
 // The k-th largest of z (1 <= k <= z.size()): a min-heap of the k largest so far, whose top is
@@ -162,16 +186,15 @@ int64_t sample_token(const float* logits, int64_t vocab, const SampleParams& prm
         for (int32_t i : cand) z[i] = 1.0;
         sum = static_cast<double>(cand.size());
     } else {
-        size_t c = 0;
-        for (int64_t i = 0; i < vocab; ++i) {
-            if (c < cand.size() && cand[c] == i) {
-                z[i] = std::exp(z[i] - zmax);
-                sum += z[i];
-                ++c;
-            } else {
-                z[i] = 0.0;
-            }
-        }
+        // exp of every candidate, elementwise over the pool (the same bits for any thread count:
+        // most of a full-vocabulary draw's time is here); the sum stays sequential, in id order.
+        // Tokens outside `cand` are never read again.
+        const int32_t* ci = cand.data();
+        double* zp = z.data();
+        parallel_for(static_cast<int64_t>(cand.size()), 8192, [=](int64_t b, int64_t e) {
+            for (int64_t j = b; j < e; ++j) zp[ci[j]] = std::exp(zp[ci[j]] - zmax);
+        });
+        for (int32_t i : cand) sum += z[i];
     }
     for (int32_t i : cand) z[i] /= sum;
     if (prm.typical_p < 1.0) typical_filter(cand, order, s.tmp, prm.typical_p, z);
