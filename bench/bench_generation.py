@@ -49,17 +49,30 @@ def bench_ttft(path: str, repeats: int) -> None:
 
 
 def bench_serve(path: str, clients_list: list[int], tokens: int) -> None:
+    """The server runs as `slmkernels serve` in its own process (so the clients' parsing does
+    not share its interpreter), the clients are threads here."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
     import openai
 
-    from slmkernels.model import Model
-    from slmkernels.server.testing import serve_in_thread
-
-    m = Model.from_gguf(path, context=512, max_sequences=max(clients_list))
-    print(f"\n| clients | tokens/s (aggregate) | per client | vs 1 client | wall |")
-    print("| --- | --- | --- | --- | --- |")
-    base = None
-    with serve_in_thread(m, "m", max_batch=max(clients_list)) as (_, url):
-        c = openai.OpenAI(base_url=url, api_key="x", max_retries=0, timeout=600)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    n_max = max(clients_list)
+    proc = subprocess.Popen([sys.executable, "-P", "-m", "slmkernels", "serve", "--model", path, "--port", str(port),
+                             "--parallel", str(n_max), "--context", "512", "--name", "m"],
+                            stderr=subprocess.DEVNULL, env=dict(os.environ))
+    try:
+        c = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0, timeout=600)
+        for _ in range(600):
+            try:
+                c.models.list()
+                break
+            except openai.APIConnectionError:
+                time.sleep(0.1)
         c.completions.create(model="m", prompt="warm up", max_tokens=4)
 
         def one(i, counts):
@@ -68,6 +81,9 @@ def bench_serve(path: str, clients_list: list[int], tokens: int) -> None:
                 max_tokens=tokens, temperature=0, stream=True, logit_bias={"2": -100, "0": -100})
             counts[i] = sum(1 for k in s if k.choices and k.choices[0].delta.content is not None)
 
+        print("\n| clients | tokens/s (aggregate) | per client | vs 1 client | wall |")
+        print("| --- | --- | --- | --- | --- |")
+        base = None
         for n in clients_list:
             counts = [0] * n
             threads = [threading.Thread(target=one, args=(i, counts)) for i in range(n)]
@@ -80,6 +96,9 @@ def bench_serve(path: str, clients_list: list[int], tokens: int) -> None:
             rate = sum(counts) / wall
             base = base or rate
             print(f"| {n} | {rate:.1f} | {rate / n:.1f} | {rate / base:.2f}x | {wall:.1f} s |")
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 def bench_sampler(path: str, repeats: int) -> None:
