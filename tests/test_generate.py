@@ -203,3 +203,13 @@ def test_finish_reasons_listed():
     assert set(FINISH_REASONS) == {"stop", "length", "eos", "context"}
     assert GenerationStats().finish_reason is None
     assert sk.KVCacheFullError
+
+
+def test_parked_prefixes_never_fail_a_direct_forward(path):
+    """Parked sequences hold KV blocks; a caller's own forward that needs them evicts them."""
+    m = Model.from_gguf(path, context=128)
+    list(m.generate(list(range(3, 100)), 4, logit_bias={0: -100.0, 2: -100.0}))
+    assert m.cache.stats()["sequences"] == 1
+    s = m.new_sequence()
+    m.forward(s, list(range(3, 131)))  # the whole pool
+    assert m.cache.stats()["sequences"] == 1 and m.cache.length(s) == 128

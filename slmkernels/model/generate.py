@@ -355,19 +355,25 @@ def prefix_cache(model) -> PrefixCache:
     return pc
 
 
-def run_evicting(model, fn: Callable[[], Any]) -> Any:
-    """fn() (a forward step), evicting parked prefixes while the KV pool is full. A step that
-    raises has changed nothing, so it is simply retried; the error stands when nothing is left
-    to evict."""
+def evicting(method):
+    """Wraps Model.forward / forward_batch: while the KV pool is full, the least recently used
+    parked prefix is evicted and the step retried (a step that raises has changed nothing), so
+    parked prefixes never make a caller's step fail; the error stands when none is left."""
+    import functools
+
     import slmkernels as sk
 
-    pc = prefix_cache(model)
-    while True:
-        try:
-            return fn()
-        except sk.KVCacheFullError:
-            if not pc.evict_one():
-                raise
+    @functools.wraps(method)
+    def step(model, *args, **kw):
+        while True:
+            try:
+                return method(model, *args, **kw)
+            except sk.KVCacheFullError:
+                pc = getattr(model, "_slmk_prefix_cache", None)
+                if pc is None or not pc.evict_one():
+                    raise
+
+    return step
 
 
 # ---- one sequence being generated ----
@@ -411,7 +417,7 @@ class Decoding:
         else:
             self.seq, cached = m.new_sequence(), 0
         self.stats.cached_tokens = cached
-        logits = run_evicting(m, lambda: m.forward(self.seq, self.ids[cached:]))
+        logits = m.forward(self.seq, self.ids[cached:])
         self.stats.prefill_seconds = time.perf_counter() - t0
         self._t_decode = time.perf_counter()
         return logits
@@ -515,7 +521,7 @@ class Generation:
                     yield tok
                 if d.next_input is None:
                     return
-                logits = run_evicting(m, lambda: m.forward(d.seq, [d.next_input]))
+                logits = m.forward(d.seq, [d.next_input])
         finally:
             d.close()
 

@@ -243,8 +243,10 @@ class Model:
 
 
 # ---- text generation (slmkernels/model/generate.py) ----
-from .generate import GenerationStats, Token, chat as _chat, generate as _generate, sample, tokenizer as _tokenizer  # noqa: E402,F401
+from .generate import GenerationStats, Token, chat as _chat, evicting as _evicting, generate as _generate, sample, tokenizer as _tokenizer  # noqa: E402,F401,E501
 
+Model.forward = _evicting(Model.forward)  # cached prefixes give way to a step that needs their blocks
+Model.forward_batch = _evicting(Model.forward_batch)
 Model.tokenizer = property(_tokenizer)
 Model.generate = _generate
 Model.chat = _chat

@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Callable
 
-from ..model.generate import Decoding, Token, prefix_cache, run_evicting
+from ..model.generate import Decoding, Token, prefix_cache
 
 
 class Request:
@@ -153,7 +153,7 @@ class Engine:
         ids = [r.decoding.next_input for r in batch]
         m = self.model
         try:
-            logits = run_evicting(m, lambda: m.forward_batch(seqs, ids))
+            logits = m.forward_batch(seqs, ids)
         except Exception as e:  # noqa: BLE001
             for req in batch:
                 self._finish(req, "error", f"{type(e).__name__}: {e}")
