@@ -16,6 +16,7 @@ import uuid
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -223,7 +224,8 @@ class App:
                 data = json.loads(body)
             except (json.JSONDecodeError, UnicodeDecodeError) as e:
                 raise APIError(400, f"the request body is not valid JSON: {e}") from None
-            req = self._decoding(data, chat)
+            # tokenizing, rendering the template and compiling a schema take time: off the event loop
+            req = await run_in_threadpool(self._decoding, data, chat)
         except APIError as e:
             return e.response()
         return await self._respond(req, chat)
