@@ -213,3 +213,14 @@ def test_parked_prefixes_never_fail_a_direct_forward(path):
     s = m.new_sequence()
     m.forward(s, list(range(3, 131)))  # the whole pool
     assert m.cache.stats()["sequences"] == 1 and m.cache.length(s) == 128
+
+
+@pytest.mark.model
+def test_smollm2_stop_10_does_not_leak(smollm2_path):
+    """The reported bug: stop="10" returned ' 5, 6, 7, 8, 9, 1' (the '1' token leaked)."""
+    m = Model.from_gguf(smollm2_path, context=256)
+    full = m.generate("1, 2, 3, 4,", 30, add_bos=False)
+    list(full)
+    assert full.text.startswith(" 5, 6, 7, 8, 9, 10")
+    g = m.generate("1, 2, 3, 4,", 30, add_bos=False, stop="10")
+    assert "".join(t.text for t in g) == " 5, 6, 7, 8, 9, " and g.finish_reason == "stop"
