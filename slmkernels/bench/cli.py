@@ -7,6 +7,7 @@ import datetime
 import os
 import sys
 
+from ..cli_args import integer, max_threads, number
 from . import AREAS
 
 DEFAULT_FORMATS = "q4_0,q8_0,q4_k"
@@ -38,25 +39,26 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help=f"presets or MxNxK, comma-separated or repeated (default {DEFAULT_SHAPES}; square-4096 is opt-in)")
     p.add_argument("--rows", default=DEFAULT_ROWS,
                    help=f"activation rows M for presets: 1 = decode (GEMV), more = prefill (default {DEFAULT_ROWS})")
-    p.add_argument("--threads", type=int, default=None, help="threads (default: physical cores)")
+    p.add_argument("--threads", type=integer(1, max_threads()), default=None,
+                   help=f"threads, 1..{max_threads()} (default: physical cores)")
     p.add_argument("--isa", action="append", default=None,
                    help="force an ISA; repeat or comma-separate to compare side by side (default: the best)")
-    p.add_argument("--repeat", type=int, default=5, help="at least this many timed samples per row (default 5)")
-    p.add_argument("--min-time", type=float, default=0.2, help="and at least this many seconds per row (default 0.2)")
+    p.add_argument("--repeat", type=integer(1, 10**6), default=5, help="at least this many timed samples per row (default 5)")
+    p.add_argument("--min-time", type=number(0, 3600), default=0.2, help="and at least this many seconds per row (default 0.2)")
     p.add_argument("--json", metavar="PATH", help="write one record per row (schema: slmkernels.bench.report.SCHEMA)")
     p.add_argument("--markdown", metavar="PATH", help="write the table as markdown")
     p.add_argument("--plot", metavar="PATH", help="write a roofline picture (needs matplotlib: pip install .[plot])")
     p.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"), help="per-row time ratios of two runs; runs nothing")
-    p.add_argument("--working-set-mib", type=float, default=None,
+    p.add_argument("--working-set-mib", type=number(0, 1 << 20), default=None,
                    help="GEMV rows cycle through distinct weight copies totalling this much, so weights come from "
                         "memory as in decoding (default: 2x the last-level cache; 0: hot cache)")
-    p.add_argument("--bandwidth-mib", type=float, default=1024,
+    p.add_argument("--bandwidth-mib", type=number(1, 1 << 20), default=1024,
                    help="working set of the read-bandwidth probe (default 1024; keep it above the LLC)")
-    p.add_argument("--peak-seconds", type=float, default=0.2, help="duration of each compute-peak probe")
+    p.add_argument("--peak-seconds", type=number(0, 60, lo_open=True), default=0.2, help="duration of each compute-peak probe")
     p.add_argument("--no-peers", action="store_true", help="only our kernels")
     p.add_argument("--llama-python", metavar="PATH", help="a python with llama-cpp-python: llama.cpp model peer")
     p.add_argument("--model", metavar="GGUF", help="model file for the model area (default: ../shared/models/SmolLM2-135M)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=integer(0, 2**63 - 1), default=0)
     p.set_defaults(func=cmd_bench, parser=p)
     return p
 
