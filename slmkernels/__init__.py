@@ -43,6 +43,10 @@ from ._core import (
     rope,
     set_isa,
     set_num_threads,
+    ssm_conv1d,
+    ssm_gated_rmsnorm,
+    ssm_kernel_names,
+    ssm_scan,
     swiglu,
 )
 
@@ -84,5 +88,9 @@ __all__ = [
     "rope",
     "set_isa",
     "set_num_threads",
+    "ssm_conv1d",
+    "ssm_gated_rmsnorm",
+    "ssm_kernel_names",
+    "ssm_scan",
     "swiglu",
 ]

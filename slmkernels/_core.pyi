@@ -65,7 +65,23 @@ class KVCache:
         block_tokens: int = 32,
         dtype: str = "f16",
         layer_windows: list[int | None] | None = None,
+        recurrent_layers: int = 0,
+        recurrent_state_floats: int = 0,
+        max_snapshots: int = 8,
+        snapshot_interval: int = 0,
     ) -> None: ...
+    @property
+    def recurrent_layers(self) -> int: ...
+    @property
+    def recurrent_state_floats(self) -> int: ...
+    @property
+    def max_snapshots(self) -> int: ...
+    @property
+    def snapshot_interval(self) -> int: ...
+    def recurrent_state(self, seq: int, layer: int) -> npt.NDArray[np.float32]: ...
+    def set_recurrent_state(self, seq: int, layer: int, value: npt.NDArray[np.float32]) -> None: ...
+    def snapshot(self, seq: int) -> None: ...
+    def snapshot_positions(self, seq: int) -> list[int]: ...
     @property
     def n_layers(self) -> int: ...
     @property
@@ -145,6 +161,38 @@ def embedding(
     table: QuantizedTensor, ids: npt.NDArray[np.integer[Any]], out: npt.NDArray[np.float32] | None = None
 ) -> npt.NDArray[np.float32]: ...
 def ops_kernel_names() -> dict[str, str]: ...
+def ssm_conv1d(
+    x: npt.NDArray[np.float32],
+    state: npt.NDArray[np.float32],
+    w: npt.NDArray[np.float32],
+    b: npt.NDArray[np.float32] | None = None,
+    *,
+    silu: bool = True,
+    out: npt.NDArray[np.float32] | None = None,
+) -> npt.NDArray[np.float32]: ...
+def ssm_scan(
+    x: npt.NDArray[np.float32],
+    dt: npt.NDArray[np.float32],
+    A: npt.NDArray[np.float32],
+    B: npt.NDArray[np.float32],
+    C: npt.NDArray[np.float32],
+    D: npt.NDArray[np.float32],
+    dt_bias: npt.NDArray[np.float32],
+    state: npt.NDArray[np.float32],
+    *,
+    chunked: bool = False,
+    out: npt.NDArray[np.float32] | None = None,
+) -> npt.NDArray[np.float32]: ...
+def ssm_gated_rmsnorm(
+    y: npt.NDArray[np.float32],
+    z: npt.NDArray[np.float32],
+    w: npt.NDArray[np.float32],
+    n_groups: int,
+    eps: float,
+    *,
+    out: npt.NDArray[np.float32] | None = None,
+) -> npt.NDArray[np.float32]: ...
+def ssm_kernel_names() -> dict[str, str]: ...
 
 class Transformer:
     """A Llama-family decoder whose whole step runs in C++ (built by slmkernels.Model)."""

@@ -43,7 +43,7 @@ def load_valid(path) -> dict:
     return doc
 
 
-@pytest.mark.parametrize("area", ["gemm", "attention", "kvcache", "ops", "model"])
+@pytest.mark.parametrize("area", ["gemm", "attention", "kvcache", "ops", "ssm", "model"])
 def test_each_area_runs(capsys, tmp_path, area):
     rc, out, err = run(capsys, area, *TINY, "--json", str(tmp_path / "r.json"))
     assert rc == 0, err

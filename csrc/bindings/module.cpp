@@ -16,4 +16,5 @@ PYBIND11_MODULE(_core, m) {
     slmk::bind_ops(m);
     slmk::bind_model(m);
     slmk::bind_sample(m);
+    slmk::bind_ssm(m);
 }

@@ -24,6 +24,7 @@ Kernels build_table(Isa isa) {
     fill_gemm_scalar(k);
     fill_attention_scalar(k);
     fill_ops_scalar(k);
+    fill_ssm_scalar(k);
 #if defined(__x86_64__)
     // avx_vnni is AVX2 plus 256-bit VNNI; the AVX-512 rungs include everything AVX2 has.
     if (isa == Isa::avx2 || isa == Isa::avx_vnni || isa == Isa::avx512 || isa == Isa::avx512_vnni ||
@@ -32,6 +33,7 @@ Kernels build_table(Isa isa) {
         fill_gemm_avx2(k);
         fill_ops_avx2(k);
         fill_attention_avx2(k);
+        fill_ssm_avx2(k);
     }
     if (isa == Isa::avx_vnni) fill_gemm_avx_vnni(k);
     if (isa == Isa::avx512 || isa == Isa::avx512_vnni || isa == Isa::avx512_amx) {
@@ -39,6 +41,7 @@ Kernels build_table(Isa isa) {
         fill_gemm_avx512(k);
         fill_ops_avx512(k);
         fill_attention_avx512(k);
+        fill_ssm_avx512(k);
     }
     if (isa == Isa::avx512_vnni || isa == Isa::avx512_amx) fill_gemm_avx512_vnni(k);
     if (isa == Isa::avx512_amx) fill_gemm_avx512_amx(k);  // AMX panels for Q4_0 / Q4_K prefill
@@ -49,6 +52,7 @@ Kernels build_table(Isa isa) {
         fill_gemm_neon(k);
         fill_ops_neon(k);
         fill_attention_neon(k);
+        fill_ssm_neon(k);
     }
     if (isa == Isa::neon_dotprod || isa == Isa::neon_i8mm) fill_gemm_neon_dotprod(k);
     if (isa == Isa::neon_i8mm) fill_gemm_neon_i8mm(k);

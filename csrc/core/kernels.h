@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "../quant/formats.h"
+#include "../ssm/ssm.h"
 
 namespace slmk {
 
@@ -122,6 +123,7 @@ struct Kernels {
     GemmKernels gemm;
     AttentionKernels attention;
     OpsKernels ops;
+    SsmKernels ssm;  // Mamba-2 (ssm/ssm.h)
 };
 
 // Per-ISA fills. Only the ones for the target architecture are compiled and called.
@@ -129,9 +131,12 @@ void fill_quant_scalar(Kernels& k);
 void fill_gemm_scalar(Kernels& k);
 void fill_attention_scalar(Kernels& k);
 void fill_ops_scalar(Kernels& k);
+void fill_ssm_scalar(Kernels& k);
 #if defined(__x86_64__)
 void fill_ops_avx2(Kernels& k);
 void fill_ops_avx512(Kernels& k);
+void fill_ssm_avx2(Kernels& k);
+void fill_ssm_avx512(Kernels& k);
 void fill_attention_avx2(Kernels& k);
 void fill_attention_avx512(Kernels& k);
 void fill_quant_avx2(Kernels& k);
@@ -145,6 +150,7 @@ void fill_gemm_avx512_amx(Kernels& k);
 #if defined(__aarch64__)
 void fill_quant_neon(Kernels& k);
 void fill_ops_neon(Kernels& k);
+void fill_ssm_neon(Kernels& k);
 void fill_attention_neon(Kernels& k);
 void fill_gemm_neon(Kernels& k);
 void fill_gemm_neon_dotprod(Kernels& k);

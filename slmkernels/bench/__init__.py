@@ -1,4 +1,4 @@
-"""Microbenchmarks: ``slmkernels bench [gemm|attention|kvcache|ops|model|all]``.
+"""Microbenchmarks: ``slmkernels bench [gemm|attention|kvcache|ops|ssm|model|all]``.
 
 Every row is a :class:`Bench`: a call to time, a check of its output against a float64 numpy
 reference on the same inputs, and the work it does (operations and bytes moved), so the runner
@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
-AREAS = ["gemm", "attention", "kvcache", "ops", "model"]
+AREAS = ["gemm", "attention", "kvcache", "ops", "ssm", "model"]
 
 
 @dataclass
@@ -114,4 +114,4 @@ def perturb(out: Any) -> Any:
 
 
 # The area modules register their cases on import.
-from . import attention, gemm, model, ops  # noqa: E402,F401
+from . import attention, gemm, model, ops, ssm  # noqa: E402,F401

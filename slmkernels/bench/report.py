@@ -18,7 +18,7 @@ ROW_SCHEMA = {
                  "bytes", "rate", "unit", "gops", "gb_per_s", "intensity", "bound", "limit", "limit_value",
                  "frac_of_limit", "version", "git", "machine"],
     "properties": {
-        "area": {"enum": ["gemm", "attention", "kvcache", "ops", "model"]},
+        "area": {"enum": ["gemm", "attention", "kvcache", "ops", "ssm", "model"]},
         "name": _STR,  # what is computed: "gemv ffn_up (smollm2-135m)", "rope neox", ...
         "impl": _STR,  # "slmkernels" or the peer: "numpy", "torch", "torch-int8", "llama.cpp"
         "op": _STR,  # operation; the key of slmkernels.bench._inject_fault
@@ -128,7 +128,7 @@ def table_rows(rows: list) -> tuple[list, list]:
     return head, out
 
 
-AREA_ORDER = ["gemm", "attention", "kvcache", "ops", "model"]
+AREA_ORDER = ["gemm", "attention", "kvcache", "ops", "ssm", "model"]
 
 
 def grouped(rows: list) -> list:
@@ -275,7 +275,7 @@ def plot_roofline(path: str, rows: list, limits: dict) -> None:
         if peaks[kind]:
             ax.plot(grid, [min(peaks[kind], x * bw) for x in grid], "k" + style, lw=1,
                     label=f"{kind} roof: {peaks[kind]:.0f} GOPS, {bw:.1f} GB/s")
-    markers = {"gemm": "o", "attention": "s", "kvcache": "v", "ops": "^", "model": "D"}
+    markers = {"gemm": "o", "attention": "s", "kvcache": "v", "ops": "^", "ssm": "P", "model": "D"}
     impls = sorted({r["impl"] for r in pts})
     cmap = plt.get_cmap("tab10")
     for j, impl in enumerate(impls):

@@ -1,0 +1,164 @@
+// ---- every ISA's Mamba-2 kernels against the scalar twin ----
+// The scans (sequential and chunked) and the conv before SiLU: the same bits. SiLU and the
+// gated norm: within 64 ulp (a polynomial exp and lane-order sums, as tests/test_ops.py).
+#include <cmath>
+#include <cstring>
+
+#include "check.h"
+#include "core/kernels.h"
+#include "ssm/ssm.h"
+
+using namespace slmk;
+using namespace slmk_test;
+
+static bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+static bool close(const std::vector<float>& a, const std::vector<float>& b, float rtol) {
+    for (size_t i = 0; i < a.size(); ++i) {
+        if (std::isnan(a[i]) != std::isnan(b[i])) return false;
+        if (std::isnan(a[i])) continue;
+        if (std::fabs(a[i] - b[i]) > rtol * std::fabs(a[i]) + 1e-30f) return false;
+    }
+    return true;
+}
+
+struct ScanCase {
+    int T, nh, hd, ds, ng;
+};
+
+// Inputs of one scan: x, dt, B, C as rows of one fused buffer (as the model's projection gives
+// them), dt_bias, A < 0, D, a random initial state.
+struct ScanData {
+    ScanCase c;
+    int64_t ld;
+    std::vector<float> buf, dt_bias, A, D, state;
+    ScanData(ScanCase c_, uint32_t seed) : c(c_) {
+        ld = int64_t(c.nh) * c.hd + 2 * c.ng * c.ds + c.nh + 3;  // + 3: rows not a multiple of the vector
+        buf = test_data(size_t(c.T * ld), seed, 0);
+        dt_bias = test_data(c.nh, seed + 1, 0);
+        A = test_data(c.nh, seed + 2, 0);
+        for (auto& a : A) a = -std::exp(a);
+        D = test_data(c.nh, seed + 3, 0);
+        state = test_data(size_t(c.nh) * c.ds * c.hd, seed + 4, 0);
+    }
+    SsmScanArgs args(float* st, float* y) const {
+        SsmScanArgs a;
+        a.x = buf.data();
+        a.B = buf.data() + int64_t(c.nh) * c.hd;
+        a.C = a.B + int64_t(c.ng) * c.ds;
+        a.dt = a.C + int64_t(c.ng) * c.ds;
+        a.ldx = a.ldb = a.ldc = a.lddt = ld;
+        a.dt_bias = dt_bias.data();
+        a.A = A.data();
+        a.D = D.data();
+        a.state = st;
+        a.y = y;
+        a.ldy = int64_t(c.nh) * c.hd;
+        a.T = c.T;
+        a.n_heads = c.nh;
+        a.head_dim = c.hd;
+        a.d_state = c.ds;
+        a.n_groups = c.ng;
+        a.h0 = 0;
+        a.h1 = c.nh;
+        return a;
+    }
+};
+
+int main() {
+    const Kernels& ref = kernels_for(Isa::scalar);
+    const float rtol = 64.0f / 16777216.0f;
+    const ScanCase cases[] = {{1, 4, 64, 128, 1}, {3, 6, 24, 16, 2}, {64, 2, 5, 7, 1},
+                              {65, 4, 32, 17, 2}, {130, 2, 64, 64, 1}, {7, 3, 1, 1, 3}};
+    for (Isa isa : supported_isas()) {
+        const Kernels& k = kernels_for(isa);
+        const std::string name = isa_name(isa);
+        // ---- scans ----
+        for (const ScanCase& c : cases) {
+            const std::string what = name + " T=" + std::to_string(c.T) + " nh=" + std::to_string(c.nh) +
+                                     " hd=" + std::to_string(c.hd) + " ds=" + std::to_string(c.ds);
+            ScanData d(c, 7 + c.T);
+            const size_t ny = size_t(c.T) * c.nh * c.hd;
+            std::vector<float> s_ref = d.state, s_got = d.state, y_ref(ny), y_got(ny);
+            ssm_scan(ref, d.args(s_ref.data(), y_ref.data()));
+            ssm_scan(k, d.args(s_got.data(), y_got.data()));
+            check(same_bits(y_ref, y_got) && same_bits(s_ref, s_got), what + " scan: bits of the scalar twin");
+            std::vector<float> c_ref = d.state, c_got = d.state, yc_ref(ny), yc_got(ny);
+            ssm_scan_chunked(ref, d.args(c_ref.data(), yc_ref.data()));
+            ssm_scan_chunked(k, d.args(c_got.data(), yc_got.data()));
+            check(same_bits(yc_ref, yc_got) && same_bits(c_ref, c_got), what + " chunked: bits of the scalar twin");
+            if (isa == Isa::scalar) {
+                // chunked vs sequential: the reassociation only (tests/test_ssm.py bounds it
+                // against float64; here a loose sanity bound)
+                float worst = 0.0f, big = 0.0f;
+                for (size_t i = 0; i < ny; ++i) {
+                    worst = std::max(worst, std::fabs(yc_ref[i] - y_ref[i]));
+                    big = std::max(big, std::fabs(y_ref[i]));
+                }
+                check(worst <= 1e-4f * big, what + " chunked vs sequential");
+            }
+            // decode steps one token at a time: the same bits as one call over all tokens
+            std::vector<float> s_step = d.state, y_step(ny);
+            for (int t = 0; t < c.T; ++t) {
+                SsmScanArgs a = d.args(s_step.data(), y_step.data() + size_t(t) * c.nh * c.hd);
+                a.x += t * d.ld;
+                a.B += t * d.ld;
+                a.C += t * d.ld;
+                a.dt += t * d.ld;
+                a.T = 1;
+                ssm_scan(k, a);
+            }
+            check(same_bits(y_step, y_got) && same_bits(s_step, s_got), what + " token by token = one call");
+        }
+        // ---- conv ----
+        for (int K : {2, 4}) {
+            for (int64_t T : {1, 2, 5, 40}) {
+                for (int64_t C : {1, 7, 16, 33, 200}) {
+                    const std::string what = name + " conv K=" + std::to_string(K) + " T=" + std::to_string(T) +
+                                             " C=" + std::to_string(C);
+                    const int64_t ldx = C + 5;
+                    std::vector<float> x = test_data(size_t(T * ldx), 11 + C, 0), w = test_data(size_t(K * C), 12, 0),
+                                       b = test_data(size_t(C), 13, 0), st0 = test_data(size_t((K - 1) * C), 14, 0);
+                    for (auto& v : x) v *= 3.0f;
+                    for (bool act : {false, true}) {
+                        std::vector<float> s_ref = st0, s_got = st0, y_ref(size_t(T * C)), y_got(size_t(T * C));
+                        SsmConvArgs a;
+                        a.x = x.data();
+                        a.ldx = ldx;
+                        a.w = w.data();
+                        a.b = b.data();
+                        a.ldy = C;
+                        a.T = T;
+                        a.C = C;
+                        a.K = K;
+                        a.silu = act;
+                        a.state = s_ref.data();
+                        a.y = y_ref.data();
+                        ssm_conv(ref, a);
+                        a.state = s_got.data();
+                        a.y = y_got.data();
+                        ssm_conv(k, a);
+                        check(same_bits(s_ref, s_got), what + " state");
+                        check(act ? close(y_ref, y_got, rtol) : same_bits(y_ref, y_got),
+                              what + (act ? " silu within 64 ulp" : " bits"));
+                    }
+                }
+            }
+        }
+        // ---- gated norm ----
+        for (int64_t n : {8, 24, 64, 3072}) {
+            for (int64_t group : {n, n / 2, n / 8}) {
+                if (group < 1 || n % group) continue;
+                std::vector<float> y = test_data(size_t(n), 21, 0), z = test_data(size_t(n), 22, 0),
+                                   w = test_data(size_t(n), 23, 0), a(n), b(n);
+                for (auto& v : z) v *= 4.0f;
+                ref.ssm.gated_norm(y.data(), z.data(), w.data(), a.data(), n, group, 1e-5f);
+                k.ssm.gated_norm(y.data(), z.data(), w.data(), b.data(), n, group, 1e-5f);
+                check(close(a, b, rtol), name + " gated norm n=" + std::to_string(n) + " group=" + std::to_string(group));
+            }
+        }
+    }
+    return finish("test_ssm");
+}
