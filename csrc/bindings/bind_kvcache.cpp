@@ -152,18 +152,54 @@ void bind_kvcache(py::module_& m) {
                         "Keys are stored as written (rotated by the caller at their absolute positions) and never\n"
                         "re-rotated: eviction keeps positions, so attention over the kept tokens is exact.")
         .def(py::init([](int n_layers, int n_kv_heads, int head_dim, int64_t capacity_tokens, int block_tokens,
-                         const std::string& dtype, py::object layer_windows) {
+                         const std::string& dtype, py::object layer_windows, int recurrent_layers,
+                         int64_t recurrent_state_floats, int max_snapshots, int64_t snapshot_interval) {
                  std::vector<int64_t> w;
                  if (!layer_windows.is_none()) {
                      if (!py::isinstance<py::sequence>(layer_windows) || py::isinstance<py::str>(layer_windows))
                          throw py::type_error("layer_windows must be a list of ints or None, one per layer");
                      for (py::handle x : layer_windows) w.push_back(x.is_none() ? 0 : int_arg(x, "layer_windows entry"));
                  }
+                 RecurrentSpec r;
+                 r.n_layers = recurrent_layers;
+                 r.state_floats = recurrent_state_floats;
+                 r.max_snapshots = max_snapshots;
+                 r.snapshot_interval = snapshot_interval;
                  return new KVCache(n_layers, n_kv_heads, head_dim, capacity_tokens, block_tokens,
-                                    kv_dtype_from_name(dtype), w);
+                                    kv_dtype_from_name(dtype), w, r);
              }),
              py::arg("n_layers"), py::arg("n_kv_heads"), py::arg("head_dim"), py::kw_only(), py::arg("capacity_tokens"),
-             py::arg("block_tokens") = 32, py::arg("dtype") = "f16", py::arg("layer_windows") = py::none())
+             py::arg("block_tokens") = 32, py::arg("dtype") = "f16", py::arg("layer_windows") = py::none(),
+             py::arg("recurrent_layers") = 0, py::arg("recurrent_state_floats") = 0, py::arg("max_snapshots") = 8,
+             py::arg("snapshot_interval") = 0)
+        .def_property_readonly("recurrent_layers", [](const KVCache& c) { return c.recurrent.n_layers; })
+        .def_property_readonly("recurrent_state_floats", [](const KVCache& c) { return c.recurrent.state_floats; })
+        .def_property_readonly("max_snapshots", [](const KVCache& c) { return c.recurrent.max_snapshots; })
+        .def_property_readonly("snapshot_interval", [](const KVCache& c) { return c.recurrent.snapshot_interval; })
+        .def("recurrent_state", [](KVCache& c, int64_t seq, int layer) {
+            std::shared_lock<std::shared_mutex> lk(c.mu);
+            const float* p = c.state(seq, layer);
+            py::array_t<float> out(c.recurrent.state_floats);
+            std::memcpy(out.mutable_data(), p, static_cast<size_t>(c.recurrent.state_floats) * sizeof(float));
+            return out;
+        }, py::arg("seq"), py::arg("layer"), "A copy of the live state of recurrent layer `layer` of seq.")
+        .def("set_recurrent_state", [](KVCache& c, int64_t seq, int layer, py::handle value) {
+            auto a = require_f32(value, "value");
+            if (a.ndim() != 1 || a.shape(0) != c.recurrent.state_floats)
+                throw py::value_error("value must be 1-D with recurrent_state_floats (" +
+                                      std::to_string(c.recurrent.state_floats) + ") floats");
+            std::unique_lock<std::shared_mutex> lk(c.mu);
+            float* p = c.state(seq, layer);
+            std::memcpy(p, a.data(), static_cast<size_t>(c.recurrent.state_floats) * sizeof(float));
+        }, py::arg("seq"), py::arg("layer"), py::arg("value"), "Overwrites the live state of a recurrent layer of seq.")
+        .def("snapshot", [](KVCache& c, int64_t seq) {
+            std::unique_lock<std::shared_mutex> lk(c.mu);
+            c.snapshot(seq);
+        }, py::arg("seq"), "Keeps a snapshot of seq's recurrent state at its current length (truncate can go back to it).")
+        .def("snapshot_positions", [](const KVCache& c, int64_t seq) {
+            std::shared_lock<std::shared_mutex> lk(c.mu);
+            return c.snapshot_positions(seq);
+        }, py::arg("seq"), "Positions truncate can go back to on a cache with recurrent layers (0 always).")
         .def_readonly("n_layers", &KVCache::n_layers)
         .def_readonly("n_kv_heads", &KVCache::n_kv_heads)
         .def_readonly("head_dim", &KVCache::head_dim)
@@ -253,8 +289,12 @@ void bind_kvcache(py::module_& m) {
             d["bytes_used"] = s.blocks_used * s.block_bytes;
             d["bytes_per_token"] = s.bytes_per_token;
             d["sequences"] = s.sequences;
+            d["state_bytes_per_sequence"] = s.state_bytes_per_sequence;
+            d["snapshots"] = s.snapshots;
+            d["snapshot_bytes"] = s.snapshot_bytes;
             return d;
-        }, "Blocks used/free, bytes, bytes per cached token (all layers, K and V).")
+        }, "Blocks used/free, bytes, bytes per cached token (all layers, K and V); recurrent state bytes of "
+           "one sequence, snapshots kept and their bytes.")
         .def("save", [](const KVCache& c, int64_t seq, py::object path) {
             std::vector<uint8_t> buf;
             {

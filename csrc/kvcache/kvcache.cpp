@@ -31,8 +31,9 @@ Format kv_dtype_from_name(const std::string& name) {
 }
 
 KVCache::KVCache(int n_layers_, int n_kv_heads_, int head_dim_, int64_t capacity_tokens, int block_tokens_,
-                 Format dtype_, std::vector<int64_t> layer_windows)
-    : n_layers(n_layers_), n_kv_heads(n_kv_heads_), head_dim(head_dim_), block_tokens(block_tokens_), dtype(dtype_) {
+                 Format dtype_, std::vector<int64_t> layer_windows, RecurrentSpec recurrent_)
+    : n_layers(n_layers_), n_kv_heads(n_kv_heads_), head_dim(head_dim_), block_tokens(block_tokens_), dtype(dtype_),
+      recurrent(recurrent_) {
     if (n_layers < 1) throw std::invalid_argument("n_layers must be >= 1");
     if (n_kv_heads < 1) throw std::invalid_argument("n_kv_heads must be >= 1");
     if (head_dim < 1 || head_dim > 4096) throw std::invalid_argument("head_dim must be in 1..4096");
@@ -46,6 +47,14 @@ KVCache::KVCache(int n_layers_, int n_kv_heads_, int head_dim_, int64_t capacity
     for (int64_t w : layer_windows)
         if (w < 0) throw std::invalid_argument("layer_windows entries must be >= 0 (0: full attention)");
     windows = std::move(layer_windows);
+    if (recurrent.n_layers < 0 || recurrent.n_layers > 4096)
+        throw std::invalid_argument("recurrent_layers must be in 0..4096");
+    if (recurrent.n_layers > 0 && (recurrent.state_floats < 1 || recurrent.state_floats > (int64_t(1) << 28)))
+        throw std::invalid_argument("recurrent_state_floats must be in 1..2^28 when there are recurrent layers");
+    if (recurrent.n_layers == 0) recurrent.state_floats = 0;
+    if (recurrent.max_snapshots < 0 || recurrent.max_snapshots > 1024)
+        throw std::invalid_argument("max_snapshots must be in 0..1024");
+    if (recurrent.snapshot_interval < 0) throw std::invalid_argument("snapshot_interval must be >= 0 (0: none)");
     const bool blockwise = dtype == Format::Q8_0 || dtype == Format::Q4_0;
     head_dim_padded = blockwise ? (head_dim + QK - 1) / QK * QK : head_dim;
     row_bytes = row_bytes_of(dtype, head_dim_padded);
@@ -130,6 +139,7 @@ void KVCache::drop_range(KVSeqLayer& L, int64_t a, int64_t b) {
 int64_t KVCache::new_sequence() {
     KVSequence s;
     s.layers.resize(n_layers);
+    s.state.assign(static_cast<size_t>(recurrent.n_layers * recurrent.state_floats), 0.0f);
     const int64_t id = next_id_++;
     seqs_.emplace(id, std::move(s));
     return id;
@@ -270,6 +280,21 @@ void KVCache::truncate(int64_t seq, int64_t n) {
     if (n < 0 || n > S.length)
         throw std::invalid_argument("n_tokens must be in 0..length (" + std::to_string(S.length) + "), got " +
                                     std::to_string(n));
+    if (recurrent.n_layers > 0 && n < S.length) {
+        // the recurrent state goes back only to a snapshot (or to the zero state at 0)
+        auto it = S.snapshots.find(n);
+        if (n != 0 && it == S.snapshots.end()) {
+            std::string have;
+            for (int64_t p : snapshot_positions(seq)) have += (have.empty() ? "" : ", ") + std::to_string(p);
+            throw std::invalid_argument("cannot truncate " + seq_str(seq) + " to " + std::to_string(n) +
+                                        " tokens: its recurrent layers' state can only go back to a snapshot, kept at "
+                                        "positions [" + have + "]; truncate to one of them and feed the tokens after "
+                                        "it again (nothing was changed)");
+        }
+        if (n == 0) std::fill(S.state.begin(), S.state.end(), 0.0f);
+        else std::copy(it->second->begin(), it->second->end(), S.state.begin());
+        S.snapshots.erase(S.snapshots.upper_bound(n), S.snapshots.end());
+    }
     for (auto& Ly : S.layers) {
         drop_range(Ly, n, std::numeric_limits<int64_t>::max());
         Ly.written = std::min(Ly.written, n);
@@ -335,6 +360,13 @@ void KVCache::read(int layer, int64_t seq, float* k, float* v, int64_t* pos) con
 
 KVStats KVCache::stats() const {
     KVStats s;
+    s.state_bytes_per_sequence = recurrent.n_layers * recurrent.state_floats * static_cast<int64_t>(sizeof(float));
+    std::map<const void*, int64_t> snaps;  // shared by forks: counted once
+    for (const auto& kv : seqs_)
+        for (const auto& sn : kv.second.snapshots) snaps[sn.second.get()] = static_cast<int64_t>(sn.second->size());
+    s.snapshots = static_cast<int64_t>(snaps.size());
+    s.snapshot_bytes = 0;
+    for (const auto& kv : snaps) s.snapshot_bytes += kv.second * static_cast<int64_t>(sizeof(float));
     s.blocks_total = n_blocks;
     s.blocks_free = static_cast<int64_t>(free_.size());
     s.blocks_used = n_blocks - s.blocks_free;
@@ -350,16 +382,44 @@ std::vector<int64_t> KVCache::sequence_ids() const {
     return ids;
 }
 
+// ---- recurrent state ----
+
+float* KVCache::state(int64_t seq, int layer) {
+    KVSequence& S = seq_ref(seq);
+    if (layer < 0 || layer >= recurrent.n_layers)
+        throw std::out_of_range("recurrent layer " + std::to_string(layer) + " is out of range (recurrent layers: " +
+                                std::to_string(recurrent.n_layers) + ")");
+    return S.state.data() + static_cast<int64_t>(layer) * recurrent.state_floats;
+}
+
+void KVCache::snapshot(int64_t seq) {
+    KVSequence& S = seq_ref(seq);
+    if (recurrent.n_layers == 0) throw std::invalid_argument("this cache has no recurrent layers to snapshot");
+    if (S.length == 0 || recurrent.max_snapshots == 0) return;  // 0 is the zero state, always there
+    S.snapshots[S.length] = std::make_shared<const std::vector<float>>(S.state);
+    while (static_cast<int>(S.snapshots.size()) > recurrent.max_snapshots) S.snapshots.erase(S.snapshots.begin());
+}
+
+std::vector<int64_t> KVCache::snapshot_positions(int64_t seq) const {
+    const KVSequence& S = sequence(seq);
+    std::vector<int64_t> out{0};
+    for (const auto& kv : S.snapshots) out.push_back(kv.first);
+    return out;
+}
+
 // ---- save / restore ----
 // File: "SLMKKVC\0", u32 version, u32 ggml dtype, u32 n_layers, n_kv_heads, head_dim, u32 0,
 // i64 length; per layer: i64 window, i64 floor, i64 n_runs, runs (i64 pos0, i64 count);
 // then per layer, per stored token in position order: K rows of every head, V rows likewise
-// (the cache's row format); last, u64 FNV-1a of every byte before it. Little-endian.
+// (the cache's row format); then (version 2) u32 recurrent layers, u32 0, i64 state floats per
+// layer, the live state (floats), i64 n_snapshots, per snapshot i64 position and its floats;
+// last, u64 FNV-1a of every byte before it. Little-endian. Version 1 (no recurrent section) is
+// still read by caches without recurrent layers.
 
 namespace {
 
 constexpr char kMagic[8] = {'S', 'L', 'M', 'K', 'K', 'V', 'C', '\0'};
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;
 
 // FNV-1a, 64-bit (Fowler, Noll, Vo): small and dependency-free; detects any accidental change.
 uint64_t fnv1a64(const uint8_t* p, size_t n) {
@@ -437,6 +497,15 @@ std::vector<uint8_t> KVCache::save(int64_t seq) const {
                 for (int h = 0; h < n_kv_heads; ++h) w.bytes(k_row(e.block, h, slot), row_bytes);
                 for (int h = 0; h < n_kv_heads; ++h) w.bytes(v_row(e.block, h, slot), row_bytes);
             }
+    w.put<uint32_t>(static_cast<uint32_t>(recurrent.n_layers));
+    w.put<uint32_t>(0);
+    w.put<int64_t>(recurrent.state_floats);
+    w.bytes(S.state.data(), S.state.size() * sizeof(float));
+    w.put<int64_t>(static_cast<int64_t>(S.snapshots.size()));
+    for (const auto& sn : S.snapshots) {
+        w.put<int64_t>(sn.first);
+        w.bytes(sn.second->data(), sn.second->size() * sizeof(float));
+    }
     w.put<uint64_t>(fnv1a64(w.buf.data(), w.buf.size()));
     return std::move(w.buf);
 }
@@ -448,7 +517,7 @@ int64_t KVCache::restore(const uint8_t* data, size_t size) {
     Reader r{data, size - 8};  // the trailing checksum is not part of the body
     r.o = 8;
     const uint32_t version = r.get<uint32_t>();
-    if (version != kVersion)
+    if (version != kVersion && !(version == 1 && recurrent.n_layers == 0))
         throw KVFileError("KV cache file version " + std::to_string(version) + " is not supported (expected " +
                           std::to_string(kVersion) + ")");
     uint64_t stored_sum;
@@ -490,12 +559,48 @@ int64_t KVCache::restore(const uint8_t* data, size_t size) {
         }
     }
     const int64_t body = tokens * 2 * n_kv_heads * row_bytes;  // tokens fit the pool: no overflow
-    if (static_cast<int64_t>(r.n - r.o) != body) throw KVFileError("KV cache file: data size does not match its header");
+    if (static_cast<int64_t>(r.n - r.o) < body) throw KVFileError("KV cache file: data size does not match its header");
+    const uint8_t* kv_src = data + r.o;
+    r.o += static_cast<size_t>(body);
+    // the recurrent section (version 2)
+    std::vector<float> state;
+    std::map<int64_t, RecurrentSnapshot> snaps;
+    if (version >= 2) {
+        const uint32_t nr = r.get<uint32_t>();
+        r.get<uint32_t>();
+        const int64_t floats = r.get<int64_t>();
+        if (nr != static_cast<uint32_t>(recurrent.n_layers) || floats != recurrent.state_floats)
+            throw KVFileError("KV cache file: its recurrent state (" + std::to_string(nr) + " layers of " +
+                              std::to_string(floats) + " floats) does not match this cache's (" +
+                              std::to_string(recurrent.n_layers) + " of " + std::to_string(recurrent.state_floats) + ")");
+        const size_t nbytes = static_cast<size_t>(recurrent.n_layers * recurrent.state_floats) * sizeof(float);
+        auto floats_at = [&](std::vector<float>& dst) {
+            if (r.n - r.o < nbytes) throw KVFileError("KV cache file is truncated");
+            dst.resize(nbytes / sizeof(float));
+            if (nbytes) std::memcpy(dst.data(), data + r.o, nbytes);
+            r.o += nbytes;
+        };
+        floats_at(state);
+        const int64_t ns = r.get<int64_t>();
+        if (ns < 0 || ns > recurrent.max_snapshots) throw KVFileError("KV cache file: bad snapshot count");
+        int64_t prev = 0;
+        for (int64_t i = 0; i < ns; ++i) {
+            const int64_t pos = r.get<int64_t>();
+            if (pos <= prev || pos > length) throw KVFileError("KV cache file: bad snapshot position");
+            prev = pos;
+            auto v = std::make_shared<std::vector<float>>();
+            floats_at(*v);
+            snaps[pos] = std::move(v);
+        }
+    }
+    if (r.o != r.n) throw KVFileError("KV cache file: data size does not match its header");
     // ---- commit: each run starts in a fresh block ----
     KVSequence S;
     S.length = length;
     S.layers.resize(n_layers);
-    const uint8_t* src = data + r.o;
+    S.state = std::move(state);
+    S.snapshots = std::move(snaps);
+    const uint8_t* src = kv_src;
     for (int l = 0; l < n_layers; ++l) {
         KVSeqLayer& Ly = S.layers[l];
         Ly.written = length;

@@ -21,9 +21,22 @@
 //
 // Sliding-window layers (window W > 0) free what no later query can see: extend drops
 // positions below old_length - W + 1 (the first new query's window) in those layers.
+//
+// Recurrent state (hybrid models, e.g. Mamba-2 layers beside attention layers). A cache made
+// with recurrent layers gives each sequence, beside its KV blocks (for the attention layers
+// only), a fixed-size float state per recurrent layer: `state_floats` each (Mamba-2: the conv
+// window, then the SSM state), zero for a new sequence, updated in place by the model's step.
+// The state has no positions, so it cannot be rolled back by dropping tokens: truncate needs a
+// snapshot, a copy of the whole state taken at a position. Snapshots are kept where the model
+// takes them (Model: after every prompt, i.e. every forward call of more than one token, and
+// every `snapshot_interval` decoded positions), at most `max_snapshots` per sequence (the
+// oldest is dropped); position 0 is always available (the zero state). truncate(seq, n) to any
+// other n without a snapshot at exactly n is refused, naming the positions that exist.
+// fork copies the live state and shares the snapshots (immutable); save/restore carry both.
 #pragma once
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <shared_mutex>
 #include <stdexcept>
 #include <string>
@@ -51,19 +64,32 @@ struct KVSeqLayer {
     int64_t floor = 0;             // window layers: positions < floor were freed
 };
 
+using RecurrentSnapshot = std::shared_ptr<const std::vector<float>>;
+
 struct KVSequence {
     int64_t length = 0;            // next position (tokens ever reserved, minus truncated)
     std::vector<KVSeqLayer> layers;
+    std::vector<float> state;      // recurrent layers x state_floats (empty without recurrent layers)
+    std::map<int64_t, RecurrentSnapshot> snapshots;  // position -> the state after that many tokens
 };
 
 struct KVStats {
     int64_t blocks_total, blocks_used, blocks_free, block_bytes, sequences, bytes_per_token;
+    int64_t state_bytes_per_sequence;  // recurrent layers' live state of one sequence
+    int64_t snapshots, snapshot_bytes; // distinct snapshots kept (shared ones once), their bytes
+};
+
+struct RecurrentSpec {
+    int n_layers = 0;               // recurrent layers (0: none)
+    int64_t state_floats = 0;       // floats of one layer's state
+    int max_snapshots = 8;          // per sequence, besides position 0
+    int64_t snapshot_interval = 0;  // the model snapshots every this many decoded positions (0: never)
 };
 
 class KVCache {
   public:
     KVCache(int n_layers, int n_kv_heads, int head_dim, int64_t capacity_tokens, int block_tokens, Format dtype,
-            std::vector<int64_t> layer_windows);
+            std::vector<int64_t> layer_windows, RecurrentSpec recurrent = {});
 
     // ---- geometry ----
     int n_layers, n_kv_heads, head_dim, head_dim_padded, block_tokens;
@@ -73,6 +99,7 @@ class KVCache {
     int64_t block_bytes;  // K + V of one block
     int64_t n_blocks;
     std::vector<int64_t> windows;  // per layer, 0 = full attention
+    RecurrentSpec recurrent;
 
     // ---- sequence operations (callers hold `mu` exclusively; reads take it shared) ----
     int64_t new_sequence();
@@ -92,6 +119,13 @@ class KVCache {
     void evict(int64_t seq, int64_t n_sink, int64_t window);
     std::vector<uint8_t> save(int64_t seq) const;
     int64_t restore(const uint8_t* data, size_t size);
+
+    // ---- recurrent state ----
+    // The live state of recurrent layer `layer` of seq (state_floats floats), for the model's step.
+    float* state(int64_t seq, int layer);
+    // Keeps a snapshot of seq's live state at its current length (replacing one there).
+    void snapshot(int64_t seq);
+    std::vector<int64_t> snapshot_positions(int64_t seq) const;  // ascending, 0 included
 
     // ---- inspection ----
     const KVSequence& sequence(int64_t seq) const;  // throws KVUnknownSequence
