@@ -81,6 +81,7 @@ class KVCache:
     def recurrent_state(self, seq: int, layer: int) -> npt.NDArray[np.float32]: ...
     def set_recurrent_state(self, seq: int, layer: int, value: npt.NDArray[np.float32]) -> None: ...
     def snapshot(self, seq: int) -> None: ...
+    def add_snapshot(self, seq: int, position: int, state: npt.NDArray[np.float32]) -> None: ...
     def snapshot_positions(self, seq: int) -> list[int]: ...
     @property
     def n_layers(self) -> int: ...
@@ -193,6 +194,34 @@ def ssm_gated_rmsnorm(
     out: npt.NDArray[np.float32] | None = None,
 ) -> npt.NDArray[np.float32]: ...
 def ssm_kernel_names() -> dict[str, str]: ...
+
+class Mamba2Mixer:
+    """One Mamba-2 mixer layer running on the recurrent state a KVCache keeps per sequence."""
+
+    def __init__(
+        self,
+        dims: dict[str, Any],
+        in_proj: PackedWeights,
+        conv_w: npt.NDArray[np.float32],
+        conv_b: npt.NDArray[np.float32] | None,
+        dt_bias: npt.NDArray[np.float32],
+        A: npt.NDArray[np.float32],
+        D: npt.NDArray[np.float32],
+        norm: npt.NDArray[np.float32],
+        out_proj: PackedWeights,
+    ) -> None: ...
+    @property
+    def state_floats(self) -> int: ...
+    def forward(
+        self,
+        cache: KVCache,
+        layer: int,
+        seqs: Any,
+        h: npt.NDArray[np.float32],
+        *,
+        chunked: bool = False,
+        snapshot_out: npt.NDArray[np.float32] | None = None,
+    ) -> npt.NDArray[np.float32]: ...
 
 class Transformer:
     """A Llama-family decoder whose whole step runs in C++ (built by slmkernels.Model)."""

@@ -196,6 +196,16 @@ void bind_kvcache(py::module_& m) {
             std::unique_lock<std::shared_mutex> lk(c.mu);
             c.snapshot(seq);
         }, py::arg("seq"), "Keeps a snapshot of seq's recurrent state at its current length (truncate can go back to it).")
+        .def("add_snapshot", [](KVCache& c, int64_t seq, int64_t pos, py::handle state) {
+            auto a = require_f32(state, "state");
+            if (a.ndim() != 1 || a.shape(0) != int64_t(c.recurrent.n_layers) * c.recurrent.state_floats)
+                throw py::value_error("state must be 1-D with recurrent_layers * recurrent_state_floats (" +
+                                      std::to_string(int64_t(c.recurrent.n_layers) * c.recurrent.state_floats) +
+                                      ") floats");
+            std::unique_lock<std::shared_mutex> lk(c.mu);
+            c.add_snapshot(seq, pos, a.data());
+        }, py::arg("seq"), py::arg("position"), py::arg("state"),
+           "Keeps `state` as seq's recurrent state after `position` tokens (a snapshot truncate can go back to).")
         .def("snapshot_positions", [](const KVCache& c, int64_t seq) {
             std::shared_lock<std::shared_mutex> lk(c.mu);
             return c.snapshot_positions(seq);

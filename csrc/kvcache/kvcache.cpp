@@ -400,6 +400,17 @@ void KVCache::snapshot(int64_t seq) {
     while (static_cast<int>(S.snapshots.size()) > recurrent.max_snapshots) S.snapshots.erase(S.snapshots.begin());
 }
 
+void KVCache::add_snapshot(int64_t seq, int64_t pos, const float* state) {
+    KVSequence& S = seq_ref(seq);
+    if (recurrent.n_layers == 0) throw std::invalid_argument("this cache has no recurrent layers to snapshot");
+    if (pos < 1 || pos > S.length)
+        throw std::invalid_argument("snapshot position must be in 1..length (" + std::to_string(S.length) + "), got " +
+                                    std::to_string(pos));
+    if (recurrent.max_snapshots == 0) return;
+    S.snapshots[pos] = std::make_shared<const std::vector<float>>(state, state + S.state.size());
+    while (static_cast<int>(S.snapshots.size()) > recurrent.max_snapshots) S.snapshots.erase(S.snapshots.begin());
+}
+
 std::vector<int64_t> KVCache::snapshot_positions(int64_t seq) const {
     const KVSequence& S = sequence(seq);
     std::vector<int64_t> out{0};

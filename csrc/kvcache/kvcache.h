@@ -125,6 +125,9 @@ class KVCache {
     float* state(int64_t seq, int layer);
     // Keeps a snapshot of seq's live state at its current length (replacing one there).
     void snapshot(int64_t seq);
+    // Keeps `state` (recurrent layers x state_floats) as seq's state after `pos` tokens,
+    // 1 <= pos <= length (the model captured it during a step).
+    void add_snapshot(int64_t seq, int64_t pos, const float* state);
     std::vector<int64_t> snapshot_positions(int64_t seq) const;  // ascending, 0 included
 
     // ---- inspection ----

@@ -295,6 +295,9 @@ class PrefixCache:
                 n = _common_prefix(toks, ids, len(ids) - 1)
                 if not self._can_truncate and n < len(toks):
                     continue
+                if cache.recurrent_layers and n < len(toks):
+                    # a recurrent (Mamba) state goes back only to one of its snapshots
+                    n = max(p for p in cache.snapshot_positions(seq) if p <= n)
                 if n > best_n:
                     best, best_n = seq, n
             if best is None:

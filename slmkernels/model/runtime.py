@@ -138,6 +138,10 @@ class Model:
     def from_gguf(cls, path: str | os.PathLike[str], **kw) -> "Model":
         reader = GGUFReader(path)
         try:
+            if cls is Model and reader.metadata.get("general.architecture") == "granitehybrid":
+                from .hybrid import HybridModel  # Mamba-2 + attention layers
+
+                return HybridModel.from_reader(reader, **kw)
             config = ModelConfig.from_gguf(reader)
             return cls(reader, config, **kw)
         except BaseException:
