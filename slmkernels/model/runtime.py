@@ -254,3 +254,15 @@ Model.forward_batch = _evicting(Model.forward_batch)
 Model.tokenizer = property(_tokenizer)
 Model.generate = _generate
 Model.chat = _chat
+
+
+def _from_pretrained(cls, directory, **kw) -> "Model":
+    """A model from a Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json):
+    see slmkernels.model.hf (dtype= the format 2-D weights are quantized to, save_gguf= a path to
+    keep the converted GGUF file at; the other keywords as from_gguf)."""
+    from .hf import from_pretrained
+
+    return from_pretrained(directory, **kw)
+
+
+Model.from_pretrained = classmethod(_from_pretrained)

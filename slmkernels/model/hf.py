@@ -1,0 +1,325 @@
+"""Hugging Face checkpoints without a conversion step: ``Model.from_pretrained(directory)``.
+
+Reads ``config.json``, the ``*.safetensors`` files (headers through the ``safetensors`` package;
+data memory-mapped, bf16/f16/f32) and ``tokenizer.json`` / ``tokenizer_config.json``, checks
+every config key's range and every tensor's name and shape first (a ``CheckpointError`` naming
+the key or tensor, before anything is allocated), then writes the model as a GGUF file in
+llama.cpp's layout (the names, the Q/K row permutation for Llama's RoPE pairing, metadata keys
+of convert_hf_to_gguf.py), quantizing 2-D weights with this package's exact quantizers to the
+format asked for (f16 / bf16 checkpoints kept as they are with ``dtype="f16"`` / ``"bf16"``), and
+loads that file with ``Model.from_gguf``. One model code path serves both; the file (``save_gguf``
+names where it stays) is what llama.cpp loads too.
+
+Architectures: LlamaForCausalLM (llama), Qwen2ForCausalLM (qwen2, Q/K/V biases).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import slmkernels as sk
+
+ARCHITECTURES = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2"}
+FORMATS = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k")
+
+
+class CheckpointError(ValueError):
+    """A Hugging Face checkpoint this package cannot load: the message names the file, key or tensor."""
+
+
+# ---- config ----
+
+def _key(cfg: dict, name: str, kind: type, lo=None, hi=None, default: Any = ...) -> Any:
+    if name not in cfg or cfg[name] is None:
+        if default is ...:
+            raise CheckpointError(f"config.json: required key {name!r} is missing")
+        return default
+    v = cfg[name]
+    if kind is int and (isinstance(v, bool) or not isinstance(v, int)):
+        raise CheckpointError(f"config.json: {name!r} must be an integer, got {v!r:.60}")
+    if kind is float and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+        raise CheckpointError(f"config.json: {name!r} must be a finite number, got {v!r:.60}")
+    if kind is bool and not isinstance(v, bool):
+        raise CheckpointError(f"config.json: {name!r} must be true or false, got {v!r:.60}")
+    if lo is not None and not lo <= v <= hi:
+        raise CheckpointError(f"config.json: {name!r} = {v} is out of range [{lo}, {hi}]")
+    return v
+
+
+def read_config(directory: Path) -> dict:
+    from .config import MAX_CONTEXT, MAX_FFN, MAX_HEAD_DIM, MAX_HEADS, MAX_HIDDEN, MAX_LAYERS, MAX_VOCAB
+
+    p = directory / "config.json"
+    try:
+        cfg = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{directory}: no config.json (not a Hugging Face checkpoint directory)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{p}: unreadable: {e}") from None
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{p}: not a JSON object")
+    archs = cfg.get("architectures")
+    arch = archs[0] if isinstance(archs, list) and archs and isinstance(archs[0], str) else None
+    if arch not in ARCHITECTURES:
+        raise CheckpointError(f"config.json: architecture {arch!r} is not supported "
+                              f"(supported: {', '.join(sorted(ARCHITECTURES))})")
+    c = {"hf_arch": arch, "arch": ARCHITECTURES[arch]}
+    c["hidden"] = _key(cfg, "hidden_size", int, 1, MAX_HIDDEN)
+    c["n_layers"] = _key(cfg, "num_hidden_layers", int, 1, MAX_LAYERS)
+    c["n_heads"] = _key(cfg, "num_attention_heads", int, 1, MAX_HEADS)
+    c["n_kv_heads"] = _key(cfg, "num_key_value_heads", int, 1, c["n_heads"], default=c["n_heads"])
+    if c["n_heads"] % c["n_kv_heads"]:
+        raise CheckpointError(f"config.json: num_attention_heads {c['n_heads']} is not a multiple of "
+                              f"num_key_value_heads {c['n_kv_heads']}")
+    default_hd = c["hidden"] // c["n_heads"] if c["hidden"] % c["n_heads"] == 0 else ...
+    c["head_dim"] = _key(cfg, "head_dim", int, 2, MAX_HEAD_DIM, default=default_hd)
+    if c["head_dim"] % 2:
+        raise CheckpointError(f"config.json: head_dim {c['head_dim']} is odd")
+    c["ffn"] = _key(cfg, "intermediate_size", int, 1, MAX_FFN)
+    c["vocab"] = _key(cfg, "vocab_size", int, 1, MAX_VOCAB)
+    c["eps"] = _key(cfg, "rms_norm_eps", float, 1e-12, 1.0)
+    c["theta"] = _key(cfg, "rope_theta", float, 1e-3, 1e12, default=10000.0)
+    c["context"] = _key(cfg, "max_position_embeddings", int, 1, MAX_CONTEXT, default=4096)
+    c["tied"] = _key(cfg, "tie_word_embeddings", bool, default=False)
+    act = cfg.get("hidden_act", "silu")
+    if act != "silu":
+        raise CheckpointError(f"config.json: hidden_act {act!r} is not supported for {arch} (silu only)")
+    rs = cfg.get("rope_scaling")
+    if rs not in (None, {}):
+        kind = rs.get("rope_type", rs.get("type")) if isinstance(rs, dict) else None
+        if kind not in ("default", None):
+            raise CheckpointError(f"config.json: rope_scaling {rs!r:.80} is not supported by from_pretrained yet")
+    if c["arch"] == "qwen2" and cfg.get("use_sliding_window"):
+        raise CheckpointError("config.json: use_sliding_window is not supported for Qwen2 checkpoints")
+    return c
+
+
+# ---- safetensors ----
+
+_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16}
+
+
+class _Tensors:
+    """Names -> (file, dtype, shape, byte range) from the safetensors headers; data memory-mapped."""
+
+    def __init__(self, directory: Path):
+        from safetensors import safe_open
+
+        files = sorted(directory.glob("*.safetensors"))
+        if not files:
+            raise CheckpointError(f"{directory}: no *.safetensors files")
+        self.where: dict[str, tuple[Path, str, tuple[int, ...], int, int]] = {}
+        for f in files:
+            try:
+                with safe_open(str(f), framework="numpy") as st:
+                    names = list(st.keys())
+                    info = {n: (st.get_slice(n).get_dtype(), tuple(st.get_slice(n).get_shape())) for n in names}
+                with open(f, "rb") as fh:
+                    n_header = int.from_bytes(fh.read(8), "little")
+                    header = json.loads(fh.read(n_header))
+            except Exception as e:  # noqa: BLE001 - any unreadable file is one clear error
+                raise CheckpointError(f"{f}: not a readable safetensors file: {e}") from None
+            for n in names:
+                dtype, shape = info[n]
+                if dtype not in _DTYPES:
+                    raise CheckpointError(f"{f}: tensor {n!r} has dtype {dtype} (supported: F32, F16, BF16)")
+                b0, b1 = header[n]["data_offsets"]
+                self.where[n] = (f, dtype, shape, 8 + n_header + b0, 8 + n_header + b1)
+        self._maps: dict[Path, np.memmap] = {}
+
+    def shape(self, name: str):
+        return self.where[name][2] if name in self.where else None
+
+    def dtype(self, name: str) -> str:
+        return self.where[name][1]
+
+    def raw(self, name: str) -> np.ndarray:
+        f, dtype, shape, b0, b1 = self.where[name]
+        if f not in self._maps:
+            self._maps[f] = np.memmap(f, dtype=np.uint8, mode="r")
+        return self._maps[f][b0:b1].view(_DTYPES[dtype]).reshape(shape)
+
+    def f32(self, name: str) -> np.ndarray:
+        a = self.raw(name)
+        if self.dtype(name) == "BF16":
+            return (a.astype(np.uint32) << 16).view(np.float32)
+        return np.asarray(a, dtype=np.float32)
+
+
+def _expected(c: dict) -> dict[str, tuple[int, ...]]:
+    H, KV, D, hid, F = c["n_heads"], c["n_kv_heads"], c["head_dim"], c["hidden"], c["ffn"]
+    t = {"model.embed_tokens.weight": (c["vocab"], hid), "model.norm.weight": (hid,)}
+    if not c["tied"]:
+        t["lm_head.weight"] = (c["vocab"], hid)
+    for i in range(c["n_layers"]):
+        p = f"model.layers.{i}."
+        t.update({p + "input_layernorm.weight": (hid,), p + "post_attention_layernorm.weight": (hid,),
+                  p + "self_attn.q_proj.weight": (H * D, hid), p + "self_attn.k_proj.weight": (KV * D, hid),
+                  p + "self_attn.v_proj.weight": (KV * D, hid), p + "self_attn.o_proj.weight": (hid, H * D),
+                  p + "mlp.gate_proj.weight": (F, hid), p + "mlp.up_proj.weight": (F, hid),
+                  p + "mlp.down_proj.weight": (hid, F)})
+        if c["arch"] == "qwen2":
+            t.update({p + "self_attn.q_proj.bias": (H * D,), p + "self_attn.k_proj.bias": (KV * D,),
+                      p + "self_attn.v_proj.bias": (KV * D,)})
+    return t
+
+
+# ---- tokenizer ----
+
+def _tokenizer_meta(directory: Path, vocab: int) -> dict | None:
+    """GGUF tokenizer metadata from a byte-level BPE tokenizer.json (None when there is none)."""
+    p = directory / "tokenizer.json"
+    if not p.exists():
+        return None
+    try:
+        tj = json.loads(p.read_text(encoding="utf-8"))
+        tc = json.loads((directory / "tokenizer_config.json").read_text(encoding="utf-8")) \
+            if (directory / "tokenizer_config.json").exists() else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{p}: unreadable: {e}") from None
+    model = tj.get("model") or {}
+    if model.get("type") != "BPE" or not isinstance(model.get("vocab"), dict):
+        raise CheckpointError(f"{p}: only byte-level BPE tokenizers are supported, got {model.get('type')!r}")
+    tokens = [f"[PAD{i}]" for i in range(vocab)]
+    types = [5] * vocab  # UNUSED until set
+    for tok, i in model["vocab"].items():
+        if 0 <= i < vocab:
+            tokens[i], types[i] = tok, 1
+    special = set()
+    for at in tj.get("added_tokens", []):
+        i = at.get("id")
+        if isinstance(i, int) and 0 <= i < vocab:
+            tokens[i] = at["content"]
+            types[i] = 3 if at.get("special") else 4
+            if at.get("special"):
+                special.add(at["content"])
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
+
+    def tid(v):
+        v = v.get("content") if isinstance(v, dict) else v
+        return tokens.index(v) if isinstance(v, str) and v in tokens else None
+
+    return dict(tokens=tokens, types=types, merges=merges, bos=tid(tc.get("bos_token")), eos=tid(tc.get("eos_token")),
+                template=tc.get("chat_template") if isinstance(tc.get("chat_template"), str) else None)
+
+
+# ---- GGUF ----
+
+def _permute(w: np.ndarray, n_head: int) -> np.ndarray:
+    """HF's rotate-half Q/K rows -> llama.cpp's adjacent-pair order (convert_hf_to_gguf.py
+    LlamaModel.permute)."""
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def write_gguf(directory: str | os.PathLike[str], path: str | os.PathLike[str], *, dtype: str = "q8_0") -> Path:
+    """Converts a Hugging Face checkpoint directory into a GGUF file at `path` (see the module
+    docstring); everything is checked before the file is created."""
+    from gguf import GGMLQuantizationType, GGUFWriter
+
+    directory = Path(directory)
+    if not isinstance(dtype, str) or dtype.lower() not in FORMATS:
+        raise ValueError(f"dtype must be one of {', '.join(FORMATS)}, got {dtype!r}")
+    dtype = dtype.lower()
+    c = read_config(directory)
+    ts = _Tensors(directory)
+    for name, shape in _expected(c).items():
+        got = ts.shape(name)
+        if got is None:
+            raise CheckpointError(f"tensor {name!r} is missing from the checkpoint")
+        if got != shape:
+            raise CheckpointError(f"tensor {name!r} has shape {got}, expected {shape} from config.json")
+    tok = _tokenizer_meta(directory, c["vocab"])
+
+    a = c["arch"]
+    w = GGUFWriter(str(path), a)
+    w.add_name(directory.name)
+    w.add_context_length(c["context"])
+    w.add_embedding_length(c["hidden"])
+    w.add_block_count(c["n_layers"])
+    w.add_feed_forward_length(c["ffn"])
+    w.add_head_count(c["n_heads"])
+    w.add_head_count_kv(c["n_kv_heads"])
+    w.add_key_length(c["head_dim"])
+    w.add_value_length(c["head_dim"])
+    w.add_rope_dimension_count(c["head_dim"])
+    w.add_rope_freq_base(c["theta"])
+    w.add_layer_norm_rms_eps(c["eps"])
+    if tok:
+        w.add_tokenizer_model("gpt2")
+        w.add_tokenizer_pre({"qwen2": "qwen2"}.get(a, "default"))
+        w.add_token_list(tok["tokens"])
+        w.add_token_types(tok["types"])
+        w.add_token_merges(tok["merges"])
+        if tok["bos"] is not None:
+            w.add_bos_token_id(tok["bos"])
+        if tok["eos"] is not None:
+            w.add_eos_token_id(tok["eos"])
+        if tok["template"]:
+            w.add_chat_template(tok["template"])
+
+    def put(gname: str, x: np.ndarray, quantize: bool):
+        if quantize and x.ndim == 2:
+            if dtype in ("f16", "bf16") or x.shape[1] % sk.formats()[dtype]["block_size"]:
+                fmt = dtype if dtype in ("f16", "bf16") else "f16"
+            else:
+                fmt = dtype
+            if fmt != "f32":
+                q = sk.quantize(np.ascontiguousarray(x, np.float32), fmt)
+                w.add_tensor(gname, np.asarray(q.data).reshape(x.shape[0], -1),
+                             raw_dtype=GGMLQuantizationType[fmt.upper()])
+                return
+        w.add_tensor(gname, np.ascontiguousarray(x, np.float32))
+
+    def g(name):
+        return ts.f32(name)
+
+    put("token_embd.weight", g("model.embed_tokens.weight"), True)
+    for i in range(c["n_layers"]):
+        p, b = f"model.layers.{i}.", f"blk.{i}."
+        q, k = g(p + "self_attn.q_proj.weight"), g(p + "self_attn.k_proj.weight")
+        if a == "llama":
+            q, k = _permute(q, c["n_heads"]), _permute(k, c["n_kv_heads"])
+        put(b + "attn_norm.weight", g(p + "input_layernorm.weight"), False)
+        put(b + "attn_q.weight", q, True)
+        put(b + "attn_k.weight", k, True)
+        put(b + "attn_v.weight", g(p + "self_attn.v_proj.weight"), True)
+        if a == "qwen2":
+            for n in ("q", "k", "v"):
+                put(b + f"attn_{n}.bias", g(p + f"self_attn.{n}_proj.bias"), False)
+        put(b + "attn_output.weight", g(p + "self_attn.o_proj.weight"), True)
+        put(b + "ffn_norm.weight", g(p + "post_attention_layernorm.weight"), False)
+        put(b + "ffn_gate.weight", g(p + "mlp.gate_proj.weight"), True)
+        put(b + "ffn_up.weight", g(p + "mlp.up_proj.weight"), True)
+        put(b + "ffn_down.weight", g(p + "mlp.down_proj.weight"), True)
+    put("output_norm.weight", g("model.norm.weight"), False)
+    if not c["tied"]:
+        put("output.weight", g("lm_head.weight"), True)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return Path(path)
+
+
+def from_pretrained(directory: str | os.PathLike[str], *, dtype: str = "q8_0", save_gguf=None, **model_kw):
+    """A Model from a Hugging Face checkpoint directory (see the module docstring). `save_gguf`: a
+    path to keep the converted file at (llama.cpp loads it too); otherwise a temporary file,
+    removed once mapped."""
+    from .runtime import Model
+
+    if save_gguf is not None:
+        return Model.from_gguf(write_gguf(directory, save_gguf, dtype=dtype), **model_kw)
+    fd, tmp = tempfile.mkstemp(suffix=".gguf", prefix="slmk-hf-")
+    os.close(fd)
+    try:
+        write_gguf(directory, tmp, dtype=dtype)
+        return Model.from_gguf(tmp, **model_kw)  # mapped: the file can go
+    finally:
+        os.unlink(tmp)
