@@ -221,6 +221,21 @@ void bind_kvcache(py::module_& m) {
             std::unique_lock<std::shared_mutex> lk(c.mu);
             return c.new_sequence();
         }, "A new empty sequence; returns its id.")
+        .def("extend_batch", [](KVCache& c, std::vector<int64_t> seqs) {
+            for (size_t i = 0; i < seqs.size(); ++i)
+                for (size_t j = 0; j < i; ++j)
+                    if (seqs[i] == seqs[j]) throw py::value_error("seqs must be distinct");
+            std::unique_lock<std::shared_mutex> lk(c.mu);
+            // all or nothing: every extend is planned (so validated) before the first one runs
+            std::map<int32_t, int32_t> released;
+            int64_t need = 0;
+            for (int64_t s : seqs) need += c.plan_extend(s, 1, &released);
+            if (need > c.free_blocks())
+                throw KVCapacityError("KV cache is full: one token for each of " + std::to_string(seqs.size()) +
+                                      " sequences needs " + std::to_string(need) + " blocks, " +
+                                      std::to_string(c.free_blocks()) + " are free (nothing was changed)");
+            for (int64_t s : seqs) c.extend(s, 1);
+        }, py::arg("seqs"), "One more position for each of several distinct sequences, all or none.")
         .def("extend", [](KVCache& c, int64_t seq, int64_t n) {
             std::unique_lock<std::shared_mutex> lk(c.mu);
             c.extend(seq, n);

@@ -29,6 +29,7 @@ import slmkernels as sk
 from slmkernels import _core
 
 from .config import MAX_CONTEXT, MAX_FFN, MAX_HEAD_DIM, MAX_HEADS, MAX_HIDDEN, MAX_LAYERS, MAX_VOCAB, _Meta
+from .generate import evicting
 from .gguf_reader import GGUFError, GGUFReader
 from .runtime import Model, _int_array, _stack
 
@@ -288,8 +289,7 @@ class HybridModel(Model):
         for s, t in zip(seqs.tolist(), ids.tolist()):
             self._check(s, [t])
         with self._step:
-            for s in seqs.tolist():
-                self.cache.extend(s, 1)
+            self.cache.extend_batch(seqs.tolist())
             logits = self._run(seqs.tolist(), ids, True)
             for s in seqs.tolist():
                 if self.snapshot_interval and self.cache.length(s) % self.snapshot_interval == 0:
@@ -345,3 +345,8 @@ class HybridModel(Model):
 
     def forward_python(self, seq: int, ids, *, all_logits: bool = False) -> np.ndarray:
         return self.forward(seq, ids, all_logits=all_logits)
+
+
+# cached prefixes give way to a step that needs their blocks (as Model's steps)
+HybridModel.forward = evicting(HybridModel.forward)
+HybridModel.forward_batch = evicting(HybridModel.forward_batch)
