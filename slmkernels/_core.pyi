@@ -1,3 +1,4 @@
+import enum
 from typing import Any, Union
 
 import numpy as np
@@ -224,12 +225,114 @@ class Mamba2Mixer:
         snapshot_out: npt.NDArray[np.float32] | None = None,
     ) -> npt.NDArray[np.float32]: ...
 
+class RopeMode(enum.Enum):
+    normal = ...
+    neox = ...
+
+class RopeScaling(enum.Enum):
+    none = ...
+    linear = ...
+    yarn = ...
+    llama3 = ...
+    longrope = ...
+
+class LayerKind(enum.Enum):
+    attention = ...
+
+class FfnActivation(enum.Enum):
+    silu = ...
+    gelu_tanh = ...
+
+class RopeSpec:
+    """A layer's RoPE: base, rotary dims, pairing and context scaling."""
+
+    base: float
+    rotary_dim: int
+    mode: RopeMode
+    scaling: RopeScaling
+    factor: float
+    original_context: float
+    ext_factor: float
+    attn_factor: float
+    beta_fast: float
+    beta_slow: float
+    low_freq_factor: float
+    high_freq_factor: float
+    freq_factors: list[float]
+    long_factors: list[float]
+    def __init__(self) -> None: ...
+
+class AttentionSpec:
+    """A layer's attention: heads, RoPE (or NoPE), window, scale."""
+
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    rope: bool
+    rope_spec: RopeSpec
+    window: int
+    scale: float
+    softcap: float
+    def __init__(self) -> None: ...
+
+class LayerSpec:
+    """One layer of the step: its kind and hyperparameters."""
+
+    kind: LayerKind
+    attention: AttentionSpec
+    ffn: int
+    activation: FfnActivation
+    def __init__(self) -> None: ...
+
+class LayerSpecList(list[LayerSpec]): ...
+
+class ModelSpec:
+    """The whole step: model-wide scales and one LayerSpec per layer."""
+
+    hidden: int
+    vocab: int
+    eps: float
+    embedding_scale: float
+    residual_scale: float
+    logit_scale: float
+    final_logit_softcap: float
+    layers: LayerSpecList | list[LayerSpec]
+    def __init__(self) -> None: ...
+
+class LayerWeights:
+    """One layer's weights (None: the layer has no such tensor)."""
+
+    attn_norm: npt.NDArray[np.float32] | None
+    q_norm: npt.NDArray[np.float32] | None
+    k_norm: npt.NDArray[np.float32] | None
+    qkv: list[PackedWeights]
+    qkv_bias: npt.NDArray[np.float32] | None
+    wo: PackedWeights | None
+    wo_bias: npt.NDArray[np.float32] | None
+    post_attention_norm: npt.NDArray[np.float32] | None
+    ffn_norm: npt.NDArray[np.float32] | None
+    gate_up: list[PackedWeights]
+    gate_up_bias: npt.NDArray[np.float32] | None
+    down: PackedWeights | None
+    down_bias: npt.NDArray[np.float32] | None
+    post_ffn_norm: npt.NDArray[np.float32] | None
+    def __init__(self) -> None: ...
+
 class Transformer:
-    """A Llama-family decoder whose whole step runs in C++ (built by slmkernels.Model)."""
+    """A decoder whose whole step runs in C++ (built by slmkernels.Model)."""
 
     def __init__(
-        self, cfg: dict[str, Any], layers: list[dict[str, Any]], out_norm: Any, head: Any, embd: Any, rope: dict[str, Any]
+        self,
+        spec: ModelSpec,
+        layers: list[LayerWeights],
+        out_norm: Any,
+        head: PackedWeights,
+        head_bias: Any | None,
+        embd: QuantizedTensor,
+        n_ctx: int,
     ) -> None: ...
+    @property
+    def spec(self) -> ModelSpec: ...
     def forward(
         self, cache: KVCache, seq: int, ids: npt.NDArray[np.integer[Any]], all_logits: bool = False
     ) -> npt.NDArray[np.float32]: ...

@@ -947,7 +947,7 @@ def test_junk_arguments_raise_only_documented_errors(api, data):
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     pytest.importorskip("gguf")
-    from slmkernels.model.testing import write_tiny_model
+    from tiny_models import write_tiny_model
 
     path = write_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny.gguf")
     m = sk.Model.from_gguf(path, context=32, max_sequences=4)

@@ -9,7 +9,7 @@ gguf = pytest.importorskip("gguf")
 
 from slmkernels.model import ChatTemplate, GGUFError, GGUFReader, apply_chat_template  # noqa: E402
 from slmkernels.model.chat import TemplateError  # noqa: E402
-from slmkernels.model.testing import write_tiny_model  # noqa: E402
+from tiny_models import write_tiny_model  # noqa: E402
 
 MESSAGES = [{"role": "user", "content": "Write a haiku about the sea."}]
 

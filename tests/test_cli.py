@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("gguf")
 
-from slmkernels.model.testing import write_tiny_model  # noqa: E402
+from tiny_models import write_tiny_model  # noqa: E402
 
 CMD = [sys.executable, "-P", "-m", "slmkernels"]
 TIMEOUT = 120

@@ -208,7 +208,7 @@ def test_kvcache_hammered_by_threads():
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     pytest.importorskip("gguf")
-    from slmkernels.model.testing import write_tiny_model
+    from tiny_models import write_tiny_model
 
     path = write_tiny_model(tmp_path_factory.mktemp("m") / "tiny.gguf")
     return sk.Model.from_gguf(path, context=96, max_sequences=N_THREADS + 2)

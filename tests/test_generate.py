@@ -11,7 +11,7 @@ pytest.importorskip("gguf")
 import slmkernels as sk  # noqa: E402
 from slmkernels.model import Model  # noqa: E402
 from slmkernels.model.generate import FINISH_REASONS, GenerationStats, prefix_cache  # noqa: E402
-from slmkernels.model.testing import write_tiny_model  # noqa: E402
+from tiny_models import write_tiny_model  # noqa: E402
 
 PROMPT = "hello world"
 

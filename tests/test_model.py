@@ -1,5 +1,6 @@
-"""The model runtime on tiny random-weight GGUF files of each architecture (against a float64
-numpy forward pass) and on the real SmolLM2 file."""
+"""The model runtime on tiny random-weight GGUF files of every architecture and layer pattern
+(tests/tiny_models.py) against the float64 numpy reference (tests/model_reference.py), on every
+ISA this CPU runs, and on the real SmolLM2 file."""
 
 from __future__ import annotations
 
@@ -8,51 +9,99 @@ import pytest
 
 import slmkernels as sk
 from model_reference import ReferenceModel
+from slmkernels import _core
 from slmkernels.model.runtime import Model, sample
-from tiny_models import write_tiny
+from tiny_models import ARCH_VARIANTS, write_tiny_model
 
-# Relative error of the logits against float64: activations are quantized to 8 bits per
-# block before every GEMM (|x - q d| <= d/2: ~0.4% of the block's largest value) and the
-# KV cache may be f16/q8_0; over 2 layers that stays below 3% of the largest logit.
-MODEL_RTOL = 0.03
+# Float32 weights and a float32 KV cache: no quantization anywhere, so the step differs from
+# float64 only by float32 rounding and summation order (measured max 2e-6 of the largest logit
+# over every variant and ISA); 1e-3 of the largest logit is the issue's bar, also what
+# bench/compare_llama.py asks of llama.cpp on the same files.
+F32_RTOL = 1e-3
+# Quantized weights: activations are quantized to 8 bits per block before every GEMM
+# (|x - q d| <= d/2: ~0.4% of the block's largest value) and the KV cache may be f16/q8_0;
+# over a few layers that stays below 3% of the largest logit.
+QUANT_RTOL = 0.03
 
-ARCHS = [
-    ("llama", dict()),
-    ("qwen2", dict(fmt="q4_k", hidden=256, ffn=256)),
-    ("granite", dict(fmt="q4_0")),
-    ("llama", dict(window=5, fmt="q6_k", hidden=256, ffn=256)),  # mistral-style sliding window
-]
-
-
-@pytest.fixture(scope="module", params=range(len(ARCHS)), ids=["llama", "qwen2", "granite", "sliding-window"])
-def tiny(request, tmp_path_factory):
-    arch, kw = ARCHS[request.param]
-    path = write_tiny(tmp_path_factory.mktemp("tiny") / f"{arch}.gguf", arch, **kw)
-    return path, ReferenceModel(path)
-
-
+# 15 tokens: longer than every sliding window of the variants (4, 5), so windows bite
 IDS = [3, 17, 200, 5, 9, 250, 31, 77, 123, 4, 8, 15, 16, 23, 42]
 
 
+@pytest.fixture(scope="module")
+def variant_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("variants")
+    return {name: write_tiny_model(d / f"{name}.gguf", **kw) for name, kw in ARCH_VARIANTS.items()}
+
+
+def max_rel(got, ref):
+    return float(np.abs(got - ref).max() / np.abs(ref).max())
+
+
+@pytest.mark.parametrize("variant", list(ARCH_VARIANTS))
+def test_forward_matches_reference_every_isa(variant_files, variant, isa):
+    """Every architecture and layer pattern, float32 end to end, on each ISA: every position's
+    logits within 1e-3 of the largest logit, and the same argmax wherever the reference's top
+    two are not a near tie."""
+    path = variant_files[variant]
+    ref = ReferenceModel(path).forward(IDS)
+    m = Model.from_gguf(path, kv_dtype="f32")
+    got = m.forward(m.new_sequence(), IDS, all_logits=True)
+    assert max_rel(got, ref) <= F32_RTOL, variant
+    top2 = np.sort(ref, axis=1)[:, -2:]
+    clear = (top2[:, 1] - top2[:, 0]) > 2 * F32_RTOL * np.abs(ref).max()
+    assert (got.argmax(1) == ref.argmax(1))[clear].all()
+
+
+QUANTIZED = [
+    ("llama", dict(arch="llama", fmt="q8_0", embd_fmt="q8_0")),
+    ("qwen2-q4_k", dict(arch="qwen2", fmt="q4_k", hidden=256, ffn=256)),
+    ("granite-q4_0", dict(arch="granite", fmt="q4_0")),
+    ("llama-window-q6_k", dict(arch="llama", window=5, fmt="q6_k", hidden=256, ffn=256)),
+]
+
+
+@pytest.fixture(scope="module", params=range(len(QUANTIZED)), ids=[q[0] for q in QUANTIZED])
+def quantized(request, tmp_path_factory):
+    name, kw = QUANTIZED[request.param]
+    path = write_tiny_model(tmp_path_factory.mktemp("q") / f"{name}.gguf", **kw)
+    return path, ReferenceModel(path)
+
+
 @pytest.mark.parametrize("kv_dtype", ["f32", "f16", "q8_0"])
-def test_forward_matches_reference(tiny, kv_dtype):
-    path, ref_model = tiny
+def test_quantized_forward_matches_reference(quantized, kv_dtype):
+    path, ref_model = quantized
     ref = ref_model.forward(IDS)
     m = Model.from_gguf(path, kv_dtype=kv_dtype)
     got = m.forward(m.new_sequence(), IDS, all_logits=True)
     scale = np.abs(ref).max()
-    assert np.abs(got - ref).max() <= MODEL_RTOL * scale
-    # top-1 agrees wherever the reference's top two are not a near tie
+    assert np.abs(got - ref).max() <= QUANT_RTOL * scale
     top2 = np.sort(ref, axis=1)[:, -2:]
-    clear = (top2[:, 1] - top2[:, 0]) > 2 * MODEL_RTOL * scale
+    clear = (top2[:, 1] - top2[:, 0]) > 2 * QUANT_RTOL * scale
     assert (got.argmax(1) == ref.argmax(1))[clear].all()
 
 
-def test_decode_equals_prefill_bit_for_bit(tiny):
+def test_attention_softcap_from_a_hand_built_description(variant_files):
+    """The typed description is the C++ step's whole input: the same weights run with an
+    attention soft-cap set by hand (Gemma 2 style) agree with the reference doing the same."""
+    path = variant_files["mistral-window"]
+    m = Model.from_gguf(path, kv_dtype="f32")
+    spec = m.config.spec
+    for ls in spec.layers:
+        ls.attention.softcap = 2.0
+    t = _core.Transformer(spec, m.layer_weights, m.out_norm, m.head, None, m.tok_embd, m.context)
+    cache = sk.KVCache(m.config.n_layers, m.config.n_kv_heads, m.config.head_dim, capacity_tokens=64, dtype="f32",
+                       layer_windows=[w or None for w in m.config.layer_windows])
+    got = t.forward(cache, cache.new_sequence(), np.asarray(IDS), True)
+    ref = ReferenceModel(path, attn_softcap=2.0).forward(IDS)
+    assert max_rel(got, ref) <= F32_RTOL
+    assert max_rel(ReferenceModel(path).forward(IDS), ref) > 1e-2  # the cap changes the result
+
+
+@pytest.mark.parametrize("variant", list(ARCH_VARIANTS))
+def test_decode_equals_prefill_bit_for_bit(variant_files, variant):
     """Batch invariance of every kernel carries through the model: token t's logits are the same
-    bits whether it came in a prompt of 15 or alone in a decode step."""
-    path, _ = tiny
-    m = Model.from_gguf(path)
+    bits whether it came in a prompt of 15, in chunks, or alone in a decode step."""
+    m = Model.from_gguf(variant_files[variant])
     full = m.forward(m.new_sequence(), IDS, all_logits=True)
     s = m.new_sequence()
     step = np.stack([m.forward(s, [t]) for t in IDS])
@@ -62,19 +111,9 @@ def test_decode_equals_prefill_bit_for_bit(tiny):
     np.testing.assert_array_equal(chunks, full)
 
 
-def test_cpp_step_equals_python_step(tiny):
-    """Model.forward (the step sequenced in C++) gives the same bits as forward_python (the
-    readable call-by-call spec)."""
-    path, _ = tiny
-    m = Model.from_gguf(path)
-    a = m.forward(m.new_sequence(), IDS, all_logits=True)
-    b = m.forward_python(m.new_sequence(), IDS, all_logits=True)
-    np.testing.assert_array_equal(a, b)
-
-
-def test_thread_count_invariance(tiny):
-    path, _ = tiny
-    m = Model.from_gguf(path)
+@pytest.mark.parametrize("variant", ["llama", "mistral-window", "qwen2"])
+def test_thread_count_invariance(variant_files, variant):
+    m = Model.from_gguf(variant_files[variant])
     before = sk.get_num_threads()
     try:
         outs = []
@@ -89,9 +128,31 @@ def test_thread_count_invariance(tiny):
         np.testing.assert_array_equal(o, outs[0])
 
 
-def test_forward_errors(tiny):
-    path, _ = tiny
-    m = Model.from_gguf(path, context=16)
+@pytest.mark.parametrize("variant", ["llama", "mistral-window", "qwen2"])
+def test_batched_decode_equals_single_sequences(variant_files, variant):
+    """Several sequences decode together in one step (GEMMs on all rows, attention per
+    sequence); each row is the same bits as that sequence decoded alone."""
+    m = Model.from_gguf(variant_files[variant], max_sequences=3)
+    prompts = [IDS[:3], IDS[3:10], IDS[10:]]
+    batch = [m.new_sequence() for _ in prompts]
+    alone = [m.new_sequence() for _ in prompts]
+    for s, p in zip(batch + alone, prompts + prompts):
+        m.forward(s, p)
+    for step in range(3):
+        nxt = [7 + step, 11 + step, 13 + step]
+        got = m.forward_batch(batch, nxt)
+        want = np.stack([m.forward(s, [t]) for s, t in zip(alone, nxt)])
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="distinct"):
+        m.forward_batch([batch[0], batch[0]], [1, 2])
+    lengths = [m.cache.length(s) for s in batch]
+    with pytest.raises(KeyError):
+        m.forward_batch([batch[0], 999], [1, 2])  # unknown sequence: nothing advances
+    assert [m.cache.length(s) for s in batch] == lengths
+
+
+def test_forward_errors(variant_files):
+    m = Model.from_gguf(variant_files["llama"], context=16)
     s = m.new_sequence()
     with pytest.raises(ValueError, match="token ids"):
         m.forward(s, [10_000])
@@ -100,6 +161,17 @@ def test_forward_errors(tiny):
     with pytest.raises(ValueError, match="past the context"):
         m.forward(s, list(range(17)))
     assert m.cache.length(s) == 0  # nothing was reserved by the failed calls
+
+
+def test_transformer_refuses_a_cache_that_does_not_fit(variant_files):
+    m = Model.from_gguf(variant_files["mistral-window"])
+    c = m.config
+    wrong = [sk.KVCache(c.n_layers, c.n_kv_heads, c.head_dim // 2, capacity_tokens=32),
+             sk.KVCache(c.n_layers - 1, c.n_kv_heads, c.head_dim, capacity_tokens=32),
+             sk.KVCache(c.n_layers, c.n_kv_heads, c.head_dim, capacity_tokens=32, layer_windows=[2] * c.n_layers)]
+    for cache in wrong:
+        with pytest.raises(ValueError, match="KV cache"):
+            m._cpp.forward(cache, cache.new_sequence(), np.asarray(IDS[:2]), False)
 
 
 def test_unsupported_architecture(tmp_path):
@@ -112,7 +184,7 @@ def test_unsupported_architecture(tmp_path):
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
-    with pytest.raises(ValueError, match="mamba"):
+    with pytest.raises(ValueError, match="unsupported architecture 'mamba' \\(supported: granite, llama"):
         Model.from_gguf(tmp_path / "x.gguf")
 
 
@@ -167,26 +239,3 @@ def test_smollm2_generate_and_chat(smollm2):
     parked = m.cache.stats()["sequences"]
     list(m.generate("The capital of France is", 4, add_bos=False, reuse_prefix=False))
     assert 1 <= parked == m.cache.stats()["sequences"]
-
-
-def test_batched_decode_equals_single_sequences(tiny):
-    """Several sequences decode together in one step (GEMMs on all rows, attention per
-    sequence); each row is the same bits as that sequence decoded alone."""
-    path, _ = tiny
-    m = Model.from_gguf(path, max_sequences=3)
-    prompts = [IDS[:3], IDS[3:10], IDS[10:]]
-    batch = [m.new_sequence() for _ in prompts]
-    alone = [m.new_sequence() for _ in prompts]
-    for s, p in zip(batch + alone, prompts + prompts):
-        m.forward(s, p)
-    for step in range(3):
-        nxt = [7 + step, 11 + step, 13 + step]
-        got = m.forward_batch(batch, nxt)
-        want = np.stack([m.forward(s, [t]) for s, t in zip(alone, nxt)])
-        np.testing.assert_array_equal(got, want)
-    with pytest.raises(ValueError, match="distinct"):
-        m.forward_batch([batch[0], batch[0]], [1, 2])
-    lengths = [m.cache.length(s) for s in batch]
-    with pytest.raises(KeyError):
-        m.forward_batch([batch[0], 999], [1, 2])  # unknown sequence: nothing advances
-    assert [m.cache.length(s) for s in batch] == lengths

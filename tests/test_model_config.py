@@ -10,8 +10,10 @@ import pytest
 
 gguf = pytest.importorskip("gguf")
 
+from slmkernels import _core  # noqa: E402
 from slmkernels.model import GGUFError, GGUFReader, ModelConfig  # noqa: E402
-from slmkernels.model.testing import TINY, write_tiny_model  # noqa: E402
+from slmkernels.model.config import SUPPORTED_ARCHITECTURES  # noqa: E402
+from tiny_models import TINY, write_tiny_model  # noqa: E402
 
 
 def load(path) -> ModelConfig:
@@ -31,14 +33,15 @@ def test_smollm2_config(smollm2_path):
     assert (c.embedding_scale, c.residual_scale, c.logit_scale) == (1.0, 1.0, 1.0)
 
 
-@pytest.mark.parametrize("arch", ["llama", "mistral", "qwen2", "granite"])
+@pytest.mark.parametrize("arch", list(SUPPORTED_ARCHITECTURES))
 def test_tiny_architectures(tmp_path, arch):
     c = load(write_tiny_model(tmp_path / f"{arch}.gguf", arch))
     assert c.architecture == arch
     assert (c.n_layers, c.hidden, c.n_heads, c.n_kv_heads) == (TINY["n_layers"], TINY["hidden"], TINY["n_heads"], TINY["n_kv_heads"])
     assert c.head_dim == TINY["hidden"] // TINY["n_heads"]
-    assert c.rope_type == ("neox" if arch == "qwen2" else "norm")
+    assert c.rope_type == ("neox" if arch in ("qwen2", "qwen3", "phi3", "gemma3") else "norm")
     assert c.qkv_bias == (arch == "qwen2")
+    assert len(c.spec.layers) == c.n_layers
     if arch == "granite":
         assert c.embedding_scale == 12.0 and c.logit_scale == 8.0
         assert c.residual_scale == pytest.approx(0.22) and c.attention_scale == 0.0078125
@@ -79,9 +82,13 @@ BAD = {
         _bad(override=lambda w: w.add_float32("llama.attention.head_count", 4.0)),
         "must be an integer, got FLOAT32",
     ),
-    "per-layer head counts (array)": (
-        _bad(override=lambda w: w.add_array("llama.attention.head_count", [4, 4])),
-        "must be an integer, got ARRAY of",
+    "per-layer head counts (array of the wrong length)": (
+        _bad(override=lambda w: w.add_array("llama.attention.head_count", [4, 4, 4])),
+        "head_count' has 3 entries, but block_count is 2",
+    ),
+    "per-layer head counts (array of strings)": (
+        _bad(override=lambda w: w.add_array("llama.attention.head_count", ["4", "4"])),
+        "must be an integer or an array of integers, got ARRAY of STRING",
     ),
     "a million layers": (
         _bad(override=lambda w: w.add_uint32("llama.block_count", 1_000_000)),
@@ -102,23 +109,46 @@ BAD = {
     "architecture not a string": (_bad(override=lambda w: w.add_uint32("general.architecture", 1)), "must be a string"),
     "vocab size disagrees with tensors": (
         _bad(override=lambda w: w.add_uint32("llama.vocab_size", 1000)),
-        "token_embd.weight' has dims .* implies",
+        "token_embd.weight' has dims .* vocabulary size 1000\\) implies",
     ),
     "hidden disagrees with tensors": (
-        _bad(override=lambda w: w.add_uint32("llama.embedding_length", 128)),
-        "has dims .* but the metadata implies",
+        _bad(arch="qwen2", override=lambda w: w.add_uint32("qwen2.embedding_length", 128)),
+        "has dims .* but the metadata \\(qwen2.embedding_length = 128.*\\) implies",
     ),
     "ffn disagrees with tensors": (
         _bad(override=lambda w: w.add_uint32("llama.feed_forward_length", 100)),
-        "has dims .* but the metadata implies",
+        "ffn_gate.weight' has dims \\[64, 96\\], but the metadata \\(.*llama.feed_forward_length = 100\\) implies",
     ),
     "wrong q shape": (_bad(tensor_shapes={"blk.1.attn_q.weight": (32, 64)}), "blk.1.attn_q.weight' has dims"),
     "missing tensor": (_bad(skip_tensors=("blk.1.ffn_up.weight",)), "blk.1.ffn_up.weight' is missing"),
     "more layers than block_count": (
         _bad(override=lambda w: w.add_uint32("llama.block_count", 1)),
-        "blk.1.attn_norm.weight' exists but block_count is 1",
+        "blk.1.attn_norm.weight' exists but llama.block_count is 1",
     ),
 }
+
+
+# Metadata whose layer pattern or head sizes do not fit the tensors (or cannot be run): each a
+# GGUFError naming the key and the tensor, raised before anything is allocated from the file.
+BAD.update({
+    "longrope scaling without factors": (
+        _bad(override=lambda w: w.add_string("llama.rope.scaling.type", "longrope")),
+        "rope_factors_long.weight' is missing",
+    ),
+    "per-layer head count that does not fit its layer": (
+        _bad(override=lambda w: w.add_array("llama.attention.head_count", [4, 2])),
+        "blk.1.attn_q.weight' has dims \\[64, 64\\], but the metadata \\(llama.embedding_length = 64, "
+        "llama.attention.head_count\\[1\\] = 2, the head size 16\\) implies \\[64, 32\\]",
+    ),
+    "granite kv heads differing between layers": (
+        _bad(arch="granite", override=lambda w: w.add_array("granite.attention.head_count_kv", [2, 1])),
+        "head_count_kv differs between layers",
+    ),
+    "llama rope dims below the head size": (
+        _bad(override=lambda w: w.add_uint32("llama.rope.dimension_count", 8)),
+        "llama.rope.dimension_count 8 differs from the head size 16",
+    ),
+})
 
 
 @pytest.mark.parametrize("case", list(BAD))
@@ -160,3 +190,24 @@ def test_mutated_model_files_raise_only_gguf_error(tmp_path):
         except GGUFError:
             counts["rejected"] += 1
     assert counts["rejected"] > 100
+
+
+def test_granite_rope_finetuned_false_turns_rope_off(tmp_path):
+    p = write_tiny_model(tmp_path / "g.gguf", "granite",
+                         override=lambda w: w.add_bool("granite.rope.scaling.finetuned", False))
+    assert not any(ls.attention.rope for ls in load(p).spec.layers)
+
+
+def test_description_fields_are_typed():
+    spec = _core.AttentionSpec()
+    with pytest.raises(TypeError, match="n_heads"):
+        spec.n_heads = "4"
+    with pytest.raises(TypeError, match="window"):
+        spec.window = True
+    layer = _core.LayerSpec()
+    layer.attention.n_heads = 8  # nested records are edited in place
+    assert layer.attention.n_heads == 8
+    m = _core.ModelSpec()
+    m.layers = [layer, _core.LayerSpec()]
+    m.layers[1].ffn = 7
+    assert [ls.ffn for ls in m.layers] == [0, 7]

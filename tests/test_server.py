@@ -17,7 +17,7 @@ openai = pytest.importorskip("openai")
 httpx = pytest.importorskip("httpx")
 
 from slmkernels.model import Model  # noqa: E402
-from slmkernels.model.testing import write_tiny_model  # noqa: E402
+from tiny_models import write_tiny_model  # noqa: E402
 from slmkernels.server.testing import serve_in_thread  # noqa: E402
 
 NO_EOS = {"0": -100, "2": -100}  # the tiny model's end-of-generation tokens, kept out of the way

@@ -13,7 +13,7 @@ jsonschema = pytest.importorskip("jsonschema")
 
 from slmkernels.model import Model  # noqa: E402
 from slmkernels.model.structured import GrammarConstraint, JSONSchemaConstraint  # noqa: E402
-from slmkernels.model.testing import write_tiny_model  # noqa: E402
+from tiny_models import write_tiny_model  # noqa: E402
 
 S = {"type": "string", "maxLength": 8}
 SCHEMAS = {

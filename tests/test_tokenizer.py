@@ -13,7 +13,7 @@ pytest.importorskip("tokenizers")
 gguf = pytest.importorskip("gguf")
 
 from slmkernels.model import GGUFError, GGUFReader, Tokenizer  # noqa: E402
-from slmkernels.model.testing import tiny_vocab, write_tiny_model  # noqa: E402
+from tiny_models import tiny_vocab, write_tiny_model  # noqa: E402
 from slmkernels.model.tokenizer import BYTE, CONTROL, NORMAL, USER_DEFINED  # noqa: E402
 
 # Reference ids from llama.cpp (llama-cpp-python 0.3.36) for SmolLM2; how it was produced is in

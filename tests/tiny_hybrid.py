@@ -11,7 +11,7 @@ from gguf.quants import dequantize
 
 import slmkernels as sk
 import ssm_reference as ssm_ref
-from tiny_models import _byte_tokens
+from tiny_models import byte_tokens as _byte_tokens
 
 
 def write_tiny_granitehybrid(path, *, kinds="MMAMMA", hidden=64, n_heads=4, n_kv=2, ffn=96, vocab=320,

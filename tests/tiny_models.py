@@ -1,89 +1,314 @@
-"""Tiny random-weight GGUF files, one per supported architecture, written with gguf's writer."""
+"""The one writer of tiny random-weight GGUF models for the tests, the fuzz corpus and
+bench/compare_llama.py, built on the ``gguf`` package's GGUFWriter.
+
+``write_tiny_model(path, arch)`` writes a complete model of any supported architecture with
+llama.cpp's real tensor names and metadata keys (gguf-py ``gguf.constants``): every tensor the
+architecture's graph reads (src/models/<arch>.cpp), in the layouts its converter writes
+(convert_hf_to_gguf.py: fused ``attn_qkv`` and ``ffn_up`` = [gate; up] for phi3, norms already
+shifted by +1 for gemma3, ...), with the layer patterns that matter: NoPE layers (smollm3: every
+4th), local/global layers (gemma3: ``sliding_window_pattern``), partial rotary and LongRoPE
+factors (phi3), per-layer head-count arrays (the dense Granite 4.0 conversion), biases, tied or
+separate output heads. Weights are float32 by default (``fmt`` picks a GGUF block format for
+the matrices), with a byte-level BPE vocabulary (or a SentencePiece one, ``vocab="spm"``) and a
+ChatML template, so config, tokenizer and forward-pass tests need no download.
+
+``ARCH_VARIANTS`` names the files that cover every feature (one per architecture and pattern);
+tests/test_model.py runs each against the numpy reference and bench/compare_llama.py against
+llama.cpp.
+"""
 
 from __future__ import annotations
 
+import os
+from typing import Any, Callable
+
 import numpy as np
-from gguf import GGMLQuantizationType as T
-from gguf import GGUFWriter
 
-import slmkernels as sk
+__all__ = ["ARCH_VARIANTS", "TINY", "byte_tokens", "mini_vocab", "tiny_vocab", "spm_vocab", "write_tiny_model"]
 
-# A byte-level vocabulary: token i < 256 is the GPT-2 byte-to-unicode character of byte i.
-def _byte_tokens():
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    table = dict(zip(bs, (chr(c) for c in cs)))
-    return [table[b] for b in range(256)]
+# default hyperparameters: small, but GQA (4 query heads over 2 KV heads)
+TINY = dict(n_layers=2, hidden=64, n_heads=4, n_kv_heads=2, ffn=96, context=128, rope_base=10000.0, eps=1e-5)
+
+CHATML = (
+    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
 
 
-def write_tiny(path, arch="llama", *, n_layers=2, hidden=64, n_heads=4, n_kv=2, ffn=96, vocab=320, fmt="q8_0",
-               window=0, tied=True, seed=0, context=256):
+def byte_tokens() -> list[str]:
+    """The 256 byte symbols of byte-level BPE (GPT-2's byte-to-unicode map), byte order."""
+    from slmkernels.model.tokenizer import BYTE_TO_UNICODE
+
+    return [BYTE_TO_UNICODE[b] for b in range(256)]
+
+
+def tiny_vocab() -> tuple[list[str], list[int], list[str]]:
+    """A byte-level BPE vocabulary: 3 control tokens, the 256 byte symbols, a few merges."""
+    tokens = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    types = [3, 3, 3]
+    tokens += byte_tokens()
+    types += [1] * 256
+    merges = ["h e", "l l", "he ll", "hell o", "Ġ w", "o r", "Ġw or", "l d", "Ġwor ld"]
+    for m in merges:
+        tokens.append(m.replace(" ", ""))
+        types.append(1)
+    return tokens, types, merges
+
+
+def mini_vocab(spm: bool = False) -> tuple[list[str], list[int], list[str], list[float]]:
+    """A 40-token vocabulary for the fuzz corpus (files of a few KiB): 3 control tokens, 34
+    letters, 3 merged pieces; BPE merges, or SentencePiece scores with ``spm``."""
+    from slmkernels.model.tokenizer import BYTE_TO_UNICODE
+
+    toks = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    toks += [BYTE_TO_UNICODE[b] for b in range(ord("a"), ord("a") + 34)]
+    toks += ["ab", "abc", "Ġa"]
+    types = [3, 3, 3] + [1] * (len(toks) - 3)
+    scores = [0.0] * 3 + [-float(i) for i in range(len(toks) - 3)]
+    return toks, types, ([] if spm else ["a b", "ab c", "Ġ a"]), (scores if spm else [])
+
+
+def spm_vocab() -> tuple[list[str], list[int], list[float]]:
+    """A SentencePiece vocabulary (tokenizer.ggml.model "llama", as Gemma 3): <pad> <eos> <bos>
+    <unk>, chat control tokens, the 256 byte-fallback tokens, a few scored pieces."""
+    tokens = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
+    types = [3, 3, 3, 2, 3, 3]
+    tokens += [f"<0x{b:02X}>" for b in range(256)]
+    types += [6] * 256
+    pieces = ["▁", "▁t", "he", "▁the", "▁a", "in", "er", "on", "▁w", "or", "ld", "▁wor", "▁world", "▁he", "llo",
+              "▁hello"]
+    tokens += pieces
+    types += [1] * len(pieces)
+    scores = [0.0] * 262 + [-float(i) for i in range(len(pieces))]
+    return tokens, types, scores
+
+
+# name -> write_tiny_model keyword arguments: every architecture, and the patterns that matter.
+ARCH_VARIANTS: dict[str, dict[str, Any]] = {
+    "llama": dict(arch="llama"),
+    "llama-untied-bias": dict(arch="llama", tied=False, bias=True),
+    "llama-rope-freqs": dict(arch="llama", rope_freqs=True, rope_base=500000.0),  # Llama 3.2
+    "llama-fused-qkv": dict(arch="llama", fused_qkv=True),
+    "mistral-window": dict(arch="mistral", window=5, n_layers=3),
+    "qwen2": dict(arch="qwen2", bias=True),
+    "qwen2-untied-head-bias": dict(arch="qwen2", bias=True, tied=False, head_bias=True),
+    "granite": dict(arch="granite"),
+    "granite4-dense": dict(arch="granite", kv_array=True, tied=False, bias=True),
+}
+
+
+def write_tiny_model(
+    path: str | os.PathLike[str],
+    arch: str = "llama",
+    *,
+    n_layers: int = TINY["n_layers"],
+    hidden: int = TINY["hidden"],
+    n_heads: int = TINY["n_heads"],
+    n_kv: int = TINY["n_kv_heads"],
+    head_dim: int | None = None,
+    ffn: int = TINY["ffn"],
+    context: int = TINY["context"],
+    rope_base: float = TINY["rope_base"],
+    rope_dim: int | None = None,
+    fmt: str = "f32",
+    embd_fmt: str | None = None,
+    down_fmt: str | None = None,
+    formats: dict[str, str] | None = None,
+    seed: int = 0,
+    tied: bool = True,
+    bias: bool | None = None,
+    head_bias: bool = False,
+    fused_qkv: bool | None = None,
+    window: int = 0,
+    swa_pattern: int | list[bool] | None = None,
+    rope_scaling: dict[str, Any] | None = None,
+    rope_freqs: bool = False,
+    longrope: bool = False,
+    kv_array: bool = False,
+    final_softcap: float = 0.0,
+    vocab: str = "bpe",
+    extra_tokens: int = 0,
+    override: Callable[[Any], None] | None = None,
+    skip_keys: tuple[str, ...] = (),
+    tensor_shapes: dict[str, tuple[int, ...]] | None = None,
+    skip_tensors: tuple[str, ...] = (),
+) -> str:
+    """Writes a tiny ``arch`` model to ``path`` and returns the path.
+
+    Shapes: ``head_dim`` (default hidden / n_heads) is written as attention.key_length when it
+    is not hidden / n_heads; ``rope_dim`` (default head_dim) as rope.dimension_count. ``bias``:
+    Q/K/V biases (default: qwen2 only), and for llama/granite also attn_output and FFN biases.
+    ``fused_qkv`` (default: phi3) writes attn_qkv. ``fmt`` is the matrices' format (the
+    embedding's ``embd_fmt``, ffn_down's ``down_fmt``, defaulting to it; ``formats`` maps a
+    tensor-name suffix to its own); norms, biases and factors are F32. ``vocab``: "bpe" (268
+    tokens), "spm" (SentencePiece), "mini" / "mini-spm" (40 tokens, for the fuzz corpus). ``override(writer)`` runs after the standard keys, to add or replace
+    metadata (GGUFWriter keeps the last value of a repeated key); ``skip_keys`` leaves keys out;
+    ``tensor_shapes`` replaces the numpy shape of named tensors; ``skip_tensors`` leaves them out.
+    """
+    import gguf
+
+    import slmkernels as sk
+
     rng = np.random.default_rng(seed)
-    w = GGUFWriter(str(path), arch)
-    head_dim = hidden // n_heads
-    w.add_block_count(n_layers)
-    w.add_context_length(context)
-    w.add_embedding_length(hidden)
-    w.add_feed_forward_length(ffn)
-    w.add_head_count(n_heads)
-    w.add_head_count_kv(n_kv)
-    w.add_layer_norm_rms_eps(1e-5)
-    w.add_rope_freq_base(10000.0)
-    w.add_rope_dimension_count(head_dim)
+    hd = head_dim or hidden // n_heads
+    rot = rope_dim or hd
+    bias = (arch == "qwen2") if bias is None else bias
+    fused_qkv = (arch == "phi3") if fused_qkv is None else fused_qkv
+    if vocab == "spm":
+        tokens, types, scores = spm_vocab()
+        merges: list[str] = []
+    elif vocab in ("mini", "mini-spm"):
+        tokens, types, merges, scores = mini_vocab(spm=vocab == "mini-spm")
+    else:
+        tokens, types, merges = tiny_vocab()
+        scores = []
+    spm = vocab in ("spm", "mini-spm")
+    tokens = tokens + [f"<extra_{i}>" for i in range(extra_tokens)]
+    types = types + [1] * extra_tokens
+    scores = scores + [-100.0] * (extra_tokens if scores else 0)
+    n_vocab = len(tokens)
+
+    w = gguf.GGUFWriter(os.fspath(path), arch)
+    a = arch + "."
+    keys: dict[str, tuple[str, Any]] = {
+        a + "block_count": ("uint32", n_layers),
+        a + "context_length": ("uint32", context),
+        a + "embedding_length": ("uint32", hidden),
+        a + "feed_forward_length": ("uint32", ffn),
+        a + "attention.head_count": ("uint32", n_heads),
+        a + "attention.head_count_kv": ("uint32", n_kv) if not kv_array else ("array", [n_kv] * n_layers),
+        a + "rope.freq_base": ("float32", rope_base),
+        a + "attention.layer_norm_rms_epsilon": ("float32", TINY["eps"]),
+        a + "rope.dimension_count": ("uint32", rot),
+        a + "vocab_size": ("uint32", n_vocab),
+        "tokenizer.ggml.model": ("string", "llama" if spm else "gpt2"),
+        "tokenizer.ggml.bos_token_id": ("uint32", 2 if vocab == "spm" else 1),
+        "tokenizer.ggml.eos_token_id": ("uint32", 1 if vocab == "spm" else 2),
+        "tokenizer.ggml.add_bos_token": ("bool", vocab == "spm"),
+        "tokenizer.chat_template": ("string", CHATML),
+    }
+    if vocab == "spm":
+        keys["tokenizer.ggml.add_space_prefix"] = ("bool", False)  # as Gemma 3's converter writes
+    elif not spm:
+        keys["tokenizer.ggml.pre"] = ("string", "smollm")
+    if hd * n_heads != hidden or arch in ("gemma3", "qwen3"):
+        keys[a + "attention.key_length"] = ("uint32", hd)
+        keys[a + "attention.value_length"] = ("uint32", hd)
     if window:
-        w.add_sliding_window(window)
+        keys[a + "attention.sliding_window"] = ("uint32", window)
+    if isinstance(swa_pattern, int):
+        keys[a + "attention.sliding_window_pattern"] = ("uint32", swa_pattern)
     if arch == "granite":
-        w.add_embedding_scale(3.0)
-        w.add_residual_scale(0.5)
-        w.add_attention_scale(0.2)
-        w.add_logit_scale(4.0)
-    toks = _byte_tokens() + [f"<extra_{i}>" for i in range(vocab - 256 - 2)] + ["<|bos|>", "<|eos|>"]
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("default")
-    w.add_token_list(toks)
-    w.add_token_types([1] * (vocab - 2) + [3, 3])
-    w.add_token_merges([])
-    w.add_bos_token_id(vocab - 2)
-    w.add_eos_token_id(vocab - 1)
+        keys[a + "embedding_scale"] = ("float32", 12.0)
+        keys[a + "residual_scale"] = ("float32", 0.22)
+        keys[a + "attention.scale"] = ("float32", 0.0078125)
+        keys[a + "logit_scale"] = ("float32", 8.0)
+        if kv_array:  # the dense Granite 4.0 conversion (GraniteHybridModel with no Mamba layer)
+            keys[a + "rope.scaling.finetuned"] = ("bool", True)
+    if final_softcap:
+        keys[a + "final_logit_softcapping"] = ("float32", final_softcap)
+    if rope_scaling:
+        keys[a + "rope.scaling.type"] = ("string", rope_scaling["type"])
+        if "factor" in rope_scaling:
+            keys[a + "rope.scaling.factor"] = ("float32", rope_scaling["factor"])
+        if "original_context" in rope_scaling:
+            keys[a + "rope.scaling.original_context_length"] = ("uint32", rope_scaling["original_context"])
+    if longrope:  # Phi-3's converter: original context, attn_factor, short/long factor tensors
+        keys[a + "rope.scaling.original_context_length"] = ("uint32", context // 4)
+        keys[a + "rope.scaling.attn_factor"] = ("float32", 1.19)
+    for k, (kind, v) in keys.items():
+        if k not in skip_keys:
+            getattr(w, f"add_{kind}")(k, v)
+    if isinstance(swa_pattern, list):
+        w.add_array(a + "attention.sliding_window_pattern", swa_pattern)
+    if "tokenizer.ggml.tokens" not in skip_keys:
+        w.add_array("tokenizer.ggml.tokens", tokens)
+    w.add_array("tokenizer.ggml.token_type", types)
+    if spm:
+        w.add_array("tokenizer.ggml.scores", scores)
+    else:
+        w.add_array("tokenizer.ggml.merges", merges)
+    if override is not None:
+        override(w)
 
-    def mat(name, rows, cols, scale, qfmt=fmt):
-        x = (rng.standard_normal((rows, cols)) * scale).astype(np.float32)
-        if qfmt == "f32":
-            w.add_tensor(name, x)
-        else:
-            q = sk.quantize(x, qfmt)
-            w.add_tensor(name, q.data.reshape(rows, -1), raw_dtype=T[qfmt.upper()])
-
-    def vec(name, n, center=1.0, scale=0.1):
-        w.add_tensor(name, (center + rng.standard_normal(n) * scale).astype(np.float32))
-
-    mat("token_embd.weight", vocab, hidden, 1.0, "q8_0")
-    for i in range(n_layers):
-        p = f"blk.{i}."
-        vec(p + "attn_norm.weight", hidden)
-        mat(p + "attn_q.weight", n_heads * head_dim, hidden, hidden**-0.5)
-        mat(p + "attn_k.weight", n_kv * head_dim, hidden, hidden**-0.5)
-        mat(p + "attn_v.weight", n_kv * head_dim, hidden, hidden**-0.5)
-        if arch == "qwen2":
-            vec(p + "attn_q.bias", n_heads * head_dim, 0.0, 0.5)
-            vec(p + "attn_k.bias", n_kv * head_dim, 0.0, 0.5)
-            vec(p + "attn_v.bias", n_kv * head_dim, 0.0, 0.5)
-        mat(p + "attn_output.weight", hidden, n_heads * head_dim, (n_heads * head_dim) ** -0.5)
-        vec(p + "ffn_norm.weight", hidden)
-        mat(p + "ffn_gate.weight", ffn, hidden, hidden**-0.5)
-        mat(p + "ffn_up.weight", ffn, hidden, hidden**-0.5)
-        mat(p + "ffn_down.weight", hidden, ffn, ffn**-0.5)
-    vec("output_norm.weight", hidden)
+    # ---- tensors: numpy shape (rows, cols) = ggml (cols, rows) ----
+    h, q, kv, f = hidden, n_heads * hd, n_kv * hd, ffn
+    mats: dict[str, tuple[int, ...]] = {"token_embd.weight": (n_vocab, h)}
+    vecs: dict[str, tuple[int, float]] = {"output_norm.weight": (h, 1.0)}  # name -> (n, centre)
     if not tied:
-        mat("output.weight", vocab, hidden, hidden**-0.5)
+        mats["output.weight"] = (n_vocab, h)
+    if head_bias:
+        vecs["output.bias"] = (n_vocab, 0.0)
+    if rope_freqs:
+        vecs["rope_freqs.weight"] = (rot // 2, 0.0)
+    if longrope:
+        vecs["rope_factors_short.weight"] = (rot // 2, 0.0)
+        vecs["rope_factors_long.weight"] = (rot // 2, 0.0)
+    for i in range(n_layers):
+        b = f"blk.{i}."
+        vecs[b + "attn_norm.weight"] = (h, 1.0)
+        vecs[b + "ffn_norm.weight"] = (h, 1.0)
+        if fused_qkv:
+            mats[b + "attn_qkv.weight"] = (q + 2 * kv, h)
+        else:
+            mats.update({b + "attn_q.weight": (q, h), b + "attn_k.weight": (kv, h), b + "attn_v.weight": (kv, h)})
+        if bias:
+            if fused_qkv:
+                vecs[b + "attn_qkv.bias"] = (q + 2 * kv, 0.0)
+            else:
+                vecs.update({b + "attn_q.bias": (q, 0.0), b + "attn_k.bias": (kv, 0.0), b + "attn_v.bias": (kv, 0.0)})
+        mats[b + "attn_output.weight"] = (h, q)
+        if arch in ("qwen3", "gemma3"):
+            vecs[b + "attn_q_norm.weight"] = (hd, 1.0)
+            vecs[b + "attn_k_norm.weight"] = (hd, 1.0)
+        if arch == "gemma3":
+            vecs[b + "post_attention_norm.weight"] = (h, 1.0)
+            vecs[b + "post_ffw_norm.weight"] = (h, 1.0)
+        if arch == "phi3":
+            mats[b + "ffn_up.weight"] = (2 * f, h)  # [gate; up]
+        else:
+            mats[b + "ffn_gate.weight"] = (f, h)
+            mats[b + "ffn_up.weight"] = (f, h)
+        mats[b + "ffn_down.weight"] = (h, f)
+        if bias and arch in ("llama", "mistral", "granite"):
+            vecs.update({b + "attn_output.bias": (h, 0.0), b + "ffn_gate.bias": (f, 0.0), b + "ffn_up.bias": (f, 0.0),
+                         b + "ffn_down.bias": (h, 0.0)})
+
+    def put(name: str, x: np.ndarray, tfmt: str) -> None:
+        if tfmt == "f32":
+            w.add_tensor(name, x.astype(np.float32))
+        elif tfmt == "f16":
+            w.add_tensor(name, x.astype(np.float16))
+        else:
+            qt = sk.quantize(np.ascontiguousarray(x, dtype=np.float32), tfmt)
+            w.add_tensor(name, np.asarray(qt.data).reshape(x.shape[0], -1), raw_dtype=gguf.GGMLQuantizationType[tfmt.upper()])
+
+    shapes = dict(tensor_shapes or {})
+    for name, shape in mats.items():
+        if name in skip_tensors:
+            continue
+        shape = shapes.pop(name, shape)
+        # embeddings small enough that a tied head's logits are not just "repeat the token"
+        scale = 0.3 if name == "token_embd.weight" else shape[-1] ** -0.5
+        if name == "token_embd.weight":
+            tfmt = embd_fmt or fmt
+        else:
+            tfmt = (down_fmt or fmt) if "ffn_down" in name else fmt
+        tfmt = next((f for suffix, f in (formats or {}).items() if name.endswith(suffix)), tfmt)
+        put(name, scale * rng.standard_normal(shape), tfmt)
+    for name, (n, centre) in vecs.items():
+        if name in skip_tensors:
+            continue
+        shape = shapes.pop(name, (n,))
+        if name.startswith("rope_f"):  # frequency divisors: positive, around 1..4
+            x = np.exp(rng.uniform(0.0, 1.4, shape))
+        else:
+            x = centre + (0.1 if centre else 0.5) * rng.standard_normal(shape)
+        w.add_tensor(name, x.astype(np.float32))
+    for name, shape in shapes.items():  # a shape for a tensor the architecture does not have
+        w.add_tensor(name, rng.standard_normal(shape).astype(np.float32))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
-    return path
+    return os.fspath(path)

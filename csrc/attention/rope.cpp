@@ -6,11 +6,107 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <stdexcept>
+#include <string>
 #include <tuple>
 
 #include "../core/thread_pool.h"
 
 namespace slmk {
+
+namespace {
+
+void require(bool ok, const std::string& what) {
+    if (!ok) throw std::invalid_argument("rope: " + what);
+}
+
+void check_factors(const std::vector<double>& f, int half, const char* name) {
+    require(static_cast<int>(f.size()) == half,
+            std::string(name) + " must hold rotary_dim/2 (" + std::to_string(half) + ") values, got " +
+                std::to_string(f.size()));
+    for (double x : f) require(x > 0 && std::isfinite(x), std::string(name) + " must be positive and finite");
+}
+
+// Llama 3.1 frequency smoothing (Meta's reference apply_scaling in llama-models): pairs whose
+// wavelength is shorter than original/high keep their frequency, longer than original/low are
+// divided by `factor`, and the band between is interpolated. Returns each pair's divisor.
+std::vector<double> llama3_divisors(const RopeSpec& s) {
+    std::vector<double> ff(s.rotary_dim / 2);
+    const double orig = s.original_context, low = s.low_freq_factor, high = s.high_freq_factor;
+    const double low_wavelen = orig / low, high_wavelen = orig / high;
+    for (size_t i = 0; i < ff.size(); ++i) {
+        const double freq = std::pow(s.base, -2.0 * i / s.rotary_dim);
+        const double wavelen = 2.0 * M_PI / freq;
+        double scaled;
+        if (wavelen < high_wavelen) scaled = freq;
+        else if (wavelen > low_wavelen) scaled = freq / s.factor;
+        else {
+            const double smooth = (orig / wavelen - low) / (high - low);
+            scaled = (1.0 - smooth) * freq / s.factor + smooth * freq;
+        }
+        ff[i] = freq / scaled;
+    }
+    return ff;
+}
+
+}  // namespace
+
+RopeConfig rope_config(const RopeSpec& s, int64_t n_ctx) {
+    require(s.base > 0 && std::isfinite(s.base), "base must be a positive number");
+    require(s.rotary_dim >= 2 && s.rotary_dim % 2 == 0, "rotary_dim must be even and >= 2");
+    require(s.factor > 0 && std::isfinite(s.factor), "scaling factor must be > 0");
+    require(s.attn_factor > 0 && std::isfinite(s.attn_factor), "attn_factor must be > 0");
+    const int half = s.rotary_dim / 2;
+    RopeConfig c;
+    c.theta_base = s.base;
+    c.rotary_dim = s.rotary_dim;
+    c.mode = s.mode;
+    c.attn_factor = s.attn_factor;
+    std::vector<double> ff(half, 1.0);
+    bool have_ff = false;
+    if (!s.freq_factors.empty()) {
+        check_factors(s.freq_factors, half, "freq_factors");
+        ff = s.freq_factors;
+        have_ff = true;
+    }
+    switch (s.scaling) {
+        case RopeScaling::None: break;
+        case RopeScaling::Linear: c.freq_scale = 1.0 / s.factor; break;
+        case RopeScaling::Yarn:
+            // YaRN (Peng et al. 2023): ggml's rope_yarn with the ramp between beta_fast and
+            // beta_slow rotations of the original context; its magnitude correction is applied
+            // by RopeTable (1 + 0.1 ln factor, times attn_factor).
+            require(s.original_context > 0, "yarn needs original_context > 0");
+            require(std::isfinite(s.ext_factor) && std::isfinite(s.beta_fast) && std::isfinite(s.beta_slow),
+                    "yarn ext_factor / beta_fast / beta_slow must be finite");
+            c.freq_scale = 1.0 / s.factor;
+            c.ext_factor = s.ext_factor;
+            c.beta_fast = s.beta_fast;
+            c.beta_slow = s.beta_slow;
+            c.n_ctx_orig = s.original_context;
+            break;
+        case RopeScaling::Llama3: {
+            require(s.high_freq_factor > s.low_freq_factor && s.low_freq_factor > 0 && s.original_context > 0,
+                    "llama3 scaling needs high_freq_factor > low_freq_factor > 0 and original_context > 0");
+            const std::vector<double> d = llama3_divisors(s);
+            for (int i = 0; i < half; ++i) ff[i] *= d[i];
+            have_ff = true;
+            break;
+        }
+        case RopeScaling::LongRope:
+            // LongRoPE: freq_factors are the short factors; past the original context the long
+            // ones replace them (llama.cpp: n_ctx_seq > n_ctx_orig_yarn). attn_factor scales
+            // cos/sin for both, as llama.cpp applies rope.scaling.attn_factor.
+            require(s.original_context > 0, "longrope needs original_context > 0");
+            check_factors(s.freq_factors, half, "longrope short factors");
+            check_factors(s.long_factors, half, "longrope long factors");
+            if (static_cast<double>(n_ctx) > s.original_context) ff = s.long_factors;
+            have_ff = true;
+            break;
+    }
+    if (have_ff) c.freq_factors = ff;
+    return c;
+}
 
 RopeTable::RopeTable(const RopeConfig& cfg) : cfg_(cfg) {
     const int half = cfg.rotary_dim / 2;

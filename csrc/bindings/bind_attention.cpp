@@ -23,25 +23,6 @@ double get_num(const py::dict& d, const char* key, double dflt, bool required) {
     return x;
 }
 
-// Llama 3.1 frequency smoothing: the factor each pair's frequency is divided by.
-std::vector<double> llama3_factors(const RopeConfig& cfg, double factor, double low, double high, double orig) {
-    std::vector<double> ff(cfg.rotary_dim / 2);
-    const double low_wavelen = orig / low, high_wavelen = orig / high;
-    for (size_t i = 0; i < ff.size(); ++i) {
-        const double freq = std::pow(cfg.theta_base, -2.0 * i / cfg.rotary_dim);
-        const double wavelen = 2.0 * M_PI / freq;
-        double scaled;
-        if (wavelen < high_wavelen) scaled = freq;
-        else if (wavelen > low_wavelen) scaled = freq / factor;
-        else {
-            const double smooth = (orig / wavelen - low) / (high - low);
-            scaled = (1.0 - smooth) * freq / factor + smooth * freq;
-        }
-        ff[i] = freq / scaled;
-    }
-    return ff;
-}
-
 }  // namespace
 
 void bind_attention(py::module_& m) {
@@ -60,60 +41,58 @@ void bind_attention(py::module_& m) {
             if (pa.ndim() != 1 || pa.shape(0) != T)
                 throw py::value_error("positions must be 1-D with one position per token (" + std::to_string(T) + ")");
             auto pos = py::array_t<int64_t, py::array::c_style | py::array::forcecast | kNpyAligned>::ensure(pa);
-            RopeConfig cfg;
+            RopeSpec spec;
             if (!(theta > 0) || !std::isfinite(theta)) throw py::value_error("theta must be a positive number");
-            cfg.theta_base = theta;
-            if (mode == "normal") cfg.mode = RopeMode::Normal;
-            else if (mode == "neox") cfg.mode = RopeMode::Neox;
+            spec.base = theta;
+            if (mode == "normal") spec.mode = RopeMode::Normal;
+            else if (mode == "neox") spec.mode = RopeMode::Neox;
             else throw py::value_error("mode must be 'normal' or 'neox', got '" + mode + "'");
             const int64_t rd = rotary_dim.is_none() ? D : int_arg(rotary_dim, "rotary_dim");
             if (rd <= 0 || rd > D || rd % 2)
                 throw py::value_error("rotary_dim must be even and in 2..head_dim (" + std::to_string(D) + ")");
-            cfg.rotary_dim = static_cast<int>(rd);
-            std::vector<double> ff(cfg.rotary_dim / 2, 1.0);
-            bool have_ff = false;
+            spec.rotary_dim = static_cast<int>(rd);
             if (!scaling.is_none()) {
                 if (!py::isinstance<py::dict>(scaling)) throw py::type_error("scaling must be a dict with a 'type'");
                 py::dict sd = scaling.cast<py::dict>();
                 if (!sd.contains("type")) throw py::value_error("scaling needs a 'type': 'linear', 'yarn' or 'llama3'");
                 const std::string type = py::str(sd["type"]);
-                const double factor = get_num(sd, "factor", 1.0, true);
-                if (!(factor > 0)) throw py::value_error("scaling['factor'] must be > 0");
+                spec.factor = get_num(sd, "factor", 1.0, true);
+                if (!(spec.factor > 0)) throw py::value_error("scaling['factor'] must be > 0");
                 if (type == "linear") {
-                    cfg.freq_scale = 1.0 / factor;
+                    spec.scaling = RopeScaling::Linear;
                 } else if (type == "yarn") {
-                    cfg.freq_scale = 1.0 / factor;
-                    cfg.ext_factor = get_num(sd, "ext_factor", 1.0, false);
-                    cfg.attn_factor = get_num(sd, "attn_factor", 1.0, false);
-                    cfg.beta_fast = get_num(sd, "beta_fast", 32.0, false);
-                    cfg.beta_slow = get_num(sd, "beta_slow", 1.0, false);
-                    cfg.n_ctx_orig = get_num(sd, "original_context", 0, true);
-                    if (!(cfg.n_ctx_orig > 0)) throw py::value_error("scaling['original_context'] must be > 0");
+                    spec.scaling = RopeScaling::Yarn;
+                    spec.ext_factor = get_num(sd, "ext_factor", 1.0, false);
+                    spec.attn_factor = get_num(sd, "attn_factor", 1.0, false);
+                    spec.beta_fast = get_num(sd, "beta_fast", 32.0, false);
+                    spec.beta_slow = get_num(sd, "beta_slow", 1.0, false);
+                    spec.original_context = get_num(sd, "original_context", 0, true);
+                    if (!(spec.original_context > 0)) throw py::value_error("scaling['original_context'] must be > 0");
+                    if (!(spec.attn_factor > 0)) throw py::value_error("scaling['attn_factor'] must be > 0");
                 } else if (type == "llama3") {
-                    const double low = get_num(sd, "low_freq_factor", 1.0, true);
-                    const double high = get_num(sd, "high_freq_factor", 4.0, true);
-                    const double orig = get_num(sd, "original_context", 8192, true);
-                    if (!(high > low) || !(low > 0) || !(orig > 0))
+                    spec.scaling = RopeScaling::Llama3;
+                    spec.low_freq_factor = get_num(sd, "low_freq_factor", 1.0, true);
+                    spec.high_freq_factor = get_num(sd, "high_freq_factor", 4.0, true);
+                    spec.original_context = get_num(sd, "original_context", 8192, true);
+                    if (!(spec.high_freq_factor > spec.low_freq_factor) || !(spec.low_freq_factor > 0) ||
+                        !(spec.original_context > 0))
                         throw py::value_error("llama3 scaling needs high_freq_factor > low_freq_factor > 0 and original_context > 0");
-                    ff = llama3_factors(cfg, factor, low, high, orig);
-                    have_ff = true;
                 } else {
                     throw py::value_error("unknown scaling type '" + type + "'; use 'linear', 'yarn' or 'llama3'");
                 }
             }
             if (!freq_factors.is_none()) {
                 auto fa = py::array_t<double, py::array::c_style | py::array::forcecast | kNpyAligned>::ensure(freq_factors);
-                if (!fa || fa.ndim() != 1 || fa.shape(0) != cfg.rotary_dim / 2)
-                    throw py::value_error("freq_factors must be 1-D with rotary_dim/2 (" + std::to_string(cfg.rotary_dim / 2) +
+                if (!fa || fa.ndim() != 1 || fa.shape(0) != spec.rotary_dim / 2)
+                    throw py::value_error("freq_factors must be 1-D with rotary_dim/2 (" + std::to_string(spec.rotary_dim / 2) +
                                           ") values");
-                for (int i = 0; i < cfg.rotary_dim / 2; ++i) {
+                for (int i = 0; i < spec.rotary_dim / 2; ++i) {
                     const double f = fa.at(i);
                     if (!(f > 0) || !std::isfinite(f)) throw py::value_error("freq_factors must be positive and finite");
-                    ff[i] *= f;
+                    spec.freq_factors.push_back(f);
                 }
-                have_ff = true;
             }
-            if (have_ff) cfg.freq_factors = ff;
+            const RopeConfig cfg = rope_config(spec, 0);
             py::array_t<float> result;
             if (out.is_none()) {
                 result = py::array_t<float>({T, H, D});

@@ -1,113 +1,259 @@
-// ---- _core.Transformer: the decoder step in C++, built by slmkernels/model/runtime.py ----
+// ---- the model step: its typed description (spec.h) and _core.Transformer ----
+// slmkernels/model/config.py builds a ModelSpec (one LayerSpec per layer) from the GGUF
+// metadata; slmkernels/model/runtime.py adds each layer's LayerWeights and builds the
+// Transformer. The classes are plain typed records: no string-keyed dicts are parsed here.
 #include <pybind11/stl.h>
+#include <pybind11/stl_bind.h>
 
 #include <mutex>
+#include <sstream>
 
 #include "bindings.h"
 #include "gemm/gemm_driver.h"
 #include "model/transformer.h"
+
+PYBIND11_MAKE_OPAQUE(std::vector<slmk::LayerSpec>);
 
 namespace slmk {
 
 namespace {
 
 struct PyTransformer {
-    Transformer t;
-    py::list keep;  // the Python objects whose memory t points into (packed weights, the embedding map)
+    std::unique_ptr<Transformer> t;
+    py::object embd_owner;  // the QuantizedTensor whose memory (an mmap of the file) t reads
     // t's scratch buffers serve one step at a time: steps from several Python threads run one
     // after another. Taken after the GIL is released (a holder never needs the GIL).
     std::mutex step;
 };
 
 std::vector<float> f32_vector(py::handle a, const char* what) {
+    if (a.is_none()) return {};
     auto arr = py::array_t<float, py::array::c_style | py::array::forcecast | kNpyAligned>::ensure(a);
-    if (!arr || arr.ndim() != 1) throw py::value_error(std::string(what) + " must be a 1-D float array");
+    if (!arr || arr.ndim() != 1) throw py::value_error(std::string(what) + " must be a 1-D float array or None");
     return std::vector<float>(arr.data(), arr.data() + arr.shape(0));
 }
 
-std::vector<const PackedMatrix*> packed_list(py::handle seq, py::list& keep, const char* what) {
-    std::vector<const PackedMatrix*> out;
-    for (py::handle h : seq) {
-        if (!py::isinstance<PackedWeights>(h)) throw py::type_error(std::string(what) + " must hold PackedWeights");
-        out.push_back(h.cast<const PackedWeights&>().m.get());
-        keep.append(h);
+py::object f32_array(const std::vector<float>& v) {
+    if (v.empty()) return py::none();
+    return py::array_t<float>(static_cast<py::ssize_t>(v.size()), v.data());
+}
+
+std::shared_ptr<const PackedMatrix> packed(py::handle h, const char* what) {
+    if (h.is_none()) return nullptr;
+    if (!py::isinstance<PackedWeights>(h)) throw py::type_error(std::string(what) + " must be PackedWeights");
+    return h.cast<const PackedWeights&>().m;
+}
+
+std::vector<std::shared_ptr<const PackedMatrix>> packed_list(py::handle seq, const char* what) {
+    std::vector<std::shared_ptr<const PackedMatrix>> out;
+    if (py::isinstance<PackedWeights>(seq)) {
+        out.push_back(packed(seq, what));
+        return out;
     }
-    if (out.empty()) throw py::value_error(std::string(what) + " is empty");
+    if (!py::isinstance<py::sequence>(seq))
+        throw py::type_error(std::string(what) + " must be PackedWeights or a list of them");
+    for (py::handle h : seq) out.push_back(packed(h, what));
     return out;
+}
+
+py::list packed_py(const std::vector<std::shared_ptr<const PackedMatrix>>& v) {
+    py::list out;
+    for (const auto& m : v) out.append(PackedWeights{std::const_pointer_cast<PackedMatrix>(m)});
+    return out;
+}
+
+const char* scaling_name(RopeScaling s) {
+    switch (s) {
+        case RopeScaling::None: return "none";
+        case RopeScaling::Linear: return "linear";
+        case RopeScaling::Yarn: return "yarn";
+        case RopeScaling::Llama3: return "llama3";
+        case RopeScaling::LongRope: return "longrope";
+    }
+    return "?";
+}
+
+std::string repr(const AttentionSpec& a) {
+    std::ostringstream o;
+    o << "AttentionSpec(heads=" << a.n_heads << ", kv_heads=" << a.n_kv_heads << ", head_dim=" << a.head_dim;
+    if (a.rope)
+        o << ", rope=(base=" << a.rope_spec.base << ", dims=" << a.rope_spec.rotary_dim << ", "
+          << (a.rope_spec.mode == RopeMode::Neox ? "neox" : "normal") << ", " << scaling_name(a.rope_spec.scaling)
+          << ")";
+    else
+        o << ", rope=None";
+    if (a.window) o << ", window=" << a.window;
+    o << ", scale=" << a.scale;
+    if (a.softcap) o << ", softcap=" << a.softcap;
+    return o.str() + ")";
+}
+
+// A typed float/int field of a record: rejects bool and non-numbers with a TypeError naming it.
+template <typename C, typename T>
+void num_field(py::class_<C>& cls, const char* name, T C::*member, const char* doc) {
+    cls.def_property(
+        name, [member](const C& c) { return c.*member; },
+        [member, name](C& c, py::handle v) {
+            if constexpr (std::is_integral_v<T>) c.*member = static_cast<T>(int_arg(v, name));
+            else c.*member = static_cast<T>(float_arg(v, name));
+        },
+        doc);
 }
 
 }  // namespace
 
 void bind_model(py::module_& m) {
-    py::class_<PyTransformer>(m, "Transformer",
-                              "A Llama-family decoder whose whole step runs in C++ (built by slmkernels.Model).")
-        .def(py::init([](py::dict cfg, py::list layers, py::handle out_norm, py::handle head, py::handle embd,
-                         py::dict rope) {
-            auto p = std::make_unique<PyTransformer>();
-            Transformer& t = p->t;
-            t.cfg.n_heads = cfg["n_heads"].cast<int>();
-            t.cfg.n_kv_heads = cfg["n_kv_heads"].cast<int>();
-            t.cfg.head_dim = cfg["head_dim"].cast<int>();
-            t.cfg.hidden = cfg["hidden"].cast<int>();
-            t.cfg.ffn = cfg["ffn"].cast<int>();
-            t.cfg.vocab = cfg["vocab"].cast<int>();
-            t.cfg.eps = cfg["eps"].cast<float>();
-            t.cfg.embedding_scale = cfg["embedding_scale"].cast<float>();
-            t.cfg.residual_scale = cfg["residual_scale"].cast<float>();
-            t.cfg.attention_scale = cfg["attention_scale"].cast<float>();
-            t.cfg.logit_scale = cfg["logit_scale"].cast<float>();
-            t.cfg.window = cfg["window"].cast<int64_t>();
-            for (py::handle lh : layers) {
-                py::dict d = lh.cast<py::dict>();
-                TransformerLayer L;
-                L.attn_norm = f32_vector(d["attn_norm"], "attn_norm");
-                L.ffn_norm = f32_vector(d["ffn_norm"], "ffn_norm");
-                if (!d["qkv_bias"].is_none()) L.qkv_bias = f32_vector(d["qkv_bias"], "qkv_bias");
-                L.qkv = packed_list(d["qkv"], p->keep, "qkv");
-                L.wo = packed_list(py::make_tuple(d["wo"]), p->keep, "wo")[0];
-                L.gate_up = packed_list(d["gate_up"], p->keep, "gate_up");
-                L.down = packed_list(py::make_tuple(d["down"]), p->keep, "down")[0];
-                t.layers.push_back(std::move(L));
-            }
-            t.out_norm = f32_vector(out_norm, "out_norm");
-            t.head = packed_list(py::make_tuple(head), p->keep, "head")[0];
-            const QuantizedTensor& e = embd.cast<const QuantizedTensor&>();
-            if (e.rows != t.cfg.vocab || e.cols != t.cfg.hidden) throw py::value_error("embedding shape mismatch");
-            t.embd = e.data;
-            t.embd_format = e.format;
-            p->keep.append(embd);
-            RopeConfig rc;
-            rc.theta_base = rope["theta"].cast<double>();
-            rc.rotary_dim = rope["rotary_dim"].cast<int>();
-            rc.mode = rope["mode"].cast<std::string>() == "neox" ? RopeMode::Neox : RopeMode::Normal;
-            rc.freq_scale = rope["freq_scale"].cast<double>();
-            rc.ext_factor = rope["ext_factor"].cast<double>();
-            rc.attn_factor = rope["attn_factor"].cast<double>();
-            rc.beta_fast = rope["beta_fast"].cast<double>();
-            rc.beta_slow = rope["beta_slow"].cast<double>();
-            rc.n_ctx_orig = rope["original_context"].cast<double>();
-            if (!rope["freq_factors"].is_none())
-                for (float f : f32_vector(rope["freq_factors"], "freq_factors")) rc.freq_factors.push_back(f);
-            t.rope = rope_table(rc);
-            return p;
-        }))
+    py::enum_<RopeMode>(m, "RopeMode", "Which dimensions RoPE rotates together")
+        .value("normal", RopeMode::Normal, "pairs (2i, 2i+1): GGUF llama, granite, smollm3")
+        .value("neox", RopeMode::Neox, "pairs (i, i + rotary_dim/2): qwen2/3, phi3, gemma3");
+    py::enum_<RopeScaling>(m, "RopeScaling", "How a RoPE extends its context")
+        .value("none", RopeScaling::None)
+        .value("linear", RopeScaling::Linear)
+        .value("yarn", RopeScaling::Yarn)
+        .value("llama3", RopeScaling::Llama3)
+        .value("longrope", RopeScaling::LongRope);
+    py::enum_<LayerKind>(m, "LayerKind", "What mixes tokens in a layer").value("attention", LayerKind::Attention);
+    py::enum_<FfnActivation>(m, "FfnActivation", "The gated FFN's activation")
+        .value("silu", FfnActivation::SiLU, "SwiGLU: silu(gate) * up")
+        .value("gelu_tanh", FfnActivation::GeluTanh, "GeGLU: gelu_tanh(gate) * up");
+
+    py::class_<RopeSpec> rope(m, "RopeSpec", "A layer's RoPE: base, rotary dims, pairing and context scaling");
+    rope.def(py::init<>());
+    num_field(rope, "base", &RopeSpec::base, "theta base");
+    num_field(rope, "rotary_dim", &RopeSpec::rotary_dim, "rotated dims per head (even, <= head_dim)");
+    rope.def_readwrite("mode", &RopeSpec::mode).def_readwrite("scaling", &RopeSpec::scaling);
+    num_field(rope, "factor", &RopeSpec::factor, "linear / yarn / llama3 context factor");
+    num_field(rope, "original_context", &RopeSpec::original_context, "yarn / llama3 / longrope original context");
+    num_field(rope, "ext_factor", &RopeSpec::ext_factor, "yarn extrapolation mix");
+    num_field(rope, "attn_factor", &RopeSpec::attn_factor, "cos/sin magnitude (rope.scaling.attn_factor)");
+    num_field(rope, "beta_fast", &RopeSpec::beta_fast, "yarn ramp");
+    num_field(rope, "beta_slow", &RopeSpec::beta_slow, "yarn ramp");
+    num_field(rope, "low_freq_factor", &RopeSpec::low_freq_factor, "llama3 smoothing band");
+    num_field(rope, "high_freq_factor", &RopeSpec::high_freq_factor, "llama3 smoothing band");
+    rope.def_readwrite("freq_factors", &RopeSpec::freq_factors,
+                       "per-pair divisors (rope_freqs.weight; longrope: the short factors)")
+        .def_readwrite("long_factors", &RopeSpec::long_factors, "longrope: per-pair divisors past original_context")
+        .def("__repr__", [](const RopeSpec& r) {
+            std::ostringstream o;
+            o << "RopeSpec(base=" << r.base << ", rotary_dim=" << r.rotary_dim << ", mode="
+              << (r.mode == RopeMode::Neox ? "neox" : "normal") << ", scaling=" << scaling_name(r.scaling) << ")";
+            return o.str();
+        });
+
+    py::class_<AttentionSpec> attn(m, "AttentionSpec", "A layer's attention: heads, RoPE (or NoPE), window, scale");
+    attn.def(py::init<>());
+    num_field(attn, "n_heads", &AttentionSpec::n_heads, "query heads");
+    num_field(attn, "n_kv_heads", &AttentionSpec::n_kv_heads, "key/value heads");
+    num_field(attn, "head_dim", &AttentionSpec::head_dim, "values per head");
+    attn.def_readwrite("rope", &AttentionSpec::rope, "False: a NoPE layer")
+        .def_readwrite("rope_spec", &AttentionSpec::rope_spec);
+    num_field(attn, "window", &AttentionSpec::window, "sliding window (0: none)");
+    num_field(attn, "scale", &AttentionSpec::scale, "q.k scale (0: 1/sqrt(head_dim))");
+    num_field(attn, "softcap", &AttentionSpec::softcap, "attention logit soft-cap (0: none)");
+    attn.def("__repr__", [](const AttentionSpec& a) { return repr(a); });
+
+    py::class_<LayerSpec> layer(m, "LayerSpec", "One layer of the step: its kind and hyperparameters");
+    layer.def(py::init<>())
+        .def_readwrite("kind", &LayerSpec::kind)
+        .def_readwrite("attention", &LayerSpec::attention)
+        .def_readwrite("activation", &LayerSpec::activation);
+    num_field(layer, "ffn", &LayerSpec::ffn, "gated FFN inner size");
+    layer.def("__repr__", [](const LayerSpec& l) {
+        return "LayerSpec(attention=" + repr(l.attention) + ", ffn=" + std::to_string(l.ffn) + ", " +
+               (l.activation == FfnActivation::SiLU ? "silu" : "gelu_tanh") + ")";
+    });
+    py::bind_vector<std::vector<LayerSpec>>(m, "LayerSpecList");
+    py::implicitly_convertible<py::list, std::vector<LayerSpec>>();
+
+    py::class_<ModelSpec> model(m, "ModelSpec", "The whole step: model-wide scales and one LayerSpec per layer");
+    model.def(py::init<>());
+    num_field(model, "hidden", &ModelSpec::hidden, "embedding width");
+    num_field(model, "vocab", &ModelSpec::vocab, "vocabulary size");
+    num_field(model, "eps", &ModelSpec::eps, "RMSNorm epsilon");
+    num_field(model, "embedding_scale", &ModelSpec::embedding_scale, "x = embedding * embedding_scale");
+    num_field(model, "residual_scale", &ModelSpec::residual_scale, "x += residual_scale * branch");
+    num_field(model, "logit_scale", &ModelSpec::logit_scale, "logits = head(x) / logit_scale");
+    num_field(model, "final_logit_softcap", &ModelSpec::final_logit_softcap, "logits = cap tanh(logits / cap)");
+    model.def_readwrite("layers", &ModelSpec::layers)
+        .def("__repr__", [](const ModelSpec& s) {
+            return "ModelSpec(hidden=" + std::to_string(s.hidden) + ", vocab=" + std::to_string(s.vocab) + ", " +
+                   std::to_string(s.layers.size()) + " layers)";
+        });
+
+    // LayerWeights: float vectors as 1-D arrays (None: absent), matrices as PackedWeights.
+    py::class_<LayerWeights> lw(m, "LayerWeights", "One layer's weights (None: the layer has no such tensor)");
+    lw.def(py::init<>());
+#define SLMK_VEC(name)                                                                                   \
+    lw.def_property(                                                                                     \
+        #name, [](const LayerWeights& w) { return f32_array(w.name); },                                  \
+        [](LayerWeights& w, py::handle v) { w.name = f32_vector(v, #name); })
+    SLMK_VEC(attn_norm);
+    SLMK_VEC(q_norm);
+    SLMK_VEC(k_norm);
+    SLMK_VEC(qkv_bias);
+    SLMK_VEC(wo_bias);
+    SLMK_VEC(post_attention_norm);
+    SLMK_VEC(ffn_norm);
+    SLMK_VEC(gate_up_bias);
+    SLMK_VEC(down_bias);
+    SLMK_VEC(post_ffn_norm);
+#undef SLMK_VEC
+    lw.def_property(
+          "qkv", [](const LayerWeights& w) { return packed_py(w.qkv); },
+          [](LayerWeights& w, py::handle v) { w.qkv = packed_list(v, "qkv"); }, "[fused q;k;v] or [q, k, v]")
+        .def_property(
+            "gate_up", [](const LayerWeights& w) { return packed_py(w.gate_up); },
+            [](LayerWeights& w, py::handle v) { w.gate_up = packed_list(v, "gate_up"); }, "[fused gate;up] or [gate, up]")
+        .def_property(
+            "wo", [](const LayerWeights& w) { return w.wo ? py::cast(PackedWeights{std::const_pointer_cast<PackedMatrix>(w.wo)}) : py::none(); },
+            [](LayerWeights& w, py::handle v) { w.wo = packed(v, "wo"); })
+        .def_property(
+            "down", [](const LayerWeights& w) { return w.down ? py::cast(PackedWeights{std::const_pointer_cast<PackedMatrix>(w.down)}) : py::none(); },
+            [](LayerWeights& w, py::handle v) { w.down = packed(v, "down"); });
+
+    py::class_<PyTransformer>(m, "Transformer", "A decoder whose whole step runs in C++ (built by slmkernels.Model).")
+        .def(py::init([](const ModelSpec& spec, py::sequence layers, py::handle out_norm, py::handle head,
+                         py::handle head_bias, py::handle embd, int64_t n_ctx) {
+                 std::vector<LayerWeights> lws;
+                 for (py::handle h : layers) {
+                     if (!py::isinstance<LayerWeights>(h)) throw py::type_error("layers must hold LayerWeights");
+                     lws.push_back(h.cast<const LayerWeights&>());
+                 }
+                 if (!py::isinstance<QuantizedTensor>(embd)) throw py::type_error("embd must be a QuantizedTensor");
+                 const QuantizedTensor& e = embd.cast<const QuantizedTensor&>();
+                 if (e.rows != spec.vocab || e.cols != spec.hidden)
+                     throw py::value_error("the embedding table must be (vocab, hidden) = (" +
+                                           std::to_string(spec.vocab) + ", " + std::to_string(spec.hidden) + ")");
+                 if (n_ctx < 1) throw py::value_error("n_ctx must be >= 1");
+                 auto p = std::make_unique<PyTransformer>();
+                 p->t = std::make_unique<Transformer>(spec, std::move(lws), f32_vector(out_norm, "out_norm"),
+                                                      packed(head, "head"), f32_vector(head_bias, "head_bias"),
+                                                      e.format, e.data, n_ctx);
+                 p->embd_owner = py::reinterpret_borrow<py::object>(embd);
+                 return p;
+             }),
+             py::arg("spec"), py::arg("layers"), py::arg("out_norm"), py::arg("head"), py::arg("head_bias"),
+             py::arg("embd"), py::arg("n_ctx"))
+        .def_property_readonly("spec", [](const PyTransformer& self) { return self.t->spec(); })
         .def(
             "forward",
             [](PyTransformer& self, KVCache& cache, int64_t seq, py::handle ids, bool all_logits) {
                 auto a = py::array_t<int64_t, py::array::c_style | py::array::forcecast | kNpyAligned>::ensure(ids);
                 if (!a || a.ndim() != 1 || a.shape(0) == 0) throw py::value_error("ids must be a non-empty 1-D int array");
                 const int64_t T = a.shape(0);
+                const int vocab = self.t->spec().vocab;
                 for (int64_t i = 0; i < T; ++i)
-                    if (a.at(i) < 0 || a.at(i) >= self.t.cfg.vocab)
-                        throw py::value_error("token ids must be in 0.." + std::to_string(self.t.cfg.vocab - 1));
-                py::array_t<float> out = all_logits ? py::array_t<float>({T, int64_t(self.t.cfg.vocab)})
-                                                    : py::array_t<float>({int64_t(self.t.cfg.vocab)});
+                    if (a.at(i) < 0 || a.at(i) >= vocab)
+                        throw py::value_error("token ids must be in 0.." + std::to_string(vocab - 1));
+                self.t->check_cache(cache);
+                py::array_t<float> out =
+                    all_logits ? py::array_t<float>({T, int64_t(vocab)}) : py::array_t<float>({int64_t(vocab)});
                 float* o = out.mutable_data();
                 const int64_t* idp = a.data();
                 {
                     py::gil_scoped_release rel;
                     std::lock_guard<std::mutex> lk(self.step);
-                    self.t.forward(cache, seq, idp, T, all_logits, o);
+                    self.t->forward(cache, seq, idp, T, all_logits, o);
                 }
                 return out;
             },
@@ -120,20 +266,22 @@ void bind_model(py::module_& m) {
                 if (!s || !a || s.ndim() != 1 || a.ndim() != 1 || s.shape(0) != a.shape(0) || s.shape(0) == 0)
                     throw py::value_error("seqs and ids must be 1-D, non-empty and of the same length");
                 const int64_t n = a.shape(0);
+                const int vocab = self.t->spec().vocab;
                 for (int64_t i = 0; i < n; ++i) {
-                    if (a.at(i) < 0 || a.at(i) >= self.t.cfg.vocab)
-                        throw py::value_error("token ids must be in 0.." + std::to_string(self.t.cfg.vocab - 1));
+                    if (a.at(i) < 0 || a.at(i) >= vocab)
+                        throw py::value_error("token ids must be in 0.." + std::to_string(vocab - 1));
                     for (int64_t j = 0; j < i; ++j)
                         if (s.at(i) == s.at(j)) throw py::value_error("seqs must be distinct");
                 }
-                py::array_t<float> out({n, int64_t(self.t.cfg.vocab)});
+                self.t->check_cache(cache);
+                py::array_t<float> out({n, int64_t(vocab)});
                 float* o = out.mutable_data();
                 const int64_t* sp = s.data();
                 const int64_t* idp = a.data();
                 {
                     py::gil_scoped_release rel;
                     std::lock_guard<std::mutex> lk(self.step);
-                    self.t.forward_batch(cache, sp, idp, n, o);
+                    self.t->forward_batch(cache, sp, idp, n, o);
                 }
                 return out;
             },

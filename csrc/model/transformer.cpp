@@ -1,82 +1,257 @@
-// ---- the decoder step in C++ (mirrors slmkernels/model/runtime.py Model.forward) ----
+// ---- the decoder step in C++: runs the per-layer description of spec.h ----
 #include "transformer.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <map>
 #include <mutex>
 #include <shared_mutex>
+#include <stdexcept>
+#include <string>
 
 #include "../core/thread_pool.h"
+#include "../ops/geglu.h"
 #include "../ops/ops.h"
 
 namespace slmk {
 
-void Transformer::project(const std::vector<const PackedMatrix*>& w, const float* x, int64_t T, float* out,
-                          int64_t ldo) {
+namespace {
+
+[[noreturn]] void bad(int layer, const std::string& what) {
+    throw std::invalid_argument((layer >= 0 ? "layer " + std::to_string(layer) + ": " : std::string()) + what);
+}
+
+void check_vec(const std::vector<float>& v, size_t n, bool required, int layer, const char* name) {
+    if (v.empty() && !required) return;
+    if (v.size() != n)
+        bad(layer, std::string(name) + " has " + std::to_string(v.size()) + " values, the description implies " +
+                       std::to_string(n));
+}
+
+// The matrices of `w` stacked by rows must be (rows, k).
+void check_stack(const std::vector<std::shared_ptr<const PackedMatrix>>& w, const std::vector<int64_t>& parts,
+                 int64_t k, int layer, const char* name) {
+    if (w.empty()) bad(layer, std::string(name) + " is missing");
+    int64_t rows = 0, want = 0;
+    for (int64_t p : parts) want += p;
+    for (const auto& m : w) {
+        if (!m) bad(layer, std::string(name) + " holds a null matrix");
+        if (m->k != k)
+            bad(layer, std::string(name) + " has " + std::to_string(m->k) + " columns, the description implies " +
+                           std::to_string(k));
+        rows += m->n;
+    }
+    // one fused matrix, or one matrix per part with that part's rows
+    bool ok = rows == want && (w.size() == 1 || w.size() == parts.size());
+    if (ok && w.size() == parts.size())
+        for (size_t i = 0; i < parts.size(); ++i) ok = ok && w[i]->n == parts[i];
+    if (!ok)
+        bad(layer, std::string(name) + " has " + std::to_string(rows) + " rows in " + std::to_string(w.size()) +
+                       " matrices, the description implies " + std::to_string(want));
+}
+
+}  // namespace
+
+Transformer::Transformer(ModelSpec spec, std::vector<LayerWeights> layers, std::vector<float> out_norm,
+                         std::shared_ptr<const PackedMatrix> head, std::vector<float> head_bias, Format embd_format,
+                         const uint8_t* embd, int64_t n_ctx)
+    : spec_(std::move(spec)),
+      layers_(std::move(layers)),
+      out_norm_(std::move(out_norm)),
+      head_bias_(std::move(head_bias)),
+      head_(std::move(head)),
+      embd_format_(embd_format),
+      embd_(embd) {
+    const ModelSpec& s = spec_;
+    if (s.hidden <= 0 || s.vocab <= 0) bad(-1, "hidden and vocab must be positive");
+    if (!(s.eps > 0) || !std::isfinite(s.eps)) bad(-1, "eps must be a positive number");
+    for (float v : {s.embedding_scale, s.residual_scale, s.logit_scale, s.final_logit_softcap})
+        if (!std::isfinite(v)) bad(-1, "the model's scales must be finite");
+    if (s.logit_scale == 0.0f) bad(-1, "logit_scale must not be 0");
+    if (s.final_logit_softcap < 0.0f) bad(-1, "final_logit_softcap must be >= 0");
+    if (s.layers.empty() || s.layers.size() != layers_.size())
+        bad(-1, "the description has " + std::to_string(s.layers.size()) + " layers, the weights " +
+                    std::to_string(layers_.size()));
+    if (!embd_) bad(-1, "the embedding table is missing");
+    check_vec(out_norm_, s.hidden, true, -1, "output_norm");
+    check_vec(head_bias_, s.vocab, false, -1, "output bias");
+    if (!head_ || head_->n != s.vocab || head_->k != s.hidden)
+        bad(-1, "the output head must be (vocab, hidden) = (" + std::to_string(s.vocab) + ", " +
+                    std::to_string(s.hidden) + ")");
+    for (size_t li = 0; li < layers_.size(); ++li) {
+        const int l = static_cast<int>(li);
+        const LayerSpec& S = s.layers[li];
+        const LayerWeights& W = layers_[li];
+        const AttentionSpec& A = S.attention;
+        if (S.kind != LayerKind::Attention) bad(l, "unknown layer kind");
+        if (A.n_heads <= 0 || A.n_kv_heads <= 0 || A.head_dim <= 0 || A.n_heads % A.n_kv_heads)
+            bad(l, "n_heads must be a positive multiple of n_kv_heads, head_dim positive");
+        if (S.ffn <= 0) bad(l, "ffn must be positive");
+        if (A.window < 0 || !(A.scale >= 0) || !std::isfinite(A.scale) || !(A.softcap >= 0) || !std::isfinite(A.softcap))
+            bad(l, "window, scale and softcap must be >= 0");
+        const int64_t H = A.n_heads, KV = A.n_kv_heads, D = A.head_dim, hid = s.hidden, F = S.ffn;
+        check_vec(W.attn_norm, hid, true, l, "attn_norm");
+        check_vec(W.q_norm, D, false, l, "q_norm");
+        check_vec(W.k_norm, D, false, l, "k_norm");
+        check_stack(W.qkv, {H * D, KV * D, KV * D}, hid, l, "qkv");
+        check_vec(W.qkv_bias, (H + 2 * KV) * D, false, l, "qkv_bias");
+        check_stack({W.wo}, {hid}, H * D, l, "wo");
+        check_vec(W.wo_bias, hid, false, l, "wo_bias");
+        check_vec(W.post_attention_norm, hid, false, l, "post_attention_norm");
+        check_vec(W.ffn_norm, hid, true, l, "ffn_norm");
+        check_stack(W.gate_up, {F, F}, hid, l, "gate_up");
+        check_vec(W.gate_up_bias, 2 * F, false, l, "gate_up_bias");
+        check_stack({W.down}, {hid}, F, l, "down");
+        check_vec(W.down_bias, hid, false, l, "down_bias");
+        check_vec(W.post_ffn_norm, hid, false, l, "post_ffn_norm");
+        if (A.rope) {
+            if (A.rope_spec.rotary_dim > A.head_dim)
+                bad(l, "rotary_dim " + std::to_string(A.rope_spec.rotary_dim) + " exceeds head_dim " +
+                           std::to_string(A.head_dim));
+            try {
+                rope_.push_back(rope_table(rope_config(A.rope_spec, n_ctx)));
+            } catch (const std::invalid_argument& e) {
+                bad(l, e.what());
+            }
+        } else {
+            rope_.push_back(nullptr);
+        }
+        AttnOptions opt;
+        opt.scale = A.scale;
+        opt.window = A.window;
+        opt.softcap = A.softcap;
+        attn_opt_.push_back(opt);
+    }
+}
+
+void Transformer::check_cache(const KVCache& cache) const {
+    if (cache.n_layers != static_cast<int>(spec_.layers.size()))
+        throw std::invalid_argument("the KV cache has " + std::to_string(cache.n_layers) + " layers, the model " +
+                                    std::to_string(spec_.layers.size()));
+    for (size_t li = 0; li < spec_.layers.size(); ++li) {
+        const AttentionSpec& A = spec_.layers[li].attention;
+        if (cache.n_kv_heads != A.n_kv_heads || cache.head_dim != A.head_dim)
+            throw std::invalid_argument("layer " + std::to_string(li) + " needs a KV cache of " +
+                                        std::to_string(A.n_kv_heads) + " heads of " + std::to_string(A.head_dim) +
+                                        " values");
+        const int64_t cw = cache.windows[li];
+        if (cw != 0 && (A.window == 0 || A.window > cw))
+            throw std::invalid_argument("layer " + std::to_string(li) + "'s KV cache window " + std::to_string(cw) +
+                                        " is smaller than the layer's attention window");
+    }
+}
+
+void Transformer::project(const std::vector<std::shared_ptr<const PackedMatrix>>& w, const float* x, int64_t T,
+                          float* out, int64_t ldo) {
     const Kernels& k = kernels();
     if (w.size() == 1) {
-        gemm(k, w[0]->format, w[0], nullptr, 0, w[0]->n, w[0]->k, x, T, w[0]->k, out, ldo);
+        gemm(k, w[0]->format, w[0].get(), nullptr, 0, w[0]->n, w[0]->k, x, T, w[0]->k, out, ldo);
         return;
     }
     int64_t col = 0;
-    for (const PackedMatrix* m : w) {  // separate matrices side by side in `out`
+    for (const auto& m : w) {  // separate matrices side by side in `out`
         tmp_.resize(T * m->n);
-        gemm(k, m->format, m, nullptr, 0, m->n, m->k, x, T, m->k, tmp_.data(), m->n);
+        gemm(k, m->format, m.get(), nullptr, 0, m->n, m->k, x, T, m->k, tmp_.data(), m->n);
         for (int64_t t = 0; t < T; ++t) std::memcpy(out + t * ldo + col, tmp_.data() + t * m->n, m->n * sizeof(float));
         col += m->n;
     }
 }
 
+namespace {
+
+// rows (T, n) of `y` (ld floats apart) += bias (n)
+void add_bias(float* y, int64_t ld, int64_t T, const std::vector<float>& bias) {
+    if (bias.empty()) return;
+    const int64_t n = static_cast<int64_t>(bias.size());
+    for (int64_t t = 0; t < T; ++t)
+        for (int64_t j = 0; j < n; ++j) y[t * ld + j] += bias[j];
+}
+
+}  // namespace
+
 template <typename Attend>
 void Transformer::run(const int64_t* ids, int64_t T, int64_t first, float* logits, Attend attend) {
     const Kernels& kern = kernels();
-    const int H = cfg.n_heads, KV = cfg.n_kv_heads, D = cfg.head_dim, hid = cfg.hidden, F = cfg.ffn;
-    const int64_t qkv_w = static_cast<int64_t>(H + 2 * KV) * D;
+    const ModelSpec& s = spec_;
+    const int64_t hid = s.hidden;
     x_.resize(T * hid);
     h_.resize(T * hid);
-    qkv_.resize(T * qkv_w);
-    q_.resize(T * H * D);
-    k_.resize(T * KV * D);
-    v_.resize(T * KV * D);
-    att_.resize(T * H * D);
-    gu_.resize(T * 2 * F);
-    f_.resize(T * F);
 
     // embedding rows
-    const dequantize_row_fn dq = kern.quant[static_cast<int>(embd_format)].dequantize;
-    const int64_t rb = row_bytes(embd_format, hid);
-    for (int64_t t = 0; t < T; ++t) dq(embd + ids[t] * rb, x_.data() + t * hid, hid);
-    if (cfg.embedding_scale != 1.0f)
-        for (float& v : x_) v *= cfg.embedding_scale;
+    const dequantize_row_fn dq = kern.quant[static_cast<int>(embd_format_)].dequantize;
+    const int64_t rb = row_bytes(embd_format_, hid);
+    for (int64_t t = 0; t < T; ++t) dq(embd_ + ids[t] * rb, x_.data() + t * hid, hid);
+    if (s.embedding_scale != 1.0f)
+        for (float& v : x_) v *= s.embedding_scale;
 
-    for (size_t li = 0; li < layers.size(); ++li) {
-        const TransformerLayer& L = layers[li];
-        rmsnorm(kern, x_.data(), hid, L.attn_norm.data(), h_.data(), hid, T, hid, cfg.eps);
+    const float res = s.residual_scale;
+    auto residual_add = [&]() {
+        for (int64_t i = 0; i < T * hid; ++i) x_[i] += res != 1.0f ? h_[i] * res : h_[i];
+    };
+    for (size_t li = 0; li < layers_.size(); ++li) {
+        const LayerWeights& L = layers_[li];
+        const LayerSpec& S = s.layers[li];
+        const int64_t H = S.attention.n_heads, KV = S.attention.n_kv_heads, D = S.attention.head_dim, F = S.ffn;
+        const int64_t qkv_w = (H + 2 * KV) * D;
+        qkv_.resize(T * qkv_w);
+        q_.resize(T * H * D);
+        k_.resize(T * KV * D);
+        v_.resize(T * KV * D);
+        att_.resize(T * H * D);
+        gu_.resize(T * 2 * F);
+        f_.resize(T * F);
+
+        // ---- attention ----
+        rmsnorm(kern, x_.data(), hid, L.attn_norm.data(), h_.data(), hid, T, hid, s.eps);
         project(L.qkv, h_.data(), T, qkv_.data(), qkv_w);
+        add_bias(qkv_.data(), qkv_w, T, L.qkv_bias);
         for (int64_t t = 0; t < T; ++t) {
-            float* row = qkv_.data() + t * qkv_w;
-            if (!L.qkv_bias.empty())
-                for (int64_t j = 0; j < qkv_w; ++j) row[j] += L.qkv_bias[j];
+            const float* row = qkv_.data() + t * qkv_w;
             std::memcpy(q_.data() + t * H * D, row, H * D * sizeof(float));
             std::memcpy(k_.data() + t * KV * D, row + H * D, KV * D * sizeof(float));
             std::memcpy(v_.data() + t * KV * D, row + (H + KV) * D, KV * D * sizeof(float));
         }
-        rope_apply(*rope, q_.data(), q_.data(), T, H, D, pos_.data());
-        rope_apply(*rope, k_.data(), k_.data(), T, KV, D, pos_.data());
+        if (!L.q_norm.empty()) rmsnorm(kern, q_.data(), D, L.q_norm.data(), q_.data(), D, T * H, D, s.eps);
+        if (!L.k_norm.empty()) rmsnorm(kern, k_.data(), D, L.k_norm.data(), k_.data(), D, T * KV, D, s.eps);
+        if (const RopeTable* rt = rope_[li].get()) {
+            rope_apply(*rt, q_.data(), q_.data(), T, H, D, pos_.data());
+            rope_apply(*rt, k_.data(), k_.data(), T, KV, D, pos_.data());
+        }
         attend(static_cast<int>(li));
         project({L.wo}, att_.data(), T, h_.data(), hid);
-        for (int64_t i = 0; i < T * hid; ++i) x_[i] += cfg.residual_scale != 1.0f ? h_[i] * cfg.residual_scale : h_[i];
-        rmsnorm(kern, x_.data(), hid, L.ffn_norm.data(), h_.data(), hid, T, hid, cfg.eps);
+        add_bias(h_.data(), hid, T, L.wo_bias);
+        if (!L.post_attention_norm.empty())
+            rmsnorm(kern, h_.data(), hid, L.post_attention_norm.data(), h_.data(), hid, T, hid, s.eps);
+        residual_add();
+
+        // ---- gated FFN ----
+        rmsnorm(kern, x_.data(), hid, L.ffn_norm.data(), h_.data(), hid, T, hid, s.eps);
         project(L.gate_up, h_.data(), T, gu_.data(), 2 * F);
-        swiglu(kern, gu_.data(), 2 * F, gu_.data() + F, 2 * F, f_.data(), F, T, F);
+        add_bias(gu_.data(), 2 * F, T, L.gate_up_bias);
+        if (S.activation == FfnActivation::SiLU)
+            swiglu(kern, gu_.data(), 2 * F, gu_.data() + F, 2 * F, f_.data(), F, T, F);
+        else
+            geglu(gu_.data(), 2 * F, gu_.data() + F, 2 * F, f_.data(), F, T, F);
         project({L.down}, f_.data(), T, h_.data(), hid);
-        for (int64_t i = 0; i < T * hid; ++i) x_[i] += cfg.residual_scale != 1.0f ? h_[i] * cfg.residual_scale : h_[i];
+        add_bias(h_.data(), hid, T, L.down_bias);
+        if (!L.post_ffn_norm.empty())
+            rmsnorm(kern, h_.data(), hid, L.post_ffn_norm.data(), h_.data(), hid, T, hid, s.eps);
+        residual_add();
     }
+
+    // ---- head ----
     const int64_t rows = T - first;
-    rmsnorm(kern, x_.data() + first * hid, hid, out_norm.data(), h_.data(), hid, rows, hid, cfg.eps);
-    gemm(kern, head->format, head, nullptr, 0, head->n, head->k, h_.data(), rows, hid, logits, cfg.vocab);
-    if (cfg.logit_scale != 1.0f)
-        for (int64_t i = 0; i < rows * cfg.vocab; ++i) logits[i] /= cfg.logit_scale;
+    rmsnorm(kern, x_.data() + first * hid, hid, out_norm_.data(), h_.data(), hid, rows, hid, s.eps);
+    gemm(kern, head_->format, head_.get(), nullptr, 0, head_->n, head_->k, h_.data(), rows, hid, logits, s.vocab);
+    add_bias(logits, s.vocab, rows, head_bias_);
+    const int64_t nl = rows * s.vocab;
+    if (s.logit_scale != 1.0f)
+        for (int64_t i = 0; i < nl; ++i) logits[i] /= s.logit_scale;
+    if (s.final_logit_softcap > 0.0f) {
+        const float cap = s.final_logit_softcap;
+        for (int64_t i = 0; i < nl; ++i) logits[i] = cap * std::tanh(logits[i] / cap);
+    }
 }
 
 void Transformer::forward(KVCache& cache, int64_t seq, const int64_t* ids, int64_t T, bool all_logits,
@@ -89,9 +264,6 @@ void Transformer::forward(KVCache& cache, int64_t seq, const int64_t* ids, int64
     }
     pos_.resize(T);
     for (int64_t t = 0; t < T; ++t) pos_[t] = pos0 + t;
-    AttnOptions opt;
-    opt.scale = cfg.attention_scale;
-    opt.window = cfg.window;
     const Kernels& kern = kernels();
     run(ids, T, all_logits ? 0 : T - 1, logits, [&](int layer) {
         {
@@ -99,7 +271,8 @@ void Transformer::forward(KVCache& cache, int64_t seq, const int64_t* ids, int64
             cache.write(layer, seq, k_.data(), v_.data(), T);
         }
         std::shared_lock<std::shared_mutex> lk(cache.mu);
-        attention(kern, cache, layer, seq, q_.data(), T, cfg.n_heads, opt, att_.data());
+        attention(kern, cache, layer, seq, q_.data(), T, spec_.layers[layer].attention.n_heads, attn_opt_[layer],
+                  att_.data());
     });
 }
 
@@ -122,18 +295,16 @@ void Transformer::forward_batch(KVCache& cache, const int64_t* seqs, const int64
             cache.extend(seqs[i], 1);
         }
     }
-    AttnOptions opt;
-    opt.scale = cfg.attention_scale;
-    opt.window = cfg.window;
     const Kernels& kern = kernels();
-    const int64_t kvw = static_cast<int64_t>(cfg.n_kv_heads) * cfg.head_dim;
     run(ids, n, 0, logits, [&](int layer) {
+        const AttentionSpec& A = spec_.layers[layer].attention;
+        const int64_t kvw = static_cast<int64_t>(A.n_kv_heads) * A.head_dim;
         {
             std::unique_lock<std::shared_mutex> lk(cache.mu);
             for (int64_t i = 0; i < n; ++i) cache.write(layer, seqs[i], k_.data() + i * kvw, v_.data() + i * kvw, 1);
         }
         std::shared_lock<std::shared_mutex> lk(cache.mu);
-        attention_batch(kern, cache, layer, seqs, n, q_.data(), cfg.n_heads, opt, att_.data());
+        attention_batch(kern, cache, layer, seqs, n, q_.data(), A.n_heads, attn_opt_[layer], att_.data());
     });
 }
 

@@ -1,7 +1,7 @@
-// ---- one forward step of a Llama-family decoder, sequenced in C++ ----
-// The same calls the Python runtime (slmkernels/model/runtime.py) makes, without a Python round
-// trip per kernel: a decode step of a 30-layer model is ~400 kernel calls, and at ~1-2 us of
-// interpreter work each that would be ~10% of the step.
+// ---- one forward step of a decoder described per layer (spec.h), sequenced in C++ ----
+// The whole step runs here, without a Python round trip per kernel: a decode step of a
+// 30-layer model is ~400 kernel calls, and at ~1-2 us of interpreter work each that would be
+// ~10% of the step.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -11,32 +11,41 @@
 #include "../attention/rope.h"
 #include "../gemm/gemm_driver.h"
 #include "../kvcache/kvcache.h"
+#include "spec.h"
 
 namespace slmk {
 
-struct TransformerLayer {
-    std::vector<float> attn_norm, ffn_norm, qkv_bias;  // qkv_bias empty when absent
-    std::vector<const PackedMatrix*> qkv;  // one fused [q; k; v] matrix, or q, k, v
-    const PackedMatrix* wo = nullptr;
-    std::vector<const PackedMatrix*> gate_up;  // one fused [gate; up] matrix, or gate, up
-    const PackedMatrix* down = nullptr;
-};
-
-struct TransformerConfig {
-    int n_heads = 0, n_kv_heads = 0, head_dim = 0, hidden = 0, ffn = 0, vocab = 0;
-    float eps = 1e-5f, embedding_scale = 1.0f, residual_scale = 1.0f, attention_scale = 0.0f, logit_scale = 1.0f;
-    int64_t window = 0;
+// The weights of one layer. Matrices are packed for the GEMM kernels; every vector is float32
+// and empty when the layer has none (norms other than attn_norm / ffn_norm, and biases).
+struct LayerWeights {
+    std::vector<float> attn_norm;                         // (hidden)
+    std::vector<float> q_norm, k_norm;                    // (head_dim), per-head RMSNorm of q and k
+    std::vector<std::shared_ptr<const PackedMatrix>> qkv; // one fused [q; k; v] matrix, or q, k, v
+    std::vector<float> qkv_bias;                          // ((H + 2 KV) D)
+    std::shared_ptr<const PackedMatrix> wo;               // (hidden, H D)
+    std::vector<float> wo_bias;                           // (hidden)
+    std::vector<float> post_attention_norm;               // (hidden)
+    std::vector<float> ffn_norm;                          // (hidden)
+    std::vector<std::shared_ptr<const PackedMatrix>> gate_up;  // one fused [gate; up] matrix, or gate, up
+    std::vector<float> gate_up_bias;                      // (2 ffn): gate's, then up's
+    std::shared_ptr<const PackedMatrix> down;             // (hidden, ffn)
+    std::vector<float> down_bias;                         // (hidden)
+    std::vector<float> post_ffn_norm;                     // (hidden)
 };
 
 class Transformer {
   public:
-    TransformerConfig cfg;
-    std::vector<TransformerLayer> layers;
-    std::vector<float> out_norm;
-    const PackedMatrix* head = nullptr;
-    Format embd_format = Format::F32;
-    const uint8_t* embd = nullptr;  // (vocab, hidden) rows in embd_format
-    std::shared_ptr<const RopeTable> rope;
+    // Checks every weight against the description (throws std::invalid_argument naming the
+    // layer and the weight) and builds each layer's RoPE table for sequences of n_ctx tokens.
+    Transformer(ModelSpec spec, std::vector<LayerWeights> layers, std::vector<float> out_norm,
+                std::shared_ptr<const PackedMatrix> head, std::vector<float> head_bias, Format embd_format,
+                const uint8_t* embd, int64_t n_ctx);
+
+    const ModelSpec& spec() const { return spec_; }
+
+    // Throws std::invalid_argument unless the cache has this model's layers, KV heads, head
+    // size and (at least) each layer's sliding window.
+    void check_cache(const KVCache& cache) const;
 
     // Appends ids[0..T) to `seq` (the cache must have room: extend is done here, all or
     // nothing) and writes logits of the last token (vocab) or of every token (T, vocab).
@@ -49,9 +58,20 @@ class Transformer {
     void forward_batch(KVCache& cache, const int64_t* seqs, const int64_t* ids, int64_t n, float* logits);
 
   private:
+    ModelSpec spec_;
+    std::vector<LayerWeights> layers_;
+    std::vector<std::shared_ptr<const RopeTable>> rope_;  // per layer; null: NoPE
+    std::vector<AttnOptions> attn_opt_;                   // per layer
+    std::vector<float> out_norm_, head_bias_;
+    std::shared_ptr<const PackedMatrix> head_;
+    Format embd_format_ = Format::F32;
+    const uint8_t* embd_ = nullptr;  // (vocab, hidden) rows in embd_format_, owned by the caller
+
+    // scratch, grown to the largest layer
     std::vector<float> x_, h_, qkv_, q_, k_, v_, att_, tmp_, gu_, f_;
     std::vector<int64_t> pos_;
-    void project(const std::vector<const PackedMatrix*>& w, const float* x, int64_t T, float* out, int64_t ldo);
+    void project(const std::vector<std::shared_ptr<const PackedMatrix>>& w, const float* x, int64_t T, float* out,
+                 int64_t ldo);
     // The layer stack over T rows at positions pos_; `attend(layer)` writes K/V (k_, v_) to the
     // cache and leaves attention of q_ in att_. Then the final norm and head for rows
     // [first, T) into logits.

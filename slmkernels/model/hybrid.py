@@ -192,6 +192,13 @@ class _HybridLayer:
 class HybridModel(Model):
     """A ``granitehybrid`` GGUF model: Mamba-2 and attention layers, a dense SwiGLU FFN."""
 
+    @staticmethod
+    def _proj(w, x):
+        """x @ w^T for one packed matrix, or the matrices of a tuple side by side."""
+        if isinstance(w, tuple):
+            return np.concatenate([sk.matmul(x, wi) for wi in w], axis=1)
+        return sk.matmul(x, w)
+
     def __init__(self, reader: GGUFReader, config: HybridConfig, *, context: int | None = None,
                  kv_dtype: str = "f16", max_sequences: int = 1, chunked_prefill: bool = True,
                  snapshot_interval: int = 256, max_snapshots: int = 8):
@@ -221,17 +228,15 @@ class HybridModel(Model):
         n_attn = n_ssm = 0
         for i, kind in enumerate(c.layer_kinds):
             p = f"blk.{i}."
-            gu = _stack(reader, [p + "ffn_gate.weight", p + "ffn_up.weight"])
-            if gu is None:
-                gu = (sk.pack(reader.tensor(p + "ffn_gate.weight")), sk.pack(reader.tensor(p + "ffn_up.weight")))
+            gu = _stack(reader, (p + "ffn_gate.weight", p + "ffn_up.weight"))  # one stacked matrix, or each
+            gu = gu[0] if len(gu) == 1 else tuple(gu)
             L = _HybridLayer(kind=kind, index=n_attn if kind == "attention" else n_ssm,
                              attn_norm=reader.tensor_f32(p + "attn_norm.weight"),
                              ffn_norm=reader.tensor_f32(p + "ffn_norm.weight"), gate_up=gu,
                              down=sk.pack(reader.tensor(p + "ffn_down.weight")))
             if kind == "attention":
-                qkv = _stack(reader, [p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight"])
-                if qkv is None:
-                    qkv = tuple(sk.pack(reader.tensor(p + n)) for n in ("attn_q.weight", "attn_k.weight", "attn_v.weight"))
+                qkv = _stack(reader, (p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight"))
+                qkv = qkv[0] if len(qkv) == 1 else tuple(qkv)
                 L.qkv, L.wo = qkv, sk.pack(reader.tensor(p + "attn_output.weight"))
                 n_attn += 1
             else:
