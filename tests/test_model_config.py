@@ -131,6 +131,41 @@ BAD = {
 # Metadata whose layer pattern or head sizes do not fit the tensors (or cannot be run): each a
 # GGUFError naming the key and the tensor, raised before anything is allocated from the file.
 BAD.update({
+    "qwen3 key_length does not fit attn_q": (
+        _bad(arch="qwen3", head_dim=32, skip_keys=("qwen3.attention.value_length", "qwen3.rope.dimension_count"),
+             override=lambda w: w.add_uint32("qwen3.attention.key_length", 16)),
+        "blk.0.attn_q.weight' has dims \\[64, 128\\], but the metadata \\(qwen3.embedding_length = 64, "
+        "qwen3.attention.head_count = 4, qwen3.attention.key_length = 16\\) implies \\[64, 64\\]",
+    ),
+    "gemma3 q_norm is not head_dim long": (
+        _bad(arch="gemma3", head_dim=32, tensor_shapes={"blk.1.attn_q_norm.weight": (16,)}),
+        "blk.1.attn_q_norm.weight' has dims \\[16\\], but the metadata \\(gemma3.attention.key_length = 32\\)",
+    ),
+    "gemma3 window pattern of the wrong length": (
+        _bad(arch="gemma3", n_layers=4, window=4,
+             override=lambda w: w.add_array("gemma3.attention.sliding_window_pattern", [True, False])),
+        "gemma3.attention.sliding_window_pattern' has 2 entries, but block_count is 4",
+    ),
+    "gemma3 post-FFN norm missing": (
+        _bad(arch="gemma3", skip_tensors=("blk.0.post_ffw_norm.weight",)), "blk.0.post_ffw_norm.weight' is missing",
+    ),
+    "phi3 fused ffn_up is not [gate; up]": (
+        _bad(arch="phi3", tensor_shapes={"blk.0.ffn_up.weight": (96, 64)}),
+        "blk.0.ffn_up.weight' has dims \\[64, 96\\], but the metadata \\(.*phi3.feed_forward_length = 96 "
+        "\\(ffn_up holds gate and up\\)\\) implies \\[64, 192\\]",
+    ),
+    "phi3 fused attn_qkv misses the kv heads": (
+        _bad(arch="phi3", override=lambda w: w.add_uint32("phi3.attention.head_count_kv", 4)),
+        "blk.0.attn_qkv.weight' has dims \\[64, 128\\], but the metadata .*head_count_kv = 4.* implies \\[64, 192\\]",
+    ),
+    "phi3 long factors of the wrong length": (
+        _bad(arch="phi3", rope_dim=12, longrope=True, tensor_shapes={"rope_factors_long.weight": (4,)}),
+        "rope_factors_long.weight' has dims \\[4\\], but phi3.rope.dimension_count = 12 implies \\[6\\]",
+    ),
+    "phi3 short factors missing": (
+        _bad(arch="phi3", longrope=True, skip_tensors=("rope_factors_short.weight",)),
+        "rope_factors_short.weight' is missing",
+    ),
     "longrope scaling without factors": (
         _bad(override=lambda w: w.add_string("llama.rope.scaling.type", "longrope")),
         "rope_factors_long.weight' is missing",
@@ -147,6 +182,10 @@ BAD.update({
     "llama rope dims below the head size": (
         _bad(override=lambda w: w.add_uint32("llama.rope.dimension_count", 8)),
         "llama.rope.dimension_count 8 differs from the head size 16",
+    ),
+    "window pattern of the wrong type": (
+        _bad(arch="gemma3", window=4, override=lambda w: w.add_string("gemma3.attention.sliding_window_pattern", "6")),
+        "sliding_window_pattern' must be an integer, got STRING",
     ),
 })
 
@@ -190,6 +229,48 @@ def test_mutated_model_files_raise_only_gguf_error(tmp_path):
         except GGUFError:
             counts["rejected"] += 1
     assert counts["rejected"] > 100
+
+
+def test_per_layer_descriptions(tmp_path):
+    """What ModelConfig describes for each architecture's layer pattern (tests/tiny_models.py
+    ARCH_VARIANTS), as llama.cpp's graph builders read the same metadata."""
+    from tiny_models import ARCH_VARIANTS
+
+    def cfg(name):
+        return load(write_tiny_model(tmp_path / f"{name}.gguf", **ARCH_VARIANTS[name]))
+
+    c = cfg("smollm3")
+    assert [ls.attention.rope for ls in c.spec.layers] == [True, True, True, False]  # every 4th: NoPE
+    c = cfg("gemma3")
+    att = [ls.attention for ls in c.spec.layers]
+    assert [a.window for a in att] == [4, 4, 0, 4]  # period 3: local, local, global, local
+    assert [a.rope_spec.base for a in att] == [1e4, 1e4, 1e6, 1e4]
+    assert all(a.rope_spec.mode == _core.RopeMode.neox for a in att)
+    assert all(ls.activation == _core.FfnActivation.gelu_tanh for ls in c.spec.layers)
+    assert c.spec.embedding_scale == pytest.approx(8.0) and att[0].scale == pytest.approx(32**-0.5)
+    assert (att[0].head_dim, c.layers[0].q_norm, c.layers[0].post_ffn_norm) == (
+        32, "blk.0.attn_q_norm.weight", "blk.0.post_ffw_norm.weight")
+    c = cfg("gemma3-softcap-scaled")
+    scal = [ls.attention.rope_spec.scaling for ls in c.spec.layers]
+    assert scal == [_core.RopeScaling.none, _core.RopeScaling.none, _core.RopeScaling.linear, _core.RopeScaling.none]
+    assert c.spec.layers[2].attention.rope_spec.factor == 8.0 and c.spec.final_logit_softcap == 3.0
+    c = cfg("phi3")
+    r = c.spec.layers[0].attention.rope_spec
+    assert (r.rotary_dim, r.scaling, r.original_context, len(r.freq_factors), len(r.long_factors)) == (
+        12, _core.RopeScaling.longrope, 32, 6, 6)
+    assert r.attn_factor == pytest.approx(1.19)
+    assert c.layers[0].qkv == ("blk.0.attn_qkv.weight",) and c.layers[0].gate_up == ("blk.0.ffn_up.weight",)
+    c = cfg("qwen3")
+    assert (c.head_dim, c.q_dim, c.layers[1].k_norm) == (32, 128, "blk.1.attn_k_norm.weight")
+    c = cfg("llama-rope-freqs")
+    assert len(c.spec.layers[0].attention.rope_spec.freq_factors) == 8
+    c = cfg("mistral-window")
+    assert c.layer_windows == [5, 5, 5]
+    c = cfg("granite4-dense")
+    assert c.n_kv_heads == 2 and c.layers[0].wo_bias == "blk.0.attn_output.bias"
+    assert c.spec.residual_scale == pytest.approx(0.22)
+    c = cfg("llama-untied-bias")
+    assert c.layers[0].gate_up_bias == ("blk.0.ffn_gate.bias", "blk.0.ffn_up.bias")
 
 
 def test_granite_rope_finetuned_false_turns_rope_off(tmp_path):

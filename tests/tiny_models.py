@@ -92,6 +92,15 @@ ARCH_VARIANTS: dict[str, dict[str, Any]] = {
     "mistral-window": dict(arch="mistral", window=5, n_layers=3),
     "qwen2": dict(arch="qwen2", bias=True),
     "qwen2-untied-head-bias": dict(arch="qwen2", bias=True, tied=False, head_bias=True),
+    "qwen3": dict(arch="qwen3", head_dim=32),  # q is 4 x 32 = 128 wide on a hidden of 64
+    "qwen3-untied": dict(arch="qwen3", head_dim=32, tied=False, rope_base=1000000.0),
+    "smollm3": dict(arch="smollm3", n_layers=4),  # layer 3 has no RoPE
+    # layers: local, local, global, local; local RoPE base 10000 (the default), global 1e6
+    "gemma3": dict(arch="gemma3", n_layers=4, head_dim=32, window=4, swa_pattern=3, rope_base=1e6),
+    "gemma3-softcap-scaled": dict(arch="gemma3", n_layers=4, head_dim=32, window=4, swa_pattern=3, rope_base=1e6,
+                                  tied=False, final_softcap=3.0, rope_scaling=dict(type="linear", factor=8.0)),
+    "phi3": dict(arch="phi3", rope_dim=12, longrope=True),  # partial rotary: 12 of 16 dims
+    "phi3-separate": dict(arch="phi3", fused_qkv=False, tied=False),
     "granite": dict(arch="granite"),
     "granite4-dense": dict(arch="granite", kv_array=True, tied=False, bias=True),
 }

@@ -8,9 +8,16 @@ and src/llama-model.cpp (cited below where it matters). Supported architectures:
 
 - ``llama`` (SmolLM2, Llama 3.x with ``rope_freqs.weight``; a ``{arch}.attention.sliding_window``
   applies to every layer, as Mistral 7B v0.1), ``mistral`` (the same layout);
-- ``qwen2`` (Q/K/V biases, NeoX RoPE, optional ``output.bias``);
-- ``granite`` (Granite 3.x: embedding / residual / attention / logit multipliers, per-layer
-  head-count arrays, ``rope.scaling.finetuned`` false = no RoPE).
+- ``qwen2`` (Q/K/V biases, NeoX RoPE, optional ``output.bias``), ``qwen3`` (per-head q/k RMSNorm,
+  head_dim from ``attention.key_length``);
+- ``gemma3`` (GeGLU, q/k norms, post-attention and post-FFN norms, embeddings scaled by
+  sqrt(hidden), local sliding-window layers with their own RoPE base between global layers,
+  optional final logit soft-cap);
+- ``phi3`` (Phi-3.5-mini, Phi-4-mini: fused ``attn_qkv`` and ``ffn_up`` = [gate; up], partial
+  rotary, LongRoPE short/long factors and ``rope.scaling.attn_factor``);
+- ``smollm3`` (a Llama block where every 4th layer has no RoPE);
+- ``granite`` (Granite 3.x and the dense Granite 4.0 micro: embedding / residual / attention /
+  logit multipliers, per-layer head-count arrays, ``rope.scaling.finetuned`` false = no RoPE).
 Every architecture may store Q/K/V fused (``attn_qkv``) or separately, with or without biases,
 as llama.cpp's ``create_tensor_qkv`` allows.
 """
@@ -50,6 +57,10 @@ ARCHS: dict[str, _Arch] = {
     "mistral": _Arch("norm", extra_biases=True, window="all", rope_freqs=True, longrope="typed"),
     "granite": _Arch("norm", extra_biases=True, rope_freqs=True, longrope="typed"),
     "qwen2": _Arch("neox", head_bias=True),
+    "qwen3": _Arch("neox", qk_norm=True),
+    "smollm3": _Arch("norm", nope_every=4),
+    "gemma3": _Arch("neox", activation="gelu_tanh", qk_norm=True, post_norms=True, window="pattern"),
+    "phi3": _Arch("neox", fused_up=True, longrope="always"),
 }
 SUPPORTED_ARCHITECTURES = tuple(sorted(ARCHS))
 

@@ -47,9 +47,13 @@ VALID = {
     "llama_q6_k_down": dict(fmt="f16", ffn=256, down_fmt="q6_k", tied=False),
     "llama_bias_fused_qkv": dict(fmt="f16", bias=True, fused_qkv=True),
     "qwen2_bf16_bias": dict(arch="qwen2", fmt="bf16", n_layers=2),
+    "qwen3_q8_0_headdim": dict(arch="qwen3", head_dim=32, n_layers=2),
     "granite_f32_yarn": dict(arch="granite", fmt="f32", rope_scaling=dict(type="yarn", factor=2.0, original_context=32)),
     "granite_kv_array_bias": dict(arch="granite", kv_array=True, bias=True, n_layers=2),
     "mistral_q8_0_untied": dict(arch="mistral", tied=False, window=8),
+    "gemma3_q8_0_pattern": dict(arch="gemma3", n_layers=3, head_dim=32, window=4, swa_pattern=2, final_softcap=30.0),
+    "phi3_f16_longrope": dict(arch="phi3", fmt="f16", rope_dim=12, longrope=True, n_heads=2, n_kv=2, head_dim=16),
+    "smollm3_q8_0": dict(arch="smollm3", n_layers=4),
 }
 
 MODEL_BROKEN = {
@@ -64,6 +68,14 @@ MODEL_BROKEN = {
     "block_count_string": dict(override=lambda w: w.add_string("llama.block_count", "1")),
     "bad_tokenizer": dict(override=lambda w: w.add_string("tokenizer.ggml.model", "wordpiece")),
     # metadata whose layer pattern or head sizes do not fit the tensors
+    "qwen3_key_length_vs_q": dict(arch="qwen3", head_dim=32, skip_keys=("qwen3.attention.value_length",
+                                                                          "qwen3.rope.dimension_count"),
+                                  override=lambda w: w.add_uint32("qwen3.attention.key_length", 16)),
+    "gemma3_q_norm_size": dict(arch="gemma3", head_dim=32, tensor_shapes={"blk.0.attn_q_norm.weight": (16,)}),
+    "gemma3_pattern_length": dict(arch="gemma3", n_layers=2, window=4,
+                                  override=lambda w: w.add_array("gemma3.attention.sliding_window_pattern", [True])),
+    "phi3_fused_up_size": dict(arch="phi3", tensor_shapes={"blk.0.ffn_up.weight": (32, 32)}),
+    "phi3_long_factors_size": dict(arch="phi3", rope_dim=8, longrope=True, tensor_shapes={"rope_factors_long.weight": (3,)}),
     "head_count_array_vs_q": dict(n_layers=2, n_heads=2, n_kv=1,
                                   override=lambda w: w.add_array("llama.attention.head_count", [2, 1])),
     "kv_heads_differ": dict(arch="granite", n_layers=2, n_heads=2, n_kv=2,
