@@ -449,6 +449,12 @@ class _Meta:
         self.md = reader.metadata
         self.types = reader.metadata_types
 
+    @staticmethod
+    def _absent(key: str, default: Any) -> Any:
+        if default is ...:
+            raise GGUFError(f"required metadata {key!r} is missing")
+        return default
+
     def _type(self, key: str) -> str:
         t = self.types[key]
         if isinstance(t, tuple):
@@ -457,9 +463,7 @@ class _Meta:
 
     def int(self, key: str, lo: int, hi: int, default: Any = ...) -> Any:
         if key not in self.md:
-            if default is ...:
-                raise GGUFError(f"required metadata {key!r} is missing")
-            return default
+            return self._absent(key, default)
         if self.types[key] not in INTEGER_TYPES:
             raise GGUFError(f"metadata {key!r} must be an integer, got {self._type(key)} {self.md[key]!r:.60}")
         v = self.md[key]
@@ -499,9 +503,7 @@ class _Meta:
 
     def float(self, key: str, lo: float, hi: float, *, open_lo: bool = False, default: Any = ...) -> Any:
         if key not in self.md:
-            if default is ...:
-                raise GGUFError(f"required metadata {key!r} is missing")
-            return default
+            return self._absent(key, default)
         t = self.types[key]
         if t not in FLOAT_TYPES and t not in INTEGER_TYPES:
             raise GGUFError(f"metadata {key!r} must be a number, got {self._type(key)} {self.md[key]!r:.60}")
@@ -513,18 +515,14 @@ class _Meta:
 
     def bool(self, key: str, default: Any = ...) -> Any:
         if key not in self.md:
-            if default is ...:
-                raise GGUFError(f"required metadata {key!r} is missing")
-            return default
+            return self._absent(key, default)
         if self.types[key] != GGUFValueType.BOOL:
             raise GGUFError(f"metadata {key!r} must be a bool, got {self._type(key)}")
         return bool(self.md[key])
 
     def str(self, key: str, default: Any = ...) -> Any:
         if key not in self.md:
-            if default is ...:
-                raise GGUFError(f"required metadata {key!r} is missing")
-            return default
+            return self._absent(key, default)
         if self.types[key] != GGUFValueType.STRING:
             raise GGUFError(f"metadata {key!r} must be a string, got {self._type(key)}")
         return self.md[key]
