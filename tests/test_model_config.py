@@ -257,7 +257,7 @@ def test_per_layer_descriptions(tmp_path):
     c = cfg("phi3")
     r = c.spec.layers[0].attention.rope_spec
     assert (r.rotary_dim, r.scaling, r.original_context, len(r.freq_factors), len(r.long_factors)) == (
-        12, _core.RopeScaling.longrope, 32, 6, 6)
+        12, _core.RopeScaling.longrope, 512, 6, 6)
     assert r.attn_factor == pytest.approx(1.19)
     assert c.layers[0].qkv == ("blk.0.attn_qkv.weight",) and c.layers[0].gate_up == ("blk.0.ffn_up.weight",)
     c = cfg("qwen3")

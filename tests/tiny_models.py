@@ -99,7 +99,9 @@ ARCH_VARIANTS: dict[str, dict[str, Any]] = {
     "gemma3": dict(arch="gemma3", n_layers=4, head_dim=32, window=4, swa_pattern=3, rope_base=1e6),
     "gemma3-softcap-scaled": dict(arch="gemma3", n_layers=4, head_dim=32, window=4, swa_pattern=3, rope_base=1e6,
                                   tied=False, final_softcap=3.0, rope_scaling=dict(type="linear", factor=8.0)),
-    "phi3": dict(arch="phi3", rope_dim=12, longrope=True),  # partial rotary: 12 of 16 dims
+    # partial rotary (12 of 16 dims); LongRoPE with an original context of 2048 / 4 = 512 tokens
+    # (llama.cpp pads its context to a multiple of 256, so both factor sets are reachable there)
+    "phi3": dict(arch="phi3", rope_dim=12, longrope=True, context=2048),
     "phi3-separate": dict(arch="phi3", fused_qkv=False, tied=False),
     "granite": dict(arch="granite"),
     "granite4-dense": dict(arch="granite", kv_array=True, tied=False, bias=True),
