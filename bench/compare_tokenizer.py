@@ -1,7 +1,7 @@
 """Compare our GGUF tokenizer with llama.cpp's on a varied text sample.
 
 The reference is llama.cpp's tokenizer through llama-cpp-python, run in another interpreter
-(``--peer-python``, default /work/peers/bin/python) so this package never imports it:
+(``--peer-python``, or SLMK_PEER_PYTHON in the environment) so this package never imports it:
 ``Llama(model_path, vocab_only=True).tokenize(text_bytes, add_bos=False, special=True)``.
 
     python bench/compare_tokenizer.py [--model PATH] [--write-fixture tests/data/tokenizer_smollm2.json]
@@ -142,7 +142,8 @@ def vocab_only_copy(src: Path, pre: str, dst: Path) -> Path:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
-    ap.add_argument("--peer-python", default=os.environ.get("SLMK_PEER_PYTHON", "/work/peers/bin/python"))
+    ap.add_argument("--peer-python", default=os.environ.get("SLMK_PEER_PYTHON"),
+                    help="a Python with llama-cpp-python installed (default: $SLMK_PEER_PYTHON)")
     ap.add_argument("--write-fixture", type=Path, default=None)
     ap.add_argument("--random", type=int, default=0, help="also compare N random texts (seeded)")
     ap.add_argument("--seed", type=int, default=0)
@@ -154,6 +155,8 @@ def main() -> int:
     )
     ap.add_argument("--files", nargs="*", type=Path, default=[], help="also compare the whole text of these files")
     args = ap.parse_args()
+    if not args.peer_python:
+        ap.error("--peer-python (or SLMK_PEER_PYTHON) is required: a Python with llama-cpp-python")
 
     from slmkernels.model import GGUFReader, Tokenizer
 

@@ -45,6 +45,43 @@ def test_smollm2_matches_llama_cpp(smollm2_tokenizer):
     assert not bad, f"{len(bad)}/{len(cases)} texts differ from llama.cpp, e.g. {bad[:3]!r}"
 
 
+# The pre-tokenizers of the other architectures (Qwen3: qwen2, Phi-4-mini: gpt-4o, SmolLM3 and
+# Llama 3.2: llama-bpe), checked on SmolLM2's 49k-token BPE vocabulary written with that
+# tokenizer.ggml.pre (bench/compare_tokenizer.py --pre; reference ids from llama.cpp).
+@pytest.mark.model
+@pytest.mark.parametrize("pre", ["gpt-4o", "qwen2", "llama-bpe"])
+def test_pre_tokenizers_match_llama_cpp(smollm2_path, pre):
+    fixture = json.loads((FIXTURE.parent / f"tokenizer_pre_{pre}.json").read_text(encoding="utf-8"))
+    with GGUFReader(smollm2_path) as r:
+        md = r.metadata
+        tok = Tokenizer("gpt2", md["tokenizer.ggml.tokens"], md["tokenizer.ggml.token_type"].tolist(),
+                        md["tokenizer.ggml.merges"], pre=pre, bos_id=1, eos_id=2, add_bos=False)
+    bad = [c["text"] for c in fixture["cases"] if tok.encode(c["text"], add_bos=False) != c["ids"]]
+    assert not bad, f"{len(bad)}/{len(fixture['cases'])} texts differ from llama.cpp, e.g. {bad[:3]!r}"
+
+
+def test_gemma3_style_sentencepiece_matches_llama_cpp(tmp_path):
+    """Gemma 3's tokenizer kind (SentencePiece scores, no space prefix, byte fallback, control
+    tokens in text) on the tiny vocabulary of tests/tiny_models.py, against llama.cpp's ids."""
+    fixture = json.loads((FIXTURE.parent / "tokenizer_spm_tiny.json").read_text(encoding="utf-8"))
+    p = write_tiny_model(tmp_path / "spm.gguf", "gemma3", vocab="spm")
+    with GGUFReader(p) as r:
+        tok = Tokenizer.from_gguf(r)
+    assert (tok.model, tok.add_space_prefix) == ("llama", False)
+    bad = [c["text"] for c in fixture["cases"] if tok.encode(c["text"], add_bos=False) != c["ids"]]
+    assert not bad, f"{len(bad)}/{len(fixture['cases'])} texts differ from llama.cpp, e.g. {bad[:3]!r}"
+    assert all(tok.decode(c["ids"]) == c["text"] for c in fixture["cases"])
+
+
+def test_gpt4o_pre_tokenizer_splits():
+    """gpt-4o (Phi-4-mini): case runs split camel case and keep their contraction, digits in
+    threes, newlines apart (llama.cpp's rewrite of the tokenizer.json regex)."""
+    tokens, types, merges = tiny_vocab()
+    tok = Tokenizer("gpt2", tokens, types, merges, pre="gpt-4o")
+    pieces = [p for p, _ in tok._hf_all.pre_tokenizer.pre_tokenize_str("HelloWorld's 12345\n\nx")]
+    assert pieces == ["Hello", "World's", "Ġ", "123", "45", "ĊĊ", "x"]
+
+
 @pytest.mark.model
 def test_smollm2_decode_round_trips(smollm2_tokenizer):
     tok = smollm2_tokenizer

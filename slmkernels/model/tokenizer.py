@@ -44,6 +44,14 @@ _QWEN2 = (
     r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
     r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
+# gpt-4o (o200k; Phi-4-mini): llama.cpp's rewrite of the `pre_tokenizer` regex of Xenova/gpt-4o's
+# tokenizer.json (upper/lower-case letter runs as lookaheads over \p{L}; the original's \p{M}
+# marks are not letters here, which is where the two part: a combining mark before 's)
+_GPT4O = (
+    r"[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?"
+    r"|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?"
+    r"|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 _DEFAULT = [r"[\p{P}\$\+<=>\^~\|]+", _GPT2, r"\p{N}+", r"[0-9][0-9][0-9]"]
 PRE_TOKENIZER_REGEXES: dict[str, list[str]] = {
     "default": _DEFAULT,
@@ -64,6 +72,7 @@ PRE_TOKENIZER_REGEXES: dict[str, list[str]] = {
     "dbrx": [_LLAMA3],
     "smaug-bpe": [_LLAMA3],
     "qwen2": [_QWEN2],
+    "gpt-4o": [_GPT4O],
     "stablelm2": [_QWEN2],
     "falcon": [r"[\p{P}\$\+<=>\^~\|`]+", _GPT2, r"[0-9][0-9][0-9]"],
 }
