@@ -57,9 +57,13 @@ def main() -> int:
                                "greedy_tokenwise": cont_tw, "gaps_tokenwise": gaps_tw})
     out["tiny"] = []
     for t in req.get("tiny", []):
-        # a tiny random-weight file: all-position logits of a fixed prompt, from an empty cache
-        tl = Llama(model_path=t["model"], n_ctx=64, n_batch=64, n_threads=req["threads"],
-                   n_threads_batch=req["threads"], logits_all=True, verbose=False)
+        # a tiny random-weight file: all-position logits of a fixed prompt, from an empty cache;
+        # K and V cached as F32 and no flash attention (its CPU path casts K/V to F16), so that
+        # neither side rounds anything the other does not
+        n = t.get("n_ctx", 64)
+        kv = {"type_k": 0, "type_v": 0} if t.get("kv_f32", True) else {}  # GGML_TYPE_F32
+        tl = Llama(model_path=t["model"], n_ctx=n, n_batch=n, n_ubatch=n, n_threads=req["threads"],
+                   n_threads_batch=req["threads"], logits_all=True, flash_attn=False, verbose=False, **kv)
         tl.eval(t["ids"])
         out["tiny"].append(np.array(tl.scores[: len(t["ids"])], dtype=np.float32).tolist())
         del tl
