@@ -450,6 +450,7 @@ struct Writer {
         std::memcpy(buf.data() + o, &v, sizeof(T));
     }
     void bytes(const void* p, size_t n) {
+        if (n == 0) return;  // p may be null (an empty recurrent state): memcpy must not see it
         const size_t o = buf.size();
         buf.resize(o + n);
         std::memcpy(buf.data() + o, p, n);
