@@ -1,7 +1,8 @@
 """slmkernels: CPU kernels for small language models over GGUF block formats.
 
 The C++ core (``slmkernels._core``) picks the best SIMD path for this CPU at import;
-``SLMK_ISA=<name>`` in the environment, or :func:`set_isa`, forces a lower one.
+``SLMK_ISA=<name>`` in the environment, or :func:`set_isa`, forces a lower one. Every kernel
+is an entry of one registry: :func:`kernels` lists them all, :func:`isas` the ISA ladder.
 """
 
 import os as _os
@@ -26,17 +27,15 @@ from ._core import (
     QuantizedTensor,
     attention,
     attention_batch,
-    attention_kernel_names,
     cpu_info,
     dequantize,
     embedding,
     formats,
-    gemm_kernel_names,
     get_isa,
     get_num_threads,
-    kernel_names,
+    isas,
+    kernels,
     matmul,
-    ops_kernel_names,
     pack,
     quantize,
     rmsnorm,
@@ -45,12 +44,18 @@ from ._core import (
     set_num_threads,
     ssm_conv1d,
     ssm_gated_rmsnorm,
-    ssm_kernel_names,
     ssm_scan,
     swiglu,
 )
 
 __version__ = "0.1.0"
+
+
+def kernel_names() -> dict:
+    """Which kernel runs for each operation under the ISA in use: ``"<op>_<format>"`` (``"<op>"``
+    for the probes) -> the kernel's name, e.g. ``{"gemm_q4_0": "gemm_q4_0_16x4_avx512_vnni", ...}``.
+    A view of :func:`kernels` (its ``active`` entries)."""
+    return {k["op"] + (f"_{k['format']}" if k["format"] else ""): k["name"] for k in kernels() if k["active"]}
 
 
 def __getattr__(name):
@@ -71,17 +76,16 @@ __all__ = [
     "QuantizedTensor",
     "attention",
     "attention_batch",
-    "attention_kernel_names",
     "cpu_info",
     "dequantize",
     "embedding",
     "formats",
-    "gemm_kernel_names",
     "get_isa",
     "get_num_threads",
+    "isas",
     "kernel_names",
+    "kernels",
     "matmul",
-    "ops_kernel_names",
     "pack",
     "quantize",
     "rmsnorm",
@@ -90,7 +94,6 @@ __all__ = [
     "set_num_threads",
     "ssm_conv1d",
     "ssm_gated_rmsnorm",
-    "ssm_kernel_names",
     "ssm_scan",
     "swiglu",
 ]

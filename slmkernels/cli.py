@@ -21,9 +21,19 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"supported isas: {', '.join(info['supported_isas'])}")
     print(f"threads:        {info['num_threads']} (physical cores: {info['physical_cores']})")
     if args.kernels:
-        for op, name in sorted(sk.kernel_names().items()):
-            print(f"  {op:<20} {name}")
+        _print_kernels(sk.kernels(), info["isa"])
     return 0
+
+
+def _print_kernels(kernels: list, isa: str) -> None:
+    """Every kernel of the registry (listed by op, format, then ISA rung), '*' on the one that runs
+    for its op and format under the ISA in use."""
+    print(f"kernels ({len(kernels)}; * = runs under {isa}):")
+    print(f"    {'op':<11} {'format':<7} {'isa':<13} {'tile':<7} {'min M':<6} name")
+    for k in kernels:
+        tile = f"{k['tile'][0]}x{k['tile'][1]}" if k["tile"] else "-"
+        mark = "*" if k["active"] else " "
+        print(f"  {mark} {k['op']:<11} {k['format'] or '-':<7} {k['isa']:<13} {tile:<7} {k['min_m'] or '-':<6} {k['name']}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +63,8 @@ def _main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(prog="slmkernels", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p_info = sub.add_parser("info", help="CPU features, the ISA in use, and the kernels it runs")
-    p_info.add_argument("--kernels", action="store_true", help="list the kernel chosen for each operation")
+    p_info.add_argument("--kernels", action="store_true",
+                        help="list every kernel of the registry and mark the one that runs for each operation")
     p_info.set_defaults(func=_cmd_info)
     # bench keeps argparse's usage block with its errors (its tests read it); the other commands
     # report a bad value in one line

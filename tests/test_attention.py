@@ -208,8 +208,8 @@ def test_out_argument_and_kernel_names():
     out = np.empty_like(q)
     r = sk.attention(q, c, 0, s, out=out)
     assert r is out or np.shares_memory(r, out)
-    names = sk.attention_kernel_names()
-    assert set(names) == {"attention_f32", "attention_f16", "attention_q8_0", "attention_q4_0"}
+    names = {k: v for k, v in sk.kernel_names().items() if k.startswith("attn_chunk_")}
+    assert set(names) == {"attn_chunk_f32", "attn_chunk_f16", "attn_chunk_q8_0", "attn_chunk_q4_0"}
     assert all(sk.get_isa().split("_")[0] in v or "scalar" in v for v in names.values())
 
 

@@ -130,12 +130,67 @@ def test_kernels_release_the_gil():
     assert len(ticks) > 20
 
 
+def ladder(isa: str) -> list:
+    """scalar, ..., isa: the rungs whose kernels make isa's table."""
+    parent = {i["name"]: i["parent"] for i in sk.isas()}
+    chain = [isa]
+    while parent[chain[-1]] is not None:
+        chain.append(parent[chain[-1]])
+    return chain[::-1]
+
+
+def test_isa_table_is_the_ladder():
+    table = sk.isas()
+    names = [i["name"] for i in table]
+    assert names[0] == "scalar" and table[0]["parent"] is None and len(set(names)) == len(names)
+    for pos, i in enumerate(table[1:], 1):
+        assert i["parent"] in names[:pos], f"{i['name']}'s parent comes after it"
+        assert i["needs"], f"{i['name']} needs no CPU feature beyond its parent's"
+    features = set(sk.cpu_info()["features"])
+    for i in table:
+        # a rung runs here exactly when it and every rung below it find their features
+        assert i["supported"] == all(set(j["needs"]) <= features for j in table if j["name"] in ladder(i["name"]))
+    # best first: the supported rungs in reverse table order
+    assert sk.cpu_info()["supported_isas"] == [i["name"] for i in reversed(table) if i["supported"]]
+
+
+def test_kernel_registry():
+    ks = sk.kernels()
+    names = [k["name"] for k in ks]
+    assert len(set(names)) == len(names)
+    for k in ks:
+        tile = f"_{k['tile'][0]}x{k['tile'][1]}" if k["tile"] else ""
+        assert k["name"] == k["op"] + (f"_{k['format']}" if k["format"] else "") + tile + "_" + k["isa"]
+        assert k["isa"] in ALL_ISAS
+        assert (k["min_m"] > 0) == (k["op"] == "gemm_panel")  # only panels have a minimum M
+    ops = {(k["op"], k["format"]) for k in ks}
+    twins = {(k["op"], k["format"]) for k in ks if k["isa"] == "scalar"}
+    # every kernel has its scalar twin: a panel's is the scalar GEMM tile of its format; the peak
+    # probes measure the machine and have none
+    for op, fmt in ops - twins:
+        assert op in ("gemm_panel", "probe_int8", "probe_fp32"), f"{op} {fmt} has no scalar entry"
+        if op == "gemm_panel":
+            assert ("gemm", fmt) in twins
+    # the active entry of each (op, format) is the highest rung of the ladder in use that has one
+    rungs = ladder(sk.get_isa())
+    for op, fmt in ops:
+        mine = [k for k in ks if (k["op"], k["format"]) == (op, fmt) and k["isa"] in rungs]
+        active = [k for k in ks if (k["op"], k["format"]) == (op, fmt) and k["active"]]
+        expected = max(mine, key=lambda k: rungs.index(k["isa"]))["name"] if mine else None
+        assert [k["name"] for k in active] == ([expected] if expected else [])
+    assert sk.kernel_names() == {k["op"] + (f"_{k['format']}" if k["format"] else ""): k["name"]
+                                 for k in ks if k["active"]}
+
+
 def test_info_command():
     r = subprocess.run([sys.executable, "-m", "slmkernels", "info", "--kernels"], capture_output=True, text=True,
                        timeout=60, cwd=HERE)
     assert r.returncode == 0, r.stderr
     assert f"isa in use:     {sk.get_isa()}" in r.stdout
-    assert "dequantize_q4_k" in r.stdout
+    names = {k["name"] for k in sk.kernels()}
+    listed = {line.split()[-1]: line.lstrip().startswith("*") for line in r.stdout.splitlines()
+              if line.strip() and line.split()[-1] in names}
+    assert listed == {k["name"]: k["active"] for k in sk.kernels()}
     r = subprocess.run([sys.executable, "-m", "slmkernels", "nonsense"], capture_output=True, text=True, timeout=60,
                        cwd=HERE)
     assert r.returncode == 2 and "invalid choice" in r.stderr and len(r.stderr.strip().splitlines()) == 1

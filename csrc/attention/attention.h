@@ -26,11 +26,51 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/kernels.h"
+#include "core/registry.h"
+#include "quant/formats.h"
 
 namespace slmk {
 
 class KVCache;
+
+// ---- the chunk kernels' contract (Op::attn_chunk, one per cache format) ----
+// One call processes one chunk of n cached keys of one KV head (rows of the cache's format,
+// `row_bytes` apart, positions kpos0..kpos0+n-1) for R query rows (the group's query heads x
+// query tokens), updating each row's online-softmax state (m, l, acc) in place.
+struct AttnChunkArgs {
+    const float* q = nullptr;     // [R][ldq] pre-scaled queries, zero-padded to the cache's padded head_dim
+    int64_t ldq = 0;
+    const int64_t* qpos = nullptr;  // [R] position of each query row
+    int R = 0;
+    int64_t window = 0;           // key kp is visible to row r iff kp <= qpos[r] and qpos[r] - kp < window
+    float softcap = 0.0f;         // > 0: s = softcap * tanh(s / softcap)
+    const uint8_t* k = nullptr;   // n rows, row_bytes apart
+    const uint8_t* v = nullptr;
+    const uint8_t* k_next = nullptr;  // a chunk the caller runs soon (or null): a hint only,
+    const uint8_t* v_next = nullptr;  // the kernel may prefetch its n_next rows while it works
+    int64_t n_next = 0;
+    int64_t row_bytes = 0;
+    int64_t n = 0, kpos0 = 0;
+    int64_t head_dim = 0;         // D (accumulated width); rows hold head_dim_padded elements
+    float* m = nullptr;           // [R] running max (-inf: nothing seen)
+    float* l = nullptr;           // [R] running denominator
+    float* acc = nullptr;         // [R][ldacc] running numerator
+    int64_t ldacc = 0;
+    float* scratch = nullptr;     // >= kAttnScratch(R, n, padded head_dim) floats, 64-byte aligned
+};
+using attn_chunk_fn = void (*)(const AttnChunkArgs& a);
+// Scratch a chunk kernel may use: R x n scores, 2 x R row bounds and R rescale factors, the
+// chunk's keys and values dequantized (2 x n x dp), SIMD slack.
+static inline int64_t kAttnScratch(int64_t R, int64_t n, int64_t dp) {
+    return (R * n + 15) / 16 * 16 + (3 * R + 15) / 16 * 16 + 2 * n * dp + 64;
+}
+template <> struct OpFn<Op::attn_chunk> { using type = attn_chunk_fn; };
+
+// The attention slice of a kernel table (what the driver calls).
+struct AttentionKernels : TableSlice {
+    using TableSlice::TableSlice;
+    attn_chunk_fn chunk(Format cache_format) const { return t->get<Op::attn_chunk>(cache_format); }
+};
 
 constexpr int64_t kAttnPartition = 256;  // stored tokens per decode split (fixed: see above)
 
@@ -49,11 +89,11 @@ void attention_check(const KVCache& cache, int layer, int64_t seq, int64_t q_tok
 
 // q (q_tokens, n_heads, head_dim) float32 for the newest q_tokens positions of `seq` in `layer`;
 // out likewise. The caller has validated shapes and holds the cache's read lock.
-void attention(const Kernels& kern, const KVCache& cache, int layer, int64_t seq, const float* q, int64_t q_tokens,
+void attention(const AttentionKernels& kern, const KVCache& cache, int layer, int64_t seq, const float* q, int64_t q_tokens,
                int64_t n_heads, const AttnOptions& opt, float* out);
 
 // One query token for each of `seqs` (q: (n_seqs, n_heads, head_dim)), same numerics as decode.
-void attention_batch(const Kernels& kern, const KVCache& cache, int layer, const int64_t* seqs, int64_t n_seqs,
+void attention_batch(const AttentionKernels& kern, const KVCache& cache, int layer, const int64_t* seqs, int64_t n_seqs,
                      const float* q, int64_t n_heads, const AttnOptions& opt, float* out);
 
 }  // namespace slmk

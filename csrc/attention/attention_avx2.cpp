@@ -121,16 +121,7 @@ struct Avx2 {
 
 }  // namespace
 
-void fill_attention_avx2(Kernels& k) {
-    auto& t = k.attention;
-    t.chunk[static_cast<int>(Format::F32)] = attn_simd::chunk<Avx2, Format::F32>;
-    t.chunk[static_cast<int>(Format::F16)] = attn_simd::chunk<Avx2, Format::F16>;
-    t.chunk[static_cast<int>(Format::Q8_0)] = attn_simd::chunk<Avx2, Format::Q8_0>;
-    t.chunk[static_cast<int>(Format::Q4_0)] = attn_simd::chunk<Avx2, Format::Q4_0>;
-    t.chunk_name[static_cast<int>(Format::F32)] = "attn_chunk_f32_avx2";
-    t.chunk_name[static_cast<int>(Format::F16)] = "attn_chunk_f16_avx2";
-    t.chunk_name[static_cast<int>(Format::Q8_0)] = "attn_chunk_q8_0_avx2";
-    t.chunk_name[static_cast<int>(Format::Q4_0)] = "attn_chunk_q4_0_avx2";
-}
+extern constexpr KernelList kernels_attention_avx2{Isa::avx2, attn_simd::chunk_entries<Avx2>.data(),
+                                            attn_simd::chunk_entries<Avx2>.size()};
 
 }  // namespace slmk

@@ -136,16 +136,7 @@ struct Avx512 {
 
 }  // namespace
 
-void fill_attention_avx512(Kernels& k) {
-    auto& t = k.attention;
-    t.chunk[static_cast<int>(Format::F32)] = attn_simd::chunk<Avx512, Format::F32>;
-    t.chunk[static_cast<int>(Format::F16)] = attn_simd::chunk<Avx512, Format::F16>;
-    t.chunk[static_cast<int>(Format::Q8_0)] = attn_simd::chunk<Avx512, Format::Q8_0>;
-    t.chunk[static_cast<int>(Format::Q4_0)] = attn_simd::chunk<Avx512, Format::Q4_0>;
-    t.chunk_name[static_cast<int>(Format::F32)] = "attn_chunk_f32_avx512";
-    t.chunk_name[static_cast<int>(Format::F16)] = "attn_chunk_f16_avx512";
-    t.chunk_name[static_cast<int>(Format::Q8_0)] = "attn_chunk_q8_0_avx512";
-    t.chunk_name[static_cast<int>(Format::Q4_0)] = "attn_chunk_q4_0_avx512";
-}
+extern constexpr KernelList kernels_attention_avx512{Isa::avx512, attn_simd::chunk_entries<Avx512>.data(),
+                                              attn_simd::chunk_entries<Avx512>.size()};
 
 }  // namespace slmk

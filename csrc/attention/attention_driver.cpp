@@ -99,7 +99,6 @@ float* thread_scratch(int64_t floats) {
 }
 
 struct Ctx {
-    const Kernels* kern;
     const KVCache* cache;
     attn_chunk_fn chunk;
     int64_t D, Dp, G;
@@ -155,11 +154,10 @@ bool partition_visible(const Ctx& c, const Plan& pl, int64_t p, int64_t qmin, in
     return pl.first_pos(p) <= qmax && qmin - pl.last_pos(p) < c.window;
 }
 
-Ctx make_ctx(const Kernels& kern, const KVCache& cache, int layer, int64_t n_heads, const AttnOptions& opt) {
+Ctx make_ctx(const AttentionKernels& kern, const KVCache& cache, int layer, int64_t n_heads, const AttnOptions& opt) {
     Ctx c;
-    c.kern = &kern;
     c.cache = &cache;
-    c.chunk = kern.attention.chunk[static_cast<int>(cache.dtype)];
+    c.chunk = kern.chunk(cache.dtype);
     c.D = cache.head_dim;
     c.Dp = cache.head_dim_padded;
     c.G = n_heads / cache.n_kv_heads;
@@ -272,7 +270,7 @@ void attention_check(const KVCache& cache, int layer, int64_t seq, int64_t q_tok
                                     " were freed)");
 }
 
-void attention(const Kernels& kern, const KVCache& cache, int layer, int64_t seq, const float* q, int64_t T,
+void attention(const AttentionKernels& kern, const KVCache& cache, int layer, int64_t seq, const float* q, int64_t T,
                int64_t n_heads, const AttnOptions& opt, float* out) {
     attention_check(cache, layer, seq, T, n_heads, opt);
     const KVSequence& S = cache.sequence(seq);
@@ -329,7 +327,7 @@ void attention(const Kernels& kern, const KVCache& cache, int layer, int64_t seq
     });
 }
 
-void attention_batch(const Kernels& kern, const KVCache& cache, int layer, const int64_t* seqs, int64_t n_seqs,
+void attention_batch(const AttentionKernels& kern, const KVCache& cache, int layer, const int64_t* seqs, int64_t n_seqs,
                      const float* q, int64_t n_heads, const AttnOptions& opt, float* out) {
     std::vector<Plan> plans(n_seqs);
     std::vector<int64_t> qpos(n_seqs);

@@ -111,16 +111,7 @@ struct Neon {
 
 }  // namespace
 
-void fill_attention_neon(Kernels& k) {
-    auto& t = k.attention;
-    t.chunk[static_cast<int>(Format::F32)] = attn_simd::chunk<Neon, Format::F32>;
-    t.chunk[static_cast<int>(Format::F16)] = attn_simd::chunk<Neon, Format::F16>;
-    t.chunk[static_cast<int>(Format::Q8_0)] = attn_simd::chunk<Neon, Format::Q8_0>;
-    t.chunk[static_cast<int>(Format::Q4_0)] = attn_simd::chunk<Neon, Format::Q4_0>;
-    t.chunk_name[static_cast<int>(Format::F32)] = "attn_chunk_f32_neon";
-    t.chunk_name[static_cast<int>(Format::F16)] = "attn_chunk_f16_neon";
-    t.chunk_name[static_cast<int>(Format::Q8_0)] = "attn_chunk_q8_0_neon";
-    t.chunk_name[static_cast<int>(Format::Q4_0)] = "attn_chunk_q4_0_neon";
-}
+extern constexpr KernelList kernels_attention_neon{Isa::neon, attn_simd::chunk_entries<Neon>.data(),
+                                            attn_simd::chunk_entries<Neon>.size()};
 
 }  // namespace slmk

@@ -127,18 +127,15 @@ void chunk_scalar(const AttnChunkArgs& a) {
     }
 }
 
+constexpr std::array<KernelEntry, 4> kEntries = {
+    entry<Op::attn_chunk, chunk_scalar<Format::F32>>(Format::F32),
+    entry<Op::attn_chunk, chunk_scalar<Format::F16>>(Format::F16),
+    entry<Op::attn_chunk, chunk_scalar<Format::Q8_0>>(Format::Q8_0),
+    entry<Op::attn_chunk, chunk_scalar<Format::Q4_0>>(Format::Q4_0),
+};
+
 }  // namespace
 
-void fill_attention_scalar(Kernels& k) {
-    auto& t = k.attention;
-    t.chunk[static_cast<int>(Format::F32)] = chunk_scalar<Format::F32>;
-    t.chunk[static_cast<int>(Format::F16)] = chunk_scalar<Format::F16>;
-    t.chunk[static_cast<int>(Format::Q8_0)] = chunk_scalar<Format::Q8_0>;
-    t.chunk[static_cast<int>(Format::Q4_0)] = chunk_scalar<Format::Q4_0>;
-    t.chunk_name[static_cast<int>(Format::F32)] = "attn_chunk_f32_scalar";
-    t.chunk_name[static_cast<int>(Format::F16)] = "attn_chunk_f16_scalar";
-    t.chunk_name[static_cast<int>(Format::Q8_0)] = "attn_chunk_q8_0_scalar";
-    t.chunk_name[static_cast<int>(Format::Q4_0)] = "attn_chunk_q4_0_scalar";
-}
+extern constexpr KernelList kernels_attention_scalar{Isa::scalar, kEntries.data(), kEntries.size()};
 
 }  // namespace slmk

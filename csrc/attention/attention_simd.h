@@ -25,12 +25,13 @@
 // scale sc of the block holding d for quantized formats) and f16_column(p, stride, n, dst)
 // (n f16 values stride bytes apart, as floats: a chunk's block scales).
 #pragma once
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 
+#include "attention/attention.h"
 #include "core/fp16.h"
-#include "core/kernels.h"
 #include "quant/formats.h"
 
 namespace slmk {
@@ -395,6 +396,15 @@ static void chunk(const AttnChunkArgs& a) {
     else
         chunk_impl<V, F, false>(a);
 }
+
+// The chunk kernels of one ISA's vector traits V, one per cache format, as registry entries.
+template <class V>
+static constexpr std::array<KernelEntry, 4> chunk_entries = {
+    entry<Op::attn_chunk, chunk<V, Format::F32>>(Format::F32),
+    entry<Op::attn_chunk, chunk<V, Format::F16>>(Format::F16),
+    entry<Op::attn_chunk, chunk<V, Format::Q8_0>>(Format::Q8_0),
+    entry<Op::attn_chunk, chunk<V, Format::Q4_0>>(Format::Q4_0),
+};
 
 }  // namespace attn_simd
 }  // namespace slmk

@@ -4,8 +4,8 @@
 
 #include "bindings.h"
 #include "core/probe.h"
+#include "core/aligned_bytes.h"
 #include "core/thread_pool.h"
-#include "gemm/gemm_driver.h"
 
 namespace slmk {
 
@@ -29,10 +29,10 @@ void bind_bench(py::module_& m) {
                 parallel_for(bytes / 4096, 64, [&](int64_t a, int64_t b) {
                     std::memset(buf.ptr + a * 4096, 1, (b - a) * 4096);  // fault pages in, on their threads
                 });
-                sink += probe_read(buf.ptr, bytes, 1);  // warm-up
+                sink += probe_read(kernels(), buf.ptr, bytes, 1);  // warm-up
                 for (int r = 0; r < reps; ++r) {
                     const double t0 = now();
-                    sink += probe_read(buf.ptr, bytes, 1);
+                    sink += probe_read(kernels(), buf.ptr, bytes, 1);
                     best = std::min(best, now() - t0);
                 }
             }
@@ -49,7 +49,10 @@ void bind_bench(py::module_& m) {
         "_probe_peak",
         [](const std::string& kind, double seconds) {
             if (kind != "int8" && kind != "fp32") throw py::value_error("kind must be 'int8' or 'fp32'");
-            auto run = [&](int64_t iters) { return kind == "int8" ? probe_int8_macs(iters) : probe_fp32_fmas(iters); };
+            const ProbeKernels probes = kernels();
+            auto run = [&](int64_t iters) {
+                return kind == "int8" ? probe_int8_macs(probes, iters) : probe_fp32_fmas(probes, iters);
+            };
             double ops = 0, dt = 0;
             {
                 py::gil_scoped_release rel;

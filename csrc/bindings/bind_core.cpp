@@ -1,4 +1,4 @@
-// ---- CPU features, ISA selection, threads ----
+// ---- CPU features, the ISA ladder and the kernel registry, ISA selection, threads ----
 #include <pybind11/stl.h>
 
 #include <cstring>
@@ -6,7 +6,8 @@
 
 #include "bindings.h"
 #include "core/cpu_features.h"
-#include "core/kernels.h"
+#include "core/isa.h"
+#include "core/registry.h"
 #include "core/thread_pool.h"
 
 namespace slmk {
@@ -16,6 +17,39 @@ namespace {
 py::list isa_list() {
     py::list out;
     for (Isa i : supported_isas()) out.append(isa_name(i));
+    return out;
+}
+
+py::list isa_table() {
+    py::list out;
+    for (int i = 0; i < kNumIsas; ++i) {
+        const Isa isa = static_cast<Isa>(i);
+        const IsaInfo& info = isa_info(isa);
+        py::dict d;
+        d["name"] = info.name;
+        d["parent"] = isa == Isa::scalar ? py::object(py::none()) : py::object(py::str(isa_name(info.parent)));
+        d["needs"] = py::str(info.needs).attr("split")();
+        d["supported"] = isa_supported(isa);
+        out.append(d);
+    }
+    return out;
+}
+
+py::list kernel_list() {
+    const KernelTable& now = kernels();
+    py::list out;
+    for (const Kernel& k : all_kernels()) {
+        py::dict d;
+        d["op"] = op_name(k.e.op);
+        d["format"] = k.e.format == kNoFormat ? py::object(py::none()) : py::object(py::str(format_info(k.e.format).name));
+        d["isa"] = isa_name(k.isa);
+        d["tile"] = k.e.tile.rows ? py::object(py::make_tuple(k.e.tile.rows, k.e.tile.cols)) : py::object(py::none());
+        d["min_m"] = k.e.tile.min_m;
+        d["k_chunk"] = k.e.tile.k_chunk;
+        d["name"] = k.name;
+        d["active"] = now.find(k.e.op, k.e.format) == &k;
+        out.append(d);
+    }
     return out;
 }
 
@@ -98,6 +132,13 @@ void bind_core(py::module_& m) {
             return d;
         },
         "Architecture, detected CPU features, the ISA in use, and every ISA this machine can run (best first).");
+    m.def("isas", &isa_table,
+          "The ISA ladder, as the dispatcher reads it: one dict per ISA (name, parent rung, the CPU features it "
+          "needs beyond its parent's, supported by this CPU), lowest rung first.");
+    m.def("kernels", &kernel_list,
+          "Every kernel of this build, one dict each: op, format (None for probes), isa, tile (weight rows, "
+          "activation rows) or None, min_m and k_chunk (panels; else 0), name, and active: whether it is the one "
+          "that runs for its op and format under the ISA in use.");
     m.def("get_isa", [] { return std::string(isa_name(current_isa())); }, "Name of the ISA whose kernels run now.");
     m.def(
         "set_isa",

@@ -4,7 +4,6 @@
 #include <algorithm>
 
 #include "bindings.h"
-#include "core/kernels.h"
 #include "gemm/gemm_driver.h"
 
 namespace slmk {
@@ -140,19 +139,6 @@ void bind_gemm(py::module_& m) {
         },
         py::arg("x"), py::arg("w"), py::arg("out") = py::none(),
         "x (M, K) float32 @ w.T -> (M, N) float32; w a QuantizedTensor, PackedWeights or float32/float16 (N, K).");
-
-    m.def(
-        "gemm_kernel_names",
-        [] {
-            py::dict d;
-            const GemmKernels& g = kernels().gemm;
-            d["act_quant_q8_32"] = g.act_quant_32_name;
-            d["act_quant_q8_256"] = g.act_quant_256_name;
-            for (int f = 0; f < kNumFormats; ++f)
-                if (g.tile[f]) d[(std::string("gemm_") + format_info(static_cast<Format>(f)).name).c_str()] = g.tile_name[f];
-            return d;
-        },
-        "Which GEMM micro-kernel runs for each weight format under the ISA in use.");
 }
 
 }  // namespace slmk

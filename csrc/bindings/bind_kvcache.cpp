@@ -11,7 +11,6 @@
 
 #include "attention/attention.h"
 #include "bindings.h"
-#include "core/kernels.h"
 #include "kvcache/kvcache.h"
 
 namespace slmk {
@@ -40,7 +39,7 @@ void write_kv(KVCache& c, int layer, int64_t seq, const py::handle& k, const py:
     Arr ka = require_kv(k, "k", c), va = require_kv(v, "v", c);
     if (ka.shape(0) != va.shape(0)) throw py::value_error("k and v must have the same number of tokens");
     std::unique_lock<std::shared_mutex> lk(c.mu);
-    c.write(layer, seq, ka.data(), va.data(), ka.shape(0));
+    c.write(kernels(), layer, seq, ka.data(), va.data(), ka.shape(0));
 }
 
 py::array_t<float> read_kv(const KVCache& c, int layer, int64_t seq, bool values) {
@@ -49,7 +48,7 @@ py::array_t<float> read_kv(const KVCache& c, int layer, int64_t seq, bool values
     py::array_t<float> k({n, static_cast<int64_t>(c.n_kv_heads), static_cast<int64_t>(c.head_dim)});
     py::array_t<float> v({n, static_cast<int64_t>(c.n_kv_heads), static_cast<int64_t>(c.head_dim)});
     py::array_t<int64_t> pos(n);
-    c.read(layer, seq, k.mutable_data(), v.mutable_data(), pos.mutable_data());
+    c.read(kernels(), layer, seq, k.mutable_data(), v.mutable_data(), pos.mutable_data());
     return values ? v : k;
 }
 
@@ -294,7 +293,7 @@ void bind_kvcache(py::module_& m) {
             const int64_t n = c.stored(layer, seq);
             std::vector<float> k(n * c.n_kv_heads * c.head_dim), v(k.size());
             py::array_t<int64_t> pos(n);
-            c.read(layer, seq, k.data(), v.data(), pos.mutable_data());
+            c.read(kernels(), layer, seq, k.data(), v.data(), pos.mutable_data());
             return pos;
         }, py::arg("layer"), py::arg("seq"), "Positions of the stored tokens (int64), in order.")
         .def("sequences", [](const KVCache& c) {
@@ -419,16 +418,6 @@ void bind_kvcache(py::module_& m) {
         py::arg("out") = py::none(),
         "Batched decode: q (n_seqs, n_heads, head_dim), one newest-position query per sequence in seqs.\n"
         "Each row equals attention(q[i:i+1], cache, layer, seqs[i]) bit for bit.");
-    m.def(
-        "attention_kernel_names",
-        [] {
-            py::dict d;
-            const Kernels& k = kernels();
-            for (Format f : {Format::F32, Format::F16, Format::Q8_0, Format::Q4_0})
-                d[(std::string("attention_") + format_info(f).name).c_str()] = k.attention.chunk_name[static_cast<int>(f)];
-            return d;
-        },
-        "Which attention chunk kernel runs for each cache dtype under the ISA in use.");
 }
 
 }  // namespace slmk

@@ -6,7 +6,6 @@
 #include <cstring>
 
 #include "bindings.h"
-#include "core/kernels.h"
 #include "core/thread_pool.h"
 #include "ops/ops.h"
 
@@ -144,7 +143,7 @@ void bind_ops(py::module_& m) {
             const QuantizedTensor* t = &table;
             {
                 py::gil_scoped_release rel;
-                const dequantize_row_fn dq = kernels().quant[static_cast<int>(t->format)].dequantize;
+                const dequantize_row_fn dq = QuantKernels(kernels()).dequantize(t->format);
                 const int64_t rb = row_bytes(t->format, t->cols);
                 parallel_for(n, 1, [&](int64_t a, int64_t b) {
                     for (int64_t i = a; i < b; ++i) dq(t->data + idp[i] * rb, dst + i * t->cols, t->cols);
@@ -154,12 +153,6 @@ void bind_ops(py::module_& m) {
         },
         py::arg("table"), py::arg("ids"), py::arg("out") = py::none(),
         "Rows `ids` of a (vocab, dim) QuantizedTensor, dequantized to float32 (n, dim).");
-    m.def("ops_kernel_names", [] {
-        py::dict d;
-        d["rmsnorm"] = kernels().ops.rmsnorm_name;
-        d["swiglu"] = kernels().ops.swiglu_name;
-        return d;
-    });
 }
 
 }  // namespace slmk

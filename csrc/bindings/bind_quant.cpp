@@ -6,7 +6,6 @@
 #include <cmath>
 
 #include "bindings.h"
-#include "core/kernels.h"
 #include "core/thread_pool.h"
 
 namespace slmk {
@@ -175,13 +174,13 @@ void bind_quant(py::module_& m) {
             uint8_t* dst = out.mutable_data();
             {
                 py::gil_scoped_release rel;
-                const QuantKernels& qk = kernels().quant[static_cast<int>(f)];
+                const quantize_row_fn quant = QuantKernels(kernels()).quantize(f);
                 const int bs = format_info(f).block_size, ts = format_info(f).type_size;
                 const int64_t elems_per_unit = bs == 1 ? 4096 : bs;  // float formats: chunks of 4096
                 const int64_t units = (n + elems_per_unit - 1) / elems_per_unit;
                 for_blocks(units, bs >= 256 ? 4 : 64, [&](int64_t u0, int64_t nu) {
                     const int64_t e0 = u0 * elems_per_unit, e1 = std::min(n, (u0 + nu) * elems_per_unit);
-                    qk.quantize(src + e0, dst + e0 / bs * ts, e1 - e0);
+                    quant(src + e0, dst + e0 / bs * ts, e1 - e0);
                 });
             }
             return make_view(std::move(out), f, rows, cols, 0);
@@ -196,14 +195,14 @@ void bind_quant(py::module_& m) {
             float* dst = out.mutable_data();
             {
                 py::gil_scoped_release rel;
-                const QuantKernels& qk = kernels().quant[static_cast<int>(t.format)];
+                const dequantize_row_fn dequant = QuantKernels(kernels()).dequantize(t.format);
                 const int bs = format_info(t.format).block_size, ts = format_info(t.format).type_size;
                 const int64_t n = t.rows * t.cols;
                 const int64_t elems_per_unit = bs == 1 ? 4096 : bs;
                 const int64_t units = (n + elems_per_unit - 1) / elems_per_unit;
                 for_blocks(units, bs >= 256 ? 16 : 128, [&](int64_t u0, int64_t nu) {
                     const int64_t e0 = u0 * elems_per_unit, e1 = std::min(n, (u0 + nu) * elems_per_unit);
-                    qk.dequantize(t.data + e0 / bs * ts, dst + e0, e1 - e0);
+                    dequant(t.data + e0 / bs * ts, dst + e0, e1 - e0);
                 });
             }
             return out;
@@ -225,20 +224,6 @@ void bind_quant(py::module_& m) {
             return d;
         },
         "The supported formats: name -> {ggml_type, block_size, type_size}.");
-
-    m.def(
-        "kernel_names",
-        [] {
-            py::dict d;
-            const Kernels& k = kernels();
-            for (Format f : kTensorFormats) {
-                const QuantKernels& q = k.quant[static_cast<int>(f)];
-                d[(std::string("quantize_") + format_info(f).name).c_str()] = q.quantize_name;
-                d[(std::string("dequantize_") + format_info(f).name).c_str()] = q.dequantize_name;
-            }
-            return d;
-        },
-        "Which kernel runs for each operation under the ISA in use.");
 }
 
 }  // namespace slmk

@@ -11,7 +11,7 @@
 #include <shared_mutex>
 
 #include "bindings.h"
-#include "core/kernels.h"
+#include "core/registry.h"
 #include "gemm/gemm_driver.h"
 #include "kvcache/kvcache.h"
 #include "model/mamba2.h"
@@ -309,17 +309,6 @@ void bind_ssm(py::module_& m) {
             py::arg("snapshot_out") = py::none(),
             "out (rows, hidden) of the mixer on h (rows, hidden, normed): rows are len(seqs) equal runs, one per "
             "sequence, each advancing that sequence's state of recurrent layer `layer` in the cache.");
-
-    m.def("ssm_kernel_names", [] {
-        const SsmKernels& k = kernels().ssm;
-        py::dict d;
-        d["conv"] = k.conv_name;
-        d["scan"] = k.scan_name;
-        d["gram"] = k.gram_name;
-        d["chunk"] = k.chunk_name;
-        d["gated_norm"] = k.gated_norm_name;
-        return d;
-    });
 }
 
 }  // namespace slmk

@@ -1,6 +1,6 @@
 // ---- slmkernels._core: the one extension module ----
 #include "bindings.h"
-#include "core/kernels.h"
+#include "core/registry.h"
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "slmkernels C++ core: quantized GGUF formats and CPU kernels, dispatched at run time";

@@ -1,71 +1,54 @@
-// ---- the one dispatch site ----
-// Best-first ladder per architecture; SLMK_ISA (read once, at first use) or set_isa() force
-// a lower rung. Asking for a rung the CPU lacks is an error, never a silent fallback.
+// ---- the one dispatch site: one kernel table per ISA, built from the registry ----
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
-#include <mutex>
 #include <stdexcept>
+#include <tuple>
 
-#include "cpu_features.h"
-#include "kernels.h"
+#include "registry.h"
 
 namespace slmk {
 
 namespace {
 
-const char* const kIsaNames[kNumIsas] = {"scalar",      "avx2",       "avx_vnni", "avx512",
-                                         "avx512_vnni", "avx512_amx", "neon",     "neon_dotprod",
-                                         "neon_i8mm"};
+const char* const kOpNames[kNumOps] = {
+    "quantize", "dequantize", "act_quant", "gemm",      "gemm_panel",     "attn_chunk", "rmsnorm",    "swiglu",
+    "ssm_conv", "ssm_scan",   "ssm_gram",  "ssm_chunk", "ssm_gated_norm", "probe_read", "probe_int8", "probe_fp32"};
 
-Kernels build_table(Isa isa) {
-    Kernels k;
-    k.isa = isa;
-    fill_quant_scalar(k);
-    fill_gemm_scalar(k);
-    fill_attention_scalar(k);
-    fill_ops_scalar(k);
-    fill_ssm_scalar(k);
-#if defined(__x86_64__)
-    // avx_vnni is AVX2 plus 256-bit VNNI; the AVX-512 rungs include everything AVX2 has.
-    if (isa == Isa::avx2 || isa == Isa::avx_vnni || isa == Isa::avx512 || isa == Isa::avx512_vnni ||
-        isa == Isa::avx512_amx) {
-        fill_quant_avx2(k);
-        fill_gemm_avx2(k);
-        fill_ops_avx2(k);
-        fill_attention_avx2(k);
-        fill_ssm_avx2(k);
-    }
-    if (isa == Isa::avx_vnni) fill_gemm_avx_vnni(k);
-    if (isa == Isa::avx512 || isa == Isa::avx512_vnni || isa == Isa::avx512_amx) {
-        fill_quant_avx512(k);
-        fill_gemm_avx512(k);
-        fill_ops_avx512(k);
-        fill_attention_avx512(k);
-        fill_ssm_avx512(k);
-    }
-    if (isa == Isa::avx512_vnni || isa == Isa::avx512_amx) fill_gemm_avx512_vnni(k);
-    if (isa == Isa::avx512_amx) fill_gemm_avx512_amx(k);  // AMX panels for Q4_0 / Q4_K prefill
-#endif
-#if defined(__aarch64__)
-    if (isa == Isa::neon || isa == Isa::neon_dotprod || isa == Isa::neon_i8mm) {
-        fill_quant_neon(k);
-        fill_gemm_neon(k);
-        fill_ops_neon(k);
-        fill_attention_neon(k);
-        fill_ssm_neon(k);
-    }
-    if (isa == Isa::neon_dotprod || isa == Isa::neon_i8mm) fill_gemm_neon_dotprod(k);
-    if (isa == Isa::neon_i8mm) fill_gemm_neon_i8mm(k);
-#endif
-    return k;
+std::string generated_name(const KernelEntry& e, Isa isa) {
+    std::string n = op_name(e.op);
+    if (e.format != kNoFormat) n += std::string("_") + format_info(e.format).name;
+    if (e.tile.rows) n += "_" + std::to_string(e.tile.rows) + "x" + std::to_string(e.tile.cols);
+    return n + "_" + isa_name(isa);
 }
 
-struct State {
-    Kernels tables[kNumIsas];
+struct Registry {
+    std::vector<Kernel> kernels;
+    KernelTable tables[kNumIsas];
     std::atomic<int> current{0};
-    State() {
-        for (int i = 0; i < kNumIsas; ++i)
-            if (isa_supported(static_cast<Isa>(i))) tables[i] = build_table(static_cast<Isa>(i));
+
+    Registry() {
+        for (const KernelList* l : linked_kernel_lists())
+            for (const KernelEntry* e = l->entries; e != l->entries + l->count; ++e)
+                kernels.push_back({*e, l->isa, generated_name(*e, l->isa)});
+        // listed by op, then format, then rung (the ladder's order), so a listing reads each op's
+        // scalar twin first and its fastest variant last
+        auto key = [](const Kernel& k) {
+            return std::make_tuple(static_cast<int>(k.e.op), static_cast<int>(k.e.format), static_cast<int>(k.isa));
+        };
+        std::sort(kernels.begin(), kernels.end(), [&](const Kernel& a, const Kernel& b) { return key(a) < key(b); });
+        for (size_t i = 1; i < kernels.size(); ++i)
+            if (key(kernels[i - 1]) == key(kernels[i]))
+                throw std::logic_error("kernel registry: two entries named " + kernels[i].name);
+        for (int i = 0; i < kNumIsas; ++i) {
+            const Isa isa = static_cast<Isa>(i);
+            if (!isa_supported(isa)) continue;
+            KernelTable& t = tables[i];
+            t.isa = isa;
+            for (Isa rung : isa_ladder(isa))  // scalar first: each rung replaces what it inherits
+                for (const Kernel& k : kernels)
+                    if (k.isa == rung) t.at[static_cast<int>(k.e.op)][static_cast<int>(k.e.format)] = &k;
+        }
         Isa chosen = best_isa();
         if (const char* env = std::getenv("SLMK_ISA"); env && *env) {
             Isa forced;
@@ -83,76 +66,46 @@ struct State {
     }
 };
 
-State& state() {
-    static State s;
-    return s;
+Registry& registry() {
+    static Registry r;
+    return r;
+}
+
+void require_supported(Isa isa) {
+    if (!isa_supported(isa))
+        throw std::invalid_argument(std::string("ISA '") + isa_name(isa) + "' is not supported by this CPU");
 }
 
 }  // namespace
 
-const char* isa_name(Isa isa) { return kIsaNames[static_cast<int>(isa)]; }
+const char* op_name(Op op) { return kOpNames[static_cast<int>(op)]; }
 
-bool isa_from_name(const std::string& name, Isa* out) {
-    for (int i = 0; i < kNumIsas; ++i)
-        if (name == kIsaNames[i]) {
-            *out = static_cast<Isa>(i);
+bool op_from_name(const std::string& name, Op* out) {
+    for (int i = 0; i < kNumOps; ++i)
+        if (name == kOpNames[i]) {
+            *out = static_cast<Op>(i);
             return true;
         }
     return false;
 }
 
-bool isa_supported(Isa isa) {
-    const CpuFeatures& f = cpu_features();
-    const bool avx2 = f.avx2 && f.fma && f.f16c && f.bmi2;
-    const bool avx512 = avx2 && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq;
-    switch (isa) {
-        case Isa::scalar: return true;
-#if defined(__x86_64__)
-        case Isa::avx2: return avx2;
-        case Isa::avx_vnni: return avx2 && f.avxvnni;
-        case Isa::avx512: return avx512;
-        case Isa::avx512_vnni: return avx512 && f.avx512vnni;
-        case Isa::avx512_amx: return avx512 && f.avx512vnni && f.amx_int8;
-#endif
-#if defined(__aarch64__)
-        case Isa::neon: return f.neon;
-        case Isa::neon_dotprod: return f.neon && f.dotprod;
-        case Isa::neon_i8mm: return f.neon && f.dotprod && f.i8mm;
-#endif
-        default: return false;
-    }
-}
+const std::vector<Kernel>& all_kernels() { return registry().kernels; }
 
-std::vector<Isa> supported_isas() {
-    static const Isa ladder[] = {Isa::avx512_amx, Isa::avx512_vnni, Isa::avx512,       Isa::avx_vnni, Isa::avx2,
-                                 Isa::neon_i8mm,   Isa::neon_dotprod, Isa::neon,     Isa::scalar};
-    std::vector<Isa> out;
-    for (Isa i : ladder)
-        if (isa_supported(i)) out.push_back(i);
-    return out;
-}
-
-Isa best_isa() { return supported_isas().front(); }
-
-Isa current_isa() { return static_cast<Isa>(state().current.load(std::memory_order_relaxed)); }
+Isa current_isa() { return static_cast<Isa>(registry().current.load(std::memory_order_relaxed)); }
 
 void set_isa(Isa isa) {
-    if (!isa_supported(isa))
-        throw std::invalid_argument(std::string("ISA '") + isa_name(isa) +
-                                    "' is not supported by this CPU");
-    state().current.store(static_cast<int>(isa));
+    require_supported(isa);
+    registry().current.store(static_cast<int>(isa));
 }
 
-const Kernels& kernels() {
-    State& s = state();
-    return s.tables[s.current.load(std::memory_order_relaxed)];
+const KernelTable& kernels() {
+    Registry& r = registry();
+    return r.tables[r.current.load(std::memory_order_relaxed)];
 }
 
-const Kernels& kernels_for(Isa isa) {
-    if (!isa_supported(isa))
-        throw std::invalid_argument(std::string("ISA '") + isa_name(isa) +
-                                    "' is not supported by this CPU");
-    return state().tables[static_cast<int>(isa)];
+const KernelTable& kernels_for(Isa isa) {
+    require_supported(isa);
+    return registry().tables[static_cast<int>(isa)];
 }
 
 }  // namespace slmk

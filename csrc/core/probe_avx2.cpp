@@ -3,9 +3,13 @@
 
 #include <cstdint>
 
+#include "probe.h"
+
 namespace slmk {
 
-double probe_int8_avx2(int64_t iters) {
+namespace {
+
+double int8_avx2(int64_t iters) {
     __m256i acc[12];
     for (int j = 0; j < 12; ++j) acc[j] = _mm256_set1_epi32(j);
     const __m256i a = _mm256_set1_epi8(3), b = _mm256_set1_epi8(-2), ones = _mm256_set1_epi16(1);
@@ -21,7 +25,7 @@ double probe_int8_avx2(int64_t iters) {
 
 // Streaming read of [p, p + bytes) (bytes a multiple of 512): 256-bit loads into 8 independent
 // 64-bit-lane sums; returns a checksum.
-uint64_t probe_read_avx2(const uint8_t* p, int64_t bytes) {
+uint64_t read_avx2(const uint8_t* p, int64_t bytes) {
     __m256i acc[8];
     for (int j = 0; j < 8; ++j) acc[j] = _mm256_setzero_si256();
     for (int64_t i = 0; i < bytes; i += 512)
@@ -34,7 +38,7 @@ uint64_t probe_read_avx2(const uint8_t* p, int64_t bytes) {
                                  _mm256_extract_epi64(acc[0], 2) + _mm256_extract_epi64(acc[0], 3));
 }
 
-double probe_fp32_avx2(int64_t iters) {
+double fp32_avx2(int64_t iters) {
     __m256 acc[12];
     for (int j = 0; j < 12; ++j) acc[j] = _mm256_set1_ps(static_cast<float>(j));
     const __m256 a = _mm256_set1_ps(0.999f), b = _mm256_set1_ps(0.001f);
@@ -46,5 +50,15 @@ double probe_fp32_avx2(int64_t iters) {
     (void)sink;
     return static_cast<double>(iters) * 12 * 8;
 }
+
+constexpr std::array<KernelEntry, 3> kEntries = {
+    entry<Op::probe_read, read_avx2>(),
+    entry<Op::probe_int8, int8_avx2>(),
+    entry<Op::probe_fp32, fp32_avx2>(),
+};
+
+}  // namespace
+
+extern constexpr KernelList kernels_probe_avx2{Isa::avx2, kEntries.data(), kEntries.size()};
 
 }  // namespace slmk

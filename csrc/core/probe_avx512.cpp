@@ -1,26 +1,17 @@
-// ---- probes, AVX-512: streaming read; peaks (vpdpbusd zmm: 64 int8 multiply-adds; vfmadd zmm: 16 fp32 FMAs) ----
+// ---- probes, AVX-512: streaming read; fp32 peak (vfmadd zmm: 16 fp32 FMAs) ----
 #include <immintrin.h>
 
 #include <cstdint>
 
+#include "probe.h"
+
 namespace slmk {
 
-double probe_int8_avx512_vnni(int64_t iters) {
-    __m512i acc[12];
-    for (int j = 0; j < 12; ++j) acc[j] = _mm512_set1_epi32(j);
-    const __m512i a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(-2);
-    for (int64_t i = 0; i < iters; ++i)
-        for (int j = 0; j < 12; ++j) acc[j] = _mm512_dpbusd_epi32(acc[j], a, b);
-    __m512i s = acc[0];
-    for (int j = 1; j < 12; ++j) s = _mm512_add_epi32(s, acc[j]);
-    volatile int sink = _mm512_reduce_add_epi32(s);
-    (void)sink;
-    return static_cast<double>(iters) * 12 * 64;
-}
+namespace {
 
 // Streaming read of [p, p + bytes) (bytes a multiple of 512): 512-bit loads into 8 independent
 // 64-bit-lane sums, the most loads in flight the core allows; returns a checksum.
-uint64_t probe_read_avx512(const uint8_t* p, int64_t bytes) {
+uint64_t read_avx512(const uint8_t* p, int64_t bytes) {
     __m512i acc[8];
     for (int j = 0; j < 8; ++j) acc[j] = _mm512_setzero_si512();
     for (int64_t i = 0; i < bytes; i += 512)
@@ -30,7 +21,7 @@ uint64_t probe_read_avx512(const uint8_t* p, int64_t bytes) {
     return static_cast<uint64_t>(_mm512_reduce_add_epi64(acc[0]));
 }
 
-double probe_fp32_avx512(int64_t iters) {
+double fp32_avx512(int64_t iters) {
     __m512 acc[12];
     for (int j = 0; j < 12; ++j) acc[j] = _mm512_set1_ps(static_cast<float>(j));
     const __m512 a = _mm512_set1_ps(0.999f), b = _mm512_set1_ps(0.001f);
@@ -42,5 +33,14 @@ double probe_fp32_avx512(int64_t iters) {
     (void)sink;
     return static_cast<double>(iters) * 12 * 16;
 }
+
+constexpr std::array<KernelEntry, 2> kEntries = {
+    entry<Op::probe_read, read_avx512>(),
+    entry<Op::probe_fp32, fp32_avx512>(),
+};
+
+}  // namespace
+
+extern constexpr KernelList kernels_probe_avx512{Isa::avx512, kEntries.data(), kEntries.size()};
 
 }  // namespace slmk

@@ -3,9 +3,13 @@
 
 #include <cstdint>
 
+#include "probe.h"
+
 namespace slmk {
 
-double probe_int8_avx_vnni(int64_t iters) {
+namespace {
+
+double int8_avx_vnni(int64_t iters) {
     __m256i acc[12];
     for (int j = 0; j < 12; ++j) acc[j] = _mm256_set1_epi32(j);
     const __m256i a = _mm256_set1_epi8(3), b = _mm256_set1_epi8(-2);
@@ -17,5 +21,13 @@ double probe_int8_avx_vnni(int64_t iters) {
     (void)sink;
     return static_cast<double>(iters) * 12 * 32;
 }
+
+constexpr std::array<KernelEntry, 1> kEntries = {
+    entry<Op::probe_int8, int8_avx_vnni>(),
+};
+
+}  // namespace
+
+extern constexpr KernelList kernels_probe_avx_vnni{Isa::avx_vnni, kEntries.data(), kEntries.size()};
 
 }  // namespace slmk

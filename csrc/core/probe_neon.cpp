@@ -1,11 +1,15 @@
-// ---- peak probes, NEON (sdot: 16 int8 multiply-adds; fmla: 4 fp32 FMAs) ----
+// ---- peak probe, NEON (fmla: 4 fp32 FMAs per instruction) ----
 #include <arm_neon.h>
 
 #include <cstdint>
 
+#include "probe.h"
+
 namespace slmk {
 
-double probe_fp32_neon(int64_t iters) {
+namespace {
+
+double fp32_neon(int64_t iters) {
     float32x4_t acc[12];
     for (int j = 0; j < 12; ++j) acc[j] = vdupq_n_f32(static_cast<float>(j));
     const float32x4_t a = vdupq_n_f32(0.999f), b = vdupq_n_f32(0.001f);
@@ -17,5 +21,13 @@ double probe_fp32_neon(int64_t iters) {
     (void)sink;
     return static_cast<double>(iters) * 12 * 4;
 }
+
+constexpr std::array<KernelEntry, 1> kEntries = {
+    entry<Op::probe_fp32, fp32_neon>(),
+};
+
+}  // namespace
+
+extern constexpr KernelList kernels_probe_neon{Isa::neon, kEntries.data(), kEntries.size()};
 
 }  // namespace slmk

@@ -3,9 +3,13 @@
 
 #include <cstdint>
 
+#include "probe.h"
+
 namespace slmk {
 
-double probe_int8_neon_dotprod(int64_t iters) {
+namespace {
+
+double int8_neon_dotprod(int64_t iters) {
     int32x4_t acc[12];
     for (int j = 0; j < 12; ++j) acc[j] = vdupq_n_s32(j);
     const int8x16_t a = vdupq_n_s8(3), b = vdupq_n_s8(-2);
@@ -17,5 +21,13 @@ double probe_int8_neon_dotprod(int64_t iters) {
     (void)sink;
     return static_cast<double>(iters) * 12 * 16;
 }
+
+constexpr std::array<KernelEntry, 1> kEntries = {
+    entry<Op::probe_int8, int8_neon_dotprod>(),
+};
+
+}  // namespace
+
+extern constexpr KernelList kernels_probe_neon_dotprod{Isa::neon_dotprod, kEntries.data(), kEntries.size()};
 
 }  // namespace slmk

@@ -26,14 +26,15 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "../core/kernels.h"
+#include "../core/registry.h"
+#include "../quant/formats.h"
 
 namespace slmk {
 
 constexpr int kGroupRows = 16;  // weight rows interleaved in one packed group
 constexpr int kMaxMR = 4;       // activation rows one micro-kernel call handles
-constexpr int kPanelMinM = 16;   // M from which an ISA's panel kernel (if any) takes over
-constexpr int kPanelRows = 128;  // activation rows one panel call handles (at most)
+constexpr int kPanelMinM = 16;   // M from which the AMX panels take over (their entries' tile.min_m)
+constexpr int kPanelRows = 128;  // activation rows one AMX panel call handles (their tile.cols)
 
 // ---- packed tile layouts (one tile = one block of the format for 16 rows) ----
 // Notation: [a][b] = a-major array; "quad" = 4 bytes of one row; "row-quads" = [16 rows][4 B] = 64 B.
@@ -76,10 +77,56 @@ static constexpr int64_t packed_tile_bytes(Format f) {
 // `src_stride` bytes apart, into one group of `nblocks` tiles at dst.
 void pack_group(Format f, const uint8_t* src, int64_t src_stride, int nrows, int64_t nblocks, uint8_t* dst);
 
-// ActRows, act_quant_fn, gemm_tile_fn and GemmKernels live in core/kernels.h (the table).
-
 // The activation block format a weight format's GEMM uses.
 enum class ActKind { Q8_32, Q8_256, Float };
 ActKind act_kind(Format f);
+
+// ---- the kernels' contract ----
+struct ActRows {
+    // 32-block formats (Q8_0-style): q int8 [M][K], d float [M][K/32], sum int32 [M][K/32] = sum of q
+    // K-quants (Q8_K-style):          q int8 [M][K], d float [M][K/256], sum int32 [M][K/16] (bsums)
+    // float formats: xf float [M][K] (the caller's x, not copied)
+    const int8_t* q = nullptr;
+    const float* d = nullptr;
+    const int32_t* sum = nullptr;
+    const float* xf = nullptr;
+    int64_t q_stride = 0, d_stride = 0, sum_stride = 0, xf_stride = 0;  // elements per row
+    // Panel path only (Op::gemm_panel): q again as int8 [ceil(M/16)][ceil(K/64)][16 rows][64],
+    // zero past M and K, so a 16-row AMX tile of 32 or 64 k is one contiguous 1 KB slab.
+    const int8_t* q_panel = nullptr;
+};
+
+// Op::act_quant, registered as Format::Q8_0 (32-blocks) and Format::Q8_K (256-blocks): quantizes
+// one activation row of k values (k a multiple of the block):
+//   32-blocks: d[b] = amax/127, q = round-to-nearest-even(x * (1/d)), sum[b] = sum of q
+//   256-blocks: d per 256 likewise, sum[g] = sum of each 16 q (bsums)
+using act_quant_fn = void (*)(const float* x, int64_t k, int8_t* q, float* d, int32_t* sum);
+
+// Op::gemm (tile {16, 4}): computes out[i][r] for i < mr (activation rows m0..m0+mr-1, mr <= 4)
+// and r < nvalid (rows of the 16-row group) over all `nblocks` tiles of one packed group. out
+// points at (m0, n0).
+// Op::gemm_panel (tile {16, rows per call, min_m, k_chunk}, optional, prefill): the same
+// signature, but mr is any row count up to the tile's cols (the driver hands it chunks of M once
+// M >= min_m, weights packed); same bits as the tiles (the spec above).
+using gemm_tile_fn = void (*)(const uint8_t* group, int64_t nblocks, const ActRows& a, int64_t m0, int mr,
+                              float* out, int64_t ldo, int nvalid);
+
+template <> struct OpFn<Op::act_quant> { using type = act_quant_fn; };
+template <> struct OpFn<Op::gemm> { using type = gemm_tile_fn; };
+template <> struct OpFn<Op::gemm_panel> { using type = gemm_tile_fn; };
+
+// The GEMM slice of a kernel table (what the driver calls).
+struct GemmKernels : TableSlice {
+    using TableSlice::TableSlice;
+    act_quant_fn act_quant(ActKind kind) const {
+        return t->get<Op::act_quant>(kind == ActKind::Q8_256 ? Format::Q8_K : Format::Q8_0);
+    }
+    gemm_tile_fn tile(Format f) const { return t->get<Op::gemm>(f); }
+    gemm_tile_fn panel(Format f) const { return t->get<Op::gemm_panel>(f); }  // null: none
+    Tile panel_tile(Format f) const {
+        const Kernel* k = t->find(Op::gemm_panel, f);
+        return k ? k->e.tile : Tile{};
+    }
+};
 
 }  // namespace slmk

@@ -84,26 +84,18 @@ void act_quant_256_avx2(const float* x, int64_t k, int8_t* q, float* d, int32_t*
     for (int64_t b = 0; b < k / 256; ++b) quant_block(x + 256 * b, 256, q + 256 * b, d + b, sum + 16 * b);
 }
 
+constexpr auto kEntries = join(
+    std::array<KernelEntry, 5>{
+        entry<Op::act_quant, act_quant_32_avx2>(Format::Q8_0),
+        entry<Op::act_quant, act_quant_256_avx2>(Format::Q8_K),
+        entry<Op::gemm, g2_tilef<Format::F32>>(Format::F32, {kGroupRows, kMaxMR}),
+        entry<Op::gemm, g2_tilef<Format::F16>>(Format::F16, {kGroupRows, kMaxMR}),
+        entry<Op::gemm, g2_tilef<Format::BF16>>(Format::BF16, {kGroupRows, kMaxMR}),
+    },
+    g2_int_tile_entries<DotMaddubs>);
+
 }  // namespace
 
-void fill_gemm_avx2(Kernels& k) {
-    GemmKernels& g = k.gemm;
-    g.act_quant_32 = act_quant_32_avx2;
-    g.act_quant_32_name = "act_quant_q8_32_avx2";
-    g.act_quant_256 = act_quant_256_avx2;
-    g.act_quant_256_name = "act_quant_q8_256_avx2";
-    static const char* const names[kNumFormats] = {
-        "gemm_f32_16x4_avx2",  "gemm_f16_16x4_avx2",  "gemm_bf16_16x4_avx2", "gemm_q8_0_16x4_avx2",
-        "gemm_q4_0_16x4_avx2", "gemm_q4_1_16x4_avx2", "gemm_q5_0_16x4_avx2", "gemm_q5_1_16x4_avx2",
-        "gemm_q4_k_16x4_avx2", "gemm_q5_k_16x4_avx2", "gemm_q6_k_16x4_avx2"};
-    g2_fill_int_tiles<DotMaddubs>(g, names);
-    auto set = [&](Format f, gemm_tile_fn fn) {
-        g.tile[static_cast<int>(f)] = fn;
-        g.tile_name[static_cast<int>(f)] = names[static_cast<int>(f)];
-    };
-    set(Format::F32, g2_tilef<Format::F32>);
-    set(Format::F16, g2_tilef<Format::F16>);
-    set(Format::BF16, g2_tilef<Format::BF16>);
-}
+extern constexpr KernelList kernels_gemm_avx2{Isa::avx2, kEntries.data(), kEntries.size()};
 
 }  // namespace slmk

@@ -18,6 +18,7 @@
 #pragma once
 #include <immintrin.h>
 
+#include <array>
 #include <cstdint>
 
 #include "gemm.h"
@@ -454,22 +455,18 @@ static void g2_tilef(const uint8_t* g, int64_t k, const ActRows& a, int64_t m0, 
         }
 }
 
-// Fills the integer-format tile entries of the table with Dot's kernels, names[] indexed by Format.
+// The integer-format tiles with Dot as the 4-byte dot, as registry entries.
 template <class Dot>
-static inline void g2_fill_int_tiles(GemmKernels& g, const char* const (&names)[kNumFormats]) {
-    auto set = [&](Format f, gemm_tile_fn fn) {
-        g.tile[static_cast<int>(f)] = fn;
-        g.tile_name[static_cast<int>(f)] = names[static_cast<int>(f)];
-    };
-    set(Format::Q8_0, g2_tile32<Dot, Format::Q8_0>);
-    set(Format::Q4_0, g2_tile32<Dot, Format::Q4_0>);
-    set(Format::Q4_1, g2_tile32<Dot, Format::Q4_1>);
-    set(Format::Q5_0, g2_tile32<Dot, Format::Q5_0>);
-    set(Format::Q5_1, g2_tile32<Dot, Format::Q5_1>);
-    set(Format::Q4_K, g2_tile_q45k<Dot, Format::Q4_K>);
-    set(Format::Q5_K, g2_tile_q45k<Dot, Format::Q5_K>);
-    set(Format::Q6_K, g2_tile_q6k<Dot, Format::Q6_K>);
-}
+constexpr std::array<KernelEntry, 8> g2_int_tile_entries = {
+    entry<Op::gemm, g2_tile32<Dot, Format::Q8_0>>(Format::Q8_0, {kGroupRows, kMaxMR}),
+    entry<Op::gemm, g2_tile32<Dot, Format::Q4_0>>(Format::Q4_0, {kGroupRows, kMaxMR}),
+    entry<Op::gemm, g2_tile32<Dot, Format::Q4_1>>(Format::Q4_1, {kGroupRows, kMaxMR}),
+    entry<Op::gemm, g2_tile32<Dot, Format::Q5_0>>(Format::Q5_0, {kGroupRows, kMaxMR}),
+    entry<Op::gemm, g2_tile32<Dot, Format::Q5_1>>(Format::Q5_1, {kGroupRows, kMaxMR}),
+    entry<Op::gemm, g2_tile_q45k<Dot, Format::Q4_K>>(Format::Q4_K, {kGroupRows, kMaxMR}),
+    entry<Op::gemm, g2_tile_q45k<Dot, Format::Q5_K>>(Format::Q5_K, {kGroupRows, kMaxMR}),
+    entry<Op::gemm, g2_tile_q6k<Dot, Format::Q6_K>>(Format::Q6_K, {kGroupRows, kMaxMR}),
+};
 
 }  // namespace
 }  // namespace slmk

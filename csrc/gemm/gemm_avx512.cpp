@@ -5,12 +5,14 @@
 
 namespace slmk {
 
-void fill_gemm_avx512(Kernels& k) {
-    static const char* const names[11] = {
-        "gemm_q8_0_16x4_avx512", "gemm_q4_0_16x4_avx512", "gemm_q4_1_16x4_avx512", "gemm_q5_0_16x4_avx512",
-        "gemm_q5_1_16x4_avx512", "gemm_q4_k_16x4_avx512", "gemm_q5_k_16x4_avx512", "gemm_q6_k_16x4_avx512",
-        "gemm_f32_16x4_avx512",  "gemm_f16_16x4_avx512",  "gemm_bf16_16x4_avx512"};
-    fill_tiles_x512<DotMadd>(k, "act_quant_q8_32_avx512", "act_quant_q8_256_avx512", names);
-}
+namespace {
+
+constexpr auto kEntries = join(std::array<KernelEntry, 2>{entry<Op::act_quant, act_quant_32_x512>(Format::Q8_0),
+                                                          entry<Op::act_quant, act_quant_256_x512>(Format::Q8_K)},
+                               x512_tile_entries<DotMadd>);
+
+}  // namespace
+
+extern constexpr KernelList kernels_gemm_avx512{Isa::avx512, kEntries.data(), kEntries.size()};
 
 }  // namespace slmk

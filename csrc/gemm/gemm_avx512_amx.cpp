@@ -368,17 +368,15 @@ static void panel_q4_k(const uint8_t* group, int64_t nblocks, const ActRows& a, 
     AMX_RELEASE();
 }
 
+// Panels for packed weights from M = kPanelMinM, up to kPanelRows rows a call; below that, and for
+// every other format, the AVX512-VNNI tiles this rung inherits.
+constexpr std::array<KernelEntry, 2> kEntries = {
+    entry<Op::gemm_panel, panel_q4_0>(Format::Q4_0, {kGroupRows, kPanelRows, kPanelMinM, kChunkK}),
+    entry<Op::gemm_panel, panel_q4_k>(Format::Q4_K, {kGroupRows, kPanelRows, kPanelMinM, kChunkKQ4K}),
+};
+
 }  // namespace
 
-void fill_gemm_avx512_amx(Kernels& k) {
-    GemmKernels& g = k.gemm;
-    g.panel[static_cast<int>(Format::Q4_0)] = panel_q4_0;
-    g.panel[static_cast<int>(Format::Q4_K)] = panel_q4_k;
-    g.panel_name[static_cast<int>(Format::Q4_0)] = "gemm_q4_0_16xM_amx";
-    g.panel_name[static_cast<int>(Format::Q4_K)] = "gemm_q4_k_16xM_amx";
-    // what gemm_kernel_names() shows: the panel from M >= kPanelMinM (packed weights), else the tile
-    g.tile_name[static_cast<int>(Format::Q4_0)] = "gemm_q4_0_16xM_amx (M>=16, packed) / gemm_q4_0_16x4_avx512_vnni";
-    g.tile_name[static_cast<int>(Format::Q4_K)] = "gemm_q4_k_16xM_amx (M>=16, packed) / gemm_q4_k_16x4_avx512_vnni";
-}
+extern constexpr KernelList kernels_gemm_avx512_amx{Isa::avx512_amx, kEntries.data(), kEntries.size()};
 
 }  // namespace slmk

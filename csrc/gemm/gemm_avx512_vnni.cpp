@@ -4,13 +4,8 @@
 
 namespace slmk {
 
-void fill_gemm_avx512_vnni(Kernels& k) {
-    static const char* const names[11] = {
-        "gemm_q8_0_16x4_avx512_vnni", "gemm_q4_0_16x4_avx512_vnni", "gemm_q4_1_16x4_avx512_vnni",
-        "gemm_q5_0_16x4_avx512_vnni", "gemm_q5_1_16x4_avx512_vnni", "gemm_q4_k_16x4_avx512_vnni",
-        "gemm_q5_k_16x4_avx512_vnni", "gemm_q6_k_16x4_avx512_vnni", "gemm_f32_16x4_avx512_vnni",
-        "gemm_f16_16x4_avx512_vnni",  "gemm_bf16_16x4_avx512_vnni"};
-    fill_tiles_x512<DotVnni>(k, "act_quant_q8_32_avx512", "act_quant_q8_256_avx512", names);
-}
+// The activation quantizers are the AVX-512 rung's (inherited): VNNI does not change them.
+extern constexpr KernelList kernels_gemm_avx512_vnni{Isa::avx512_vnni, x512_tile_entries<DotVnni>.data(),
+                                                    x512_tile_entries<DotVnni>.size()};
 
 }  // namespace slmk

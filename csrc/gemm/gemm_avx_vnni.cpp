@@ -1,8 +1,7 @@
 // ---- GEMM micro-kernels, AVX-VNNI (256-bit, VEX-encoded vpdpbusd) ----
 // The tile kernels of gemm_avx2_tiles.h with vpdpbusd (u8 x s8, 4 products per int32 lane,
 // added without saturation) as the integer dot. The float formats and the activation
-// quantizers gain nothing from VNNI: this rung keeps the AVX2 entries (the ladder fills
-// AVX2 first).
+// quantizers gain nothing from VNNI: this rung inherits them from its parent, AVX2.
 #include "gemm_avx2_tiles.h"
 
 namespace slmk {
@@ -18,20 +17,7 @@ struct DotVnni {
 
 }  // namespace
 
-void fill_gemm_avx_vnni(Kernels& k) {
-    static const char* const names[kNumFormats] = {
-        "",  // F32, F16, BF16: the AVX2 kernels
-        "",
-        "",
-        "gemm_q8_0_16x4_avx_vnni",
-        "gemm_q4_0_16x4_avx_vnni",
-        "gemm_q4_1_16x4_avx_vnni",
-        "gemm_q5_0_16x4_avx_vnni",
-        "gemm_q5_1_16x4_avx_vnni",
-        "gemm_q4_k_16x4_avx_vnni",
-        "gemm_q5_k_16x4_avx_vnni",
-        "gemm_q6_k_16x4_avx_vnni"};
-    g2_fill_int_tiles<DotVnni>(k.gemm, names);
-}
+extern constexpr KernelList kernels_gemm_avx_vnni{Isa::avx_vnni, g2_int_tile_entries<DotVnni>.data(),
+                                                 g2_int_tile_entries<DotVnni>.size()};
 
 }  // namespace slmk

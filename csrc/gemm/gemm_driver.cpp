@@ -1,34 +1,18 @@
 // ---- GEMM driver ----
 // 1. quantize every activation row once (parallel over rows);
 // 2. parallel over 16-row weight groups; inside a group, activation rows in tiles of up to 4.
-//    When the ISA has a panel kernel for the format (AMX) and M >= kPanelMinM, the panel takes
-//    up to kPanelRows activation rows per call instead.
+//    When the ISA has a panel kernel for the format (AMX) and M >= its tile.min_m, the panel
+//    takes up to tile.cols activation rows per call instead.
 // Every output element is computed by the same micro-kernel sequence whatever M, the tile it
 // falls in, or the thread that runs it, so results are batch- and thread-count-invariant.
 #include "gemm_driver.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
-#include <new>
 
 #include "../core/thread_pool.h"
 
 namespace slmk {
-
-AlignedBytes::AlignedBytes(int64_t n) { reserve(n); }
-AlignedBytes::~AlignedBytes() { std::free(ptr); }
-void AlignedBytes::reserve(int64_t n) {
-    if (n <= size) return;
-    std::free(ptr);
-    const int64_t rounded = (n + 63) / 64 * 64;
-    ptr = static_cast<uint8_t*>(std::aligned_alloc(64, rounded));
-    if (!ptr) {
-        size = 0;
-        throw std::bad_alloc();
-    }
-    size = rounded;
-}
 
 std::unique_ptr<PackedMatrix> pack_matrix(Format f, const uint8_t* src, int64_t n, int64_t k, int64_t row_stride) {
     auto p = std::make_unique<PackedMatrix>();
@@ -59,10 +43,9 @@ thread_local AlignedBytes tls_panel;  // the panel copy of the activations (call
 
 }  // namespace
 
-void gemm(const Kernels& kern, Format f, const PackedMatrix* packed, const uint8_t* raw, int64_t row_stride,
+void gemm(const GemmKernels& gk, Format f, const PackedMatrix* packed, const uint8_t* raw, int64_t row_stride,
           int64_t n, int64_t k, const float* x, int64_t m, int64_t ldx, float* out, int64_t ldo) {
-    const GemmKernels& gk = kern.gemm;
-    const gemm_tile_fn tile = gk.tile[static_cast<int>(f)];
+    const gemm_tile_fn tile = gk.tile(f);
     const int bs = format_info(f).block_size;
     const int64_t nblocks = k / bs;
     ActRows a;
@@ -81,7 +64,7 @@ void gemm(const Kernels& kern, Format f, const PackedMatrix* packed, const uint8
         int8_t* q = reinterpret_cast<int8_t*>(tls_act.ptr);
         float* d = reinterpret_cast<float*>(tls_act.ptr + q_bytes);
         int32_t* s = reinterpret_cast<int32_t*>(tls_act.ptr + q_bytes + d_bytes);
-        const act_quant_fn aq = kind == ActKind::Q8_32 ? gk.act_quant_32 : gk.act_quant_256;
+        const act_quant_fn aq = gk.act_quant(kind);
         parallel_for(m, std::max<int64_t>(1, 16384 / k), [&](int64_t r0, int64_t r1) {
             for (int64_t r = r0; r < r1; ++r) aq(x + r * ldx, k, q + r * qs, d + r * nd, s + r * nsum);
         });
@@ -94,10 +77,13 @@ void gemm(const Kernels& kern, Format f, const PackedMatrix* packed, const uint8
     }
     const int64_t n_groups = (n + kGroupRows - 1) / kGroupRows;
     const int64_t group_bytes = nblocks * packed_tile_bytes(f);
-    const gemm_tile_fn panel = gk.panel[static_cast<int>(f)];
-    if (panel && packed && m >= kPanelMinM) {
-        // Panel path (prefill): a chunk of kPanelRows activation rows (quantized: 0.5 MB at
-        // K = 4096) stays in L2 while this thread's weight groups stream past it once per chunk.
+    const gemm_tile_fn panel = gk.panel(f);
+    const Tile panel_tile = gk.panel_tile(f);
+    if (panel && packed && m >= panel_tile.min_m) {
+        // Panel path (prefill): a chunk of up to tile.cols activation rows (128 rows quantized:
+        // 0.5 MB at K = 4096) stays in L2 while this thread's weight groups stream past it once
+        // per chunk.
+        const int64_t panel_rows = panel_tile.cols;
         // activations again, tiled for the panel: [m-tile of 16][k slab of 64][16 rows][64]
         const int64_t mtiles = (m + 15) / 16, slabs = (k + 63) / 64;
         tls_panel.reserve(mtiles * slabs * 1024);
@@ -116,8 +102,8 @@ void gemm(const Kernels& kern, Format f, const PackedMatrix* packed, const uint8
         });
         a.q_panel = qp;
         parallel_for(n_groups, 1, [&](int64_t g0, int64_t g1) {
-            for (int64_t m0 = 0; m0 < m; m0 += kPanelRows) {
-                const int mr = static_cast<int>(std::min<int64_t>(kPanelRows, m - m0));
+            for (int64_t m0 = 0; m0 < m; m0 += panel_rows) {
+                const int mr = static_cast<int>(std::min<int64_t>(panel_rows, m - m0));
                 for (int64_t g = g0; g < g1; ++g) {
                     const int nvalid = static_cast<int>(std::min<int64_t>(kGroupRows, n - g * kGroupRows));
                     panel(packed->data.ptr + g * group_bytes, nblocks, a, m0, mr, out + m0 * ldo + g * kGroupRows,

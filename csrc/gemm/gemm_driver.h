@@ -3,21 +3,10 @@
 #include <cstdint>
 #include <memory>
 
+#include "../core/aligned_bytes.h"
 #include "gemm.h"
 
 namespace slmk {
-
-// 64-byte aligned, grow-only byte buffer.
-struct AlignedBytes {
-    uint8_t* ptr = nullptr;
-    int64_t size = 0;
-    AlignedBytes() = default;
-    explicit AlignedBytes(int64_t n);
-    ~AlignedBytes();
-    AlignedBytes(const AlignedBytes&) = delete;
-    AlignedBytes& operator=(const AlignedBytes&) = delete;
-    void reserve(int64_t n);  // contents are not kept
-};
 
 // Weights repacked into 16-row groups (gemm.h); any format, any N, K a multiple of the block.
 struct PackedMatrix {
@@ -34,7 +23,7 @@ std::unique_ptr<PackedMatrix> pack_matrix(Format f, const uint8_t* src, int64_t 
 
 // out (M, N) = x (M, K) @ w^T. `packed` may be null: then `raw` (GGUF layout, rows `row_stride`
 // apart) is packed group by group on the fly with the same kernels, so results are identical.
-void gemm(const Kernels& kern, Format f, const PackedMatrix* packed, const uint8_t* raw, int64_t row_stride,
+void gemm(const GemmKernels& kern, Format f, const PackedMatrix* packed, const uint8_t* raw, int64_t row_stride,
           int64_t n, int64_t k, const float* x, int64_t m, int64_t ldx, float* out, int64_t ldo);
 
 }  // namespace slmk

@@ -125,29 +125,18 @@ struct DotMull {
     }
 };
 
+constexpr auto kEntries = join(
+    std::array<KernelEntry, 5>{
+        entry<Op::act_quant, act_quant_32_neon>(Format::Q8_0),
+        entry<Op::act_quant, act_quant_256_neon>(Format::Q8_K),
+        entry<Op::gemm, ft_tile<Format::F32>>(Format::F32, {kGroupRows, kMaxMR}),
+        entry<Op::gemm, ft_tile<Format::F16>>(Format::F16, {kGroupRows, kMaxMR}),
+        entry<Op::gemm, ft_tile<Format::BF16>>(Format::BF16, {kGroupRows, kMaxMR}),
+    },
+    nt_int_tile_entries<DotMull>);
+
 }  // namespace
 
-void fill_gemm_neon(Kernels& k) {
-    GemmKernels& g = k.gemm;
-    g.act_quant_32 = act_quant_32_neon;
-    g.act_quant_32_name = "act_quant_q8_32_neon";
-    g.act_quant_256 = act_quant_256_neon;
-    g.act_quant_256_name = "act_quant_q8_256_neon";
-    auto set = [&](Format f, gemm_tile_fn fn, const char* name) {
-        g.tile[static_cast<int>(f)] = fn;
-        g.tile_name[static_cast<int>(f)] = name;
-    };
-    set(Format::F32, ft_tile<Format::F32>, "gemm_f32_16x4_neon");
-    set(Format::F16, ft_tile<Format::F16>, "gemm_f16_16x4_neon");
-    set(Format::BF16, ft_tile<Format::BF16>, "gemm_bf16_16x4_neon");
-    set(Format::Q8_0, nt_tile<DotMull, Format::Q8_0>, "gemm_q8_0_16x4_neon");
-    set(Format::Q4_0, nt_tile<DotMull, Format::Q4_0>, "gemm_q4_0_16x4_neon");
-    set(Format::Q4_1, nt_tile<DotMull, Format::Q4_1>, "gemm_q4_1_16x4_neon");
-    set(Format::Q5_0, nt_tile<DotMull, Format::Q5_0>, "gemm_q5_0_16x4_neon");
-    set(Format::Q5_1, nt_tile<DotMull, Format::Q5_1>, "gemm_q5_1_16x4_neon");
-    set(Format::Q4_K, nt_tile<DotMull, Format::Q4_K>, "gemm_q4_k_16x4_neon");
-    set(Format::Q5_K, nt_tile<DotMull, Format::Q5_K>, "gemm_q5_k_16x4_neon");
-    set(Format::Q6_K, nt_tile<DotMull, Format::Q6_K>, "gemm_q6_k_16x4_neon");
-}
+extern constexpr KernelList kernels_gemm_neon{Isa::neon, kEntries.data(), kEntries.size()};
 
 }  // namespace slmk

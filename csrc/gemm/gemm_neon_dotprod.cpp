@@ -13,20 +13,7 @@ struct DotSdot {
 
 }  // namespace
 
-void fill_gemm_neon_dotprod(Kernels& k) {
-    GemmKernels& g = k.gemm;
-    auto set = [&](Format f, gemm_tile_fn fn, const char* name) {
-        g.tile[static_cast<int>(f)] = fn;
-        g.tile_name[static_cast<int>(f)] = name;
-    };
-    set(Format::Q8_0, nt_tile<DotSdot, Format::Q8_0>, "gemm_q8_0_16x4_neon_dotprod");
-    set(Format::Q4_0, nt_tile<DotSdot, Format::Q4_0>, "gemm_q4_0_16x4_neon_dotprod");
-    set(Format::Q4_1, nt_tile<DotSdot, Format::Q4_1>, "gemm_q4_1_16x4_neon_dotprod");
-    set(Format::Q5_0, nt_tile<DotSdot, Format::Q5_0>, "gemm_q5_0_16x4_neon_dotprod");
-    set(Format::Q5_1, nt_tile<DotSdot, Format::Q5_1>, "gemm_q5_1_16x4_neon_dotprod");
-    set(Format::Q4_K, nt_tile<DotSdot, Format::Q4_K>, "gemm_q4_k_16x4_neon_dotprod");
-    set(Format::Q5_K, nt_tile<DotSdot, Format::Q5_K>, "gemm_q5_k_16x4_neon_dotprod");
-    set(Format::Q6_K, nt_tile<DotSdot, Format::Q6_K>, "gemm_q6_k_16x4_neon_dotprod");
-}
+extern constexpr KernelList kernels_gemm_neon_dotprod{Isa::neon_dotprod, nt_int_tile_entries<DotSdot>.data(),
+                                                     nt_int_tile_entries<DotSdot>.size()};
 
 }  // namespace slmk

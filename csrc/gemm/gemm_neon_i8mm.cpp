@@ -443,24 +443,21 @@ void im_tile(const uint8_t* group, int64_t nblocks, const ActRows& a, int64_t m0
     }
 }
 
+// 16 weight rows x up to 4 activation rows; a lone activation row (M = 1, or the last of
+// M = 4k+1) runs the sdot body inside the same entry.
+constexpr std::array<KernelEntry, 8> kEntries = {
+    entry<Op::gemm, im_tile<Format::Q8_0>>(Format::Q8_0, {kGroupRows, kMaxMR}),
+    entry<Op::gemm, im_tile<Format::Q4_0>>(Format::Q4_0, {kGroupRows, kMaxMR}),
+    entry<Op::gemm, im_tile<Format::Q4_1>>(Format::Q4_1, {kGroupRows, kMaxMR}),
+    entry<Op::gemm, im_tile<Format::Q5_0>>(Format::Q5_0, {kGroupRows, kMaxMR}),
+    entry<Op::gemm, im_tile<Format::Q5_1>>(Format::Q5_1, {kGroupRows, kMaxMR}),
+    entry<Op::gemm, im_tile<Format::Q4_K>>(Format::Q4_K, {kGroupRows, kMaxMR}),
+    entry<Op::gemm, im_tile<Format::Q5_K>>(Format::Q5_K, {kGroupRows, kMaxMR}),
+    entry<Op::gemm, im_tile<Format::Q6_K>>(Format::Q6_K, {kGroupRows, kMaxMR}),
+};
+
 }  // namespace
 
-// Names: 16 weight rows x up to 4 activation rows; a lone activation row (M = 1, or the last
-// of M = 4k+1) runs the sdot body inside the same entry.
-void fill_gemm_neon_i8mm(Kernels& k) {
-    GemmKernels& g = k.gemm;
-    auto set = [&](Format f, gemm_tile_fn fn, const char* name) {
-        g.tile[static_cast<int>(f)] = fn;
-        g.tile_name[static_cast<int>(f)] = name;
-    };
-    set(Format::Q8_0, im_tile<Format::Q8_0>, "gemm_q8_0_16x4_neon_i8mm");
-    set(Format::Q4_0, im_tile<Format::Q4_0>, "gemm_q4_0_16x4_neon_i8mm");
-    set(Format::Q4_1, im_tile<Format::Q4_1>, "gemm_q4_1_16x4_neon_i8mm");
-    set(Format::Q5_0, im_tile<Format::Q5_0>, "gemm_q5_0_16x4_neon_i8mm");
-    set(Format::Q5_1, im_tile<Format::Q5_1>, "gemm_q5_1_16x4_neon_i8mm");
-    set(Format::Q4_K, im_tile<Format::Q4_K>, "gemm_q4_k_16x4_neon_i8mm");
-    set(Format::Q5_K, im_tile<Format::Q5_K>, "gemm_q5_k_16x4_neon_i8mm");
-    set(Format::Q6_K, im_tile<Format::Q6_K>, "gemm_q6_k_16x4_neon_i8mm");
-}
+extern constexpr KernelList kernels_gemm_neon_i8mm{Isa::neon_i8mm, kEntries.data(), kEntries.size()};
 
 }  // namespace slmk

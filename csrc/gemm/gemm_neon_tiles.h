@@ -28,6 +28,7 @@
 #pragma once
 #include <arm_neon.h>
 
+#include <array>
 #include <cstring>
 
 #include "gemm.h"
@@ -352,6 +353,19 @@ void nt_tile(const uint8_t* group, int64_t nblocks, const ActRows& a, int64_t m0
             break;
     }
 }
+
+// The quantized formats' tiles with Dot as the 4-byte dot, as registry entries.
+template <class Dot>
+constexpr std::array<KernelEntry, 8> nt_int_tile_entries = {
+    entry<Op::gemm, nt_tile<Dot, Format::Q8_0>>(Format::Q8_0, {kGroupRows, kMaxMR}),
+    entry<Op::gemm, nt_tile<Dot, Format::Q4_0>>(Format::Q4_0, {kGroupRows, kMaxMR}),
+    entry<Op::gemm, nt_tile<Dot, Format::Q4_1>>(Format::Q4_1, {kGroupRows, kMaxMR}),
+    entry<Op::gemm, nt_tile<Dot, Format::Q5_0>>(Format::Q5_0, {kGroupRows, kMaxMR}),
+    entry<Op::gemm, nt_tile<Dot, Format::Q5_1>>(Format::Q5_1, {kGroupRows, kMaxMR}),
+    entry<Op::gemm, nt_tile<Dot, Format::Q4_K>>(Format::Q4_K, {kGroupRows, kMaxMR}),
+    entry<Op::gemm, nt_tile<Dot, Format::Q5_K>>(Format::Q5_K, {kGroupRows, kMaxMR}),
+    entry<Op::gemm, nt_tile<Dot, Format::Q6_K>>(Format::Q6_K, {kGroupRows, kMaxMR}),
+};
 
 }  // namespace
 }  // namespace slmk

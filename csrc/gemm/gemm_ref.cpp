@@ -194,29 +194,26 @@ void tile_float_scalar(const uint8_t* group, int64_t k, const ActRows& a, int64_
     }
 }
 
+// Tiles take any mr; the driver hands them up to 4 activation rows (kMaxMR), as every ISA's.
+constexpr Tile k16x4{kGroupRows, kMaxMR};
+constexpr std::array<KernelEntry, 13> kEntries = {
+    entry<Op::act_quant, act_quant_32_scalar>(Format::Q8_0),
+    entry<Op::act_quant, act_quant_256_scalar>(Format::Q8_K),
+    entry<Op::gemm, tile_32_scalar<Format::Q8_0>>(Format::Q8_0, k16x4),
+    entry<Op::gemm, tile_32_scalar<Format::Q4_0>>(Format::Q4_0, k16x4),
+    entry<Op::gemm, tile_32_scalar<Format::Q4_1>>(Format::Q4_1, k16x4),
+    entry<Op::gemm, tile_32_scalar<Format::Q5_0>>(Format::Q5_0, k16x4),
+    entry<Op::gemm, tile_32_scalar<Format::Q5_1>>(Format::Q5_1, k16x4),
+    entry<Op::gemm, tile_k_scalar<Format::Q4_K>>(Format::Q4_K, k16x4),
+    entry<Op::gemm, tile_k_scalar<Format::Q5_K>>(Format::Q5_K, k16x4),
+    entry<Op::gemm, tile_k_scalar<Format::Q6_K>>(Format::Q6_K, k16x4),
+    entry<Op::gemm, tile_float_scalar<Format::F32>>(Format::F32, k16x4),
+    entry<Op::gemm, tile_float_scalar<Format::F16>>(Format::F16, k16x4),
+    entry<Op::gemm, tile_float_scalar<Format::BF16>>(Format::BF16, k16x4),
+};
+
 }  // namespace
 
-void fill_gemm_scalar(Kernels& k) {
-    GemmKernels& g = k.gemm;
-    g.act_quant_32 = act_quant_32_scalar;
-    g.act_quant_32_name = "act_quant_q8_32_scalar";
-    g.act_quant_256 = act_quant_256_scalar;
-    g.act_quant_256_name = "act_quant_q8_256_scalar";
-    auto set = [&](Format f, gemm_tile_fn fn, const char* name) {
-        g.tile[static_cast<int>(f)] = fn;
-        g.tile_name[static_cast<int>(f)] = name;
-    };
-    set(Format::Q8_0, tile_32_scalar<Format::Q8_0>, "gemm_q8_0_16xN_scalar");
-    set(Format::Q4_0, tile_32_scalar<Format::Q4_0>, "gemm_q4_0_16xN_scalar");
-    set(Format::Q4_1, tile_32_scalar<Format::Q4_1>, "gemm_q4_1_16xN_scalar");
-    set(Format::Q5_0, tile_32_scalar<Format::Q5_0>, "gemm_q5_0_16xN_scalar");
-    set(Format::Q5_1, tile_32_scalar<Format::Q5_1>, "gemm_q5_1_16xN_scalar");
-    set(Format::Q4_K, tile_k_scalar<Format::Q4_K>, "gemm_q4_k_16xN_scalar");
-    set(Format::Q5_K, tile_k_scalar<Format::Q5_K>, "gemm_q5_k_16xN_scalar");
-    set(Format::Q6_K, tile_k_scalar<Format::Q6_K>, "gemm_q6_k_16xN_scalar");
-    set(Format::F32, tile_float_scalar<Format::F32>, "gemm_f32_16xN_scalar");
-    set(Format::F16, tile_float_scalar<Format::F16>, "gemm_f16_16xN_scalar");
-    set(Format::BF16, tile_float_scalar<Format::BF16>, "gemm_bf16_16xN_scalar");
-}
+extern constexpr KernelList kernels_gemm_scalar{Isa::scalar, kEntries.data(), kEntries.size()};
 
 }  // namespace slmk

@@ -12,6 +12,7 @@
 #pragma once
 #include <immintrin.h>
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -486,28 +487,21 @@ struct Tiles512 {
     }
 };
 
-// Fills the table; names[] = the 11 tile names in the order of the formats below.
+// The 11 tiles with Dot as the integer dot, as registry entries.
 template <class Dot>
-static void fill_tiles_x512(Kernels& k, const char* aq32_name, const char* aq256_name, const char* const names[11]) {
-    using T = Tiles512<Dot>;
-    GemmKernels& g = k.gemm;
-    g.act_quant_32 = act_quant_32_x512;
-    g.act_quant_32_name = aq32_name;
-    g.act_quant_256 = act_quant_256_x512;
-    g.act_quant_256_name = aq256_name;
-    const Format fs[11] = {Format::Q8_0, Format::Q4_0, Format::Q4_1, Format::Q5_0, Format::Q5_1, Format::Q4_K,
-                           Format::Q5_K, Format::Q6_K, Format::F32,  Format::F16,  Format::BF16};
-    const gemm_tile_fn fns[11] = {T::template q32<Format::Q8_0>,  T::template q32<Format::Q4_0>,
-                                  T::template q32<Format::Q4_1>,  T::template q32<Format::Q5_0>,
-                                  T::template q32<Format::Q5_1>,  T::template q45k<Format::Q4_K>,
-                                  T::template q45k<Format::Q5_K>, T::q6k,
-                                  T::template flt<Format::F32>,   T::template flt<Format::F16>,
-                                  T::template flt<Format::BF16>};
-    for (int i = 0; i < 11; ++i) {
-        g.tile[static_cast<int>(fs[i])] = fns[i];
-        g.tile_name[static_cast<int>(fs[i])] = names[i];
-    }
-}
+constexpr std::array<KernelEntry, 11> x512_tile_entries = {
+    entry<Op::gemm, Tiles512<Dot>::template q32<Format::Q8_0>>(Format::Q8_0, {kGroupRows, kMaxMR}),
+    entry<Op::gemm, Tiles512<Dot>::template q32<Format::Q4_0>>(Format::Q4_0, {kGroupRows, kMaxMR}),
+    entry<Op::gemm, Tiles512<Dot>::template q32<Format::Q4_1>>(Format::Q4_1, {kGroupRows, kMaxMR}),
+    entry<Op::gemm, Tiles512<Dot>::template q32<Format::Q5_0>>(Format::Q5_0, {kGroupRows, kMaxMR}),
+    entry<Op::gemm, Tiles512<Dot>::template q32<Format::Q5_1>>(Format::Q5_1, {kGroupRows, kMaxMR}),
+    entry<Op::gemm, Tiles512<Dot>::template q45k<Format::Q4_K>>(Format::Q4_K, {kGroupRows, kMaxMR}),
+    entry<Op::gemm, Tiles512<Dot>::template q45k<Format::Q5_K>>(Format::Q5_K, {kGroupRows, kMaxMR}),
+    entry<Op::gemm, Tiles512<Dot>::q6k>(Format::Q6_K, {kGroupRows, kMaxMR}),
+    entry<Op::gemm, Tiles512<Dot>::template flt<Format::F32>>(Format::F32, {kGroupRows, kMaxMR}),
+    entry<Op::gemm, Tiles512<Dot>::template flt<Format::F16>>(Format::F16, {kGroupRows, kMaxMR}),
+    entry<Op::gemm, Tiles512<Dot>::template flt<Format::BF16>>(Format::BF16, {kGroupRows, kMaxMR}),
+};
 
 }  // namespace
 }  // namespace slmk

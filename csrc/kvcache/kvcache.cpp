@@ -8,7 +8,6 @@
 #include <cstring>
 #include <limits>
 
-#include "core/kernels.h"
 
 namespace slmk {
 
@@ -222,7 +221,7 @@ void KVCache::extend(int64_t seq, int64_t n) {
     }
 }
 
-void KVCache::write(int layer, int64_t seq, const float* k, const float* v, int64_t n) {
+void KVCache::write(const QuantKernels& qk, int layer, int64_t seq, const float* k, const float* v, int64_t n) {
     check_layer(layer);
     KVSequence& S = seq_ref(seq);
     KVSeqLayer& Ly = S.layers[layer];
@@ -233,8 +232,7 @@ void KVCache::write(int layer, int64_t seq, const float* k, const float* v, int6
     if (n != pending)
         throw std::invalid_argument("k and v have " + std::to_string(n) + " tokens but layer " + std::to_string(layer) +
                                     " of " + seq_str(seq) + " has " + std::to_string(pending) + " reserved positions");
-    const Kernels& kern = kernels();
-    const auto quant = kern.quant[static_cast<int>(dtype)].quantize;
+    const quantize_row_fn quant = qk.quantize(dtype);
     std::vector<float> tmp(head_dim_padded, 0.0f);
     auto put = [&](const float* src, uint8_t* dst) {
         if (dtype == Format::F32) {
@@ -332,10 +330,10 @@ int64_t KVCache::stored(int layer, int64_t seq) const {
     return n;
 }
 
-void KVCache::read(int layer, int64_t seq, float* k, float* v, int64_t* pos) const {
+void KVCache::read(const QuantKernels& qk, int layer, int64_t seq, float* k, float* v, int64_t* pos) const {
     check_layer(layer);
     const KVSeqLayer& Ly = sequence(seq).layers[layer];
-    const auto deq = kernels().quant[static_cast<int>(dtype)].dequantize;
+    const dequantize_row_fn deq = qk.dequantize(dtype);
     std::vector<float> tmp(head_dim_padded);
     auto get = [&](const uint8_t* src, float* dst) {
         if (dtype == Format::F32) {

@@ -42,7 +42,7 @@
 #include <string>
 #include <vector>
 
-#include "gemm/gemm_driver.h"  // AlignedBytes
+#include "core/aligned_bytes.h"
 #include "quant/formats.h"
 
 namespace slmk {
@@ -111,8 +111,9 @@ class KVCache {
     // window layer's extend frees blocks a later one could reuse).
     int64_t plan_extend(int64_t seq, int64_t n, std::map<int32_t, int32_t>* released = nullptr) const;
     int64_t free_blocks() const { return static_cast<int64_t>(free_.size()); }
-    // k, v: (n, n_kv_heads, head_dim) float32 for the layer's n unwritten positions.
-    void write(int layer, int64_t seq, const float* k, const float* v, int64_t n);
+    // k, v: (n, n_kv_heads, head_dim) float32 for the layer's n unwritten positions, stored in the
+    // cache's format by q's quantizer.
+    void write(const QuantKernels& q, int layer, int64_t seq, const float* k, const float* v, int64_t n);
     int64_t fork(int64_t seq);
     void truncate(int64_t seq, int64_t n);
     void free_sequence(int64_t seq);
@@ -133,8 +134,8 @@ class KVCache {
     // ---- inspection ----
     const KVSequence& sequence(int64_t seq) const;  // throws KVUnknownSequence
     int64_t stored(int layer, int64_t seq) const;   // written tokens kept in the layer
-    // Dequantized copies: k, v (stored, n_kv_heads, head_dim), pos (stored,).
-    void read(int layer, int64_t seq, float* k, float* v, int64_t* pos) const;
+    // Dequantized copies (by q's dequantizer): k, v (stored, n_kv_heads, head_dim), pos (stored,).
+    void read(const QuantKernels& q, int layer, int64_t seq, float* k, float* v, int64_t* pos) const;
     KVStats stats() const;
     std::vector<int64_t> sequence_ids() const;
     int32_t refcount(int32_t block) const { return refcount_[block]; }

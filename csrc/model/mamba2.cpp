@@ -5,7 +5,6 @@
 #include <stdexcept>
 #include <string>
 
-#include "../core/kernels.h"
 #include "../ssm/ssm.h"
 
 namespace slmk {
@@ -29,7 +28,7 @@ Mamba2Mixer::Mamba2Mixer(Mamba2Dims dims, Mamba2Weights w) : d_(dims), w_(std::m
     want(static_cast<int64_t>(w_.norm.size()) == d_.d_inner(), "norm must have d_inner entries");
 }
 
-void Mamba2Mixer::forward(const Kernels& k, const float* h, int64_t rows, const std::vector<Mamba2Segment>& segs,
+void Mamba2Mixer::forward(const KernelTable& k, const float* h, int64_t rows, const std::vector<Mamba2Segment>& segs,
                           bool chunked, float* out) {
     const int64_t di = d_.d_inner(), cd = d_.conv_dim(), np = d_.d_in_proj(), gs = int64_t(d_.n_groups) * d_.d_state;
     proj_.resize(rows * np);

@@ -15,7 +15,7 @@
 
 namespace slmk {
 
-struct Kernels;
+struct KernelTable;
 
 struct Mamba2Dims {
     int hidden = 0, n_heads = 0, head_dim = 0, d_state = 0, n_groups = 0, d_conv = 0;
@@ -50,7 +50,7 @@ class Mamba2Mixer {
 
     // out[r] (hidden) for each input row r of h [rows][hidden] (normed). Segments cover the rows
     // in order; `chunked`: segments of more than one token use the chunked scan.
-    void forward(const Kernels& k, const float* h, int64_t rows, const std::vector<Mamba2Segment>& segs, bool chunked,
+    void forward(const KernelTable& k, const float* h, int64_t rows, const std::vector<Mamba2Segment>& segs, bool chunked,
                  float* out);
 
   private:

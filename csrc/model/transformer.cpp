@@ -144,7 +144,7 @@ void Transformer::check_cache(const KVCache& cache) const {
 
 void Transformer::project(const std::vector<std::shared_ptr<const PackedMatrix>>& w, const float* x, int64_t T,
                           float* out, int64_t ldo) {
-    const Kernels& k = kernels();
+    const KernelTable& k = kernels();
     if (w.size() == 1) {
         gemm(k, w[0]->format, w[0].get(), nullptr, 0, w[0]->n, w[0]->k, x, T, w[0]->k, out, ldo);
         return;
@@ -172,14 +172,14 @@ void add_bias(float* y, int64_t ld, int64_t T, const std::vector<float>& bias) {
 
 template <typename Attend>
 void Transformer::run(const int64_t* ids, int64_t T, int64_t first, float* logits, Attend attend) {
-    const Kernels& kern = kernels();
+    const KernelTable& kern = kernels();
     const ModelSpec& s = spec_;
     const int64_t hid = s.hidden;
     x_.resize(T * hid);
     h_.resize(T * hid);
 
     // embedding rows
-    const dequantize_row_fn dq = kern.quant[static_cast<int>(embd_format_)].dequantize;
+    const dequantize_row_fn dq = QuantKernels(kern).dequantize(embd_format_);
     const int64_t rb = row_bytes(embd_format_, hid);
     for (int64_t t = 0; t < T; ++t) dq(embd_ + ids[t] * rb, x_.data() + t * hid, hid);
     if (s.embedding_scale != 1.0f)
@@ -264,11 +264,11 @@ void Transformer::forward(KVCache& cache, int64_t seq, const int64_t* ids, int64
     }
     pos_.resize(T);
     for (int64_t t = 0; t < T; ++t) pos_[t] = pos0 + t;
-    const Kernels& kern = kernels();
+    const KernelTable& kern = kernels();
     run(ids, T, all_logits ? 0 : T - 1, logits, [&](int layer) {
         {
             std::unique_lock<std::shared_mutex> lk(cache.mu);
-            cache.write(layer, seq, k_.data(), v_.data(), T);
+            cache.write(kern, layer, seq, k_.data(), v_.data(), T);
         }
         std::shared_lock<std::shared_mutex> lk(cache.mu);
         attention(kern, cache, layer, seq, q_.data(), T, spec_.layers[layer].attention.n_heads, attn_opt_[layer],
@@ -295,13 +295,13 @@ void Transformer::forward_batch(KVCache& cache, const int64_t* seqs, const int64
             cache.extend(seqs[i], 1);
         }
     }
-    const Kernels& kern = kernels();
+    const KernelTable& kern = kernels();
     run(ids, n, 0, logits, [&](int layer) {
         const AttentionSpec& A = spec_.layers[layer].attention;
         const int64_t kvw = static_cast<int64_t>(A.n_kv_heads) * A.head_dim;
         {
             std::unique_lock<std::shared_mutex> lk(cache.mu);
-            for (int64_t i = 0; i < n; ++i) cache.write(layer, seqs[i], k_.data() + i * kvw, v_.data() + i * kvw, 1);
+            for (int64_t i = 0; i < n; ++i) cache.write(kern, layer, seqs[i], k_.data() + i * kvw, v_.data() + i * kvw, 1);
         }
         std::shared_lock<std::shared_mutex> lk(cache.mu);
         attention_batch(kern, cache, layer, seqs, n, q_.data(), A.n_heads, attn_opt_[layer], att_.data());

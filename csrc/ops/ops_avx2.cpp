@@ -71,13 +71,13 @@ void swiglu_row_avx2(const float* g, const float* u, float* y, int64_t n) {
     for (; i < n; ++i) y[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
 
+constexpr std::array<KernelEntry, 2> kEntries = {
+    entry<Op::rmsnorm, rmsnorm_row_avx2>(Format::F32),
+    entry<Op::swiglu, swiglu_row_avx2>(Format::F32),
+};
+
 }  // namespace
 
-void fill_ops_avx2(Kernels& k) {
-    k.ops.rmsnorm = rmsnorm_row_avx2;
-    k.ops.rmsnorm_name = "rmsnorm_f32_avx2";
-    k.ops.swiglu = swiglu_row_avx2;
-    k.ops.swiglu_name = "swiglu_f32_avx2";
-}
+extern constexpr KernelList kernels_ops_avx2{Isa::avx2, kEntries.data(), kEntries.size()};
 
 }  // namespace slmk

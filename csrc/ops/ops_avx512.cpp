@@ -67,13 +67,13 @@ void swiglu_row_avx512(const float* g, const float* u, float* y, int64_t n) {
     }
 }
 
+constexpr std::array<KernelEntry, 2> kEntries = {
+    entry<Op::rmsnorm, rmsnorm_row_avx512>(Format::F32),
+    entry<Op::swiglu, swiglu_row_avx512>(Format::F32),
+};
+
 }  // namespace
 
-void fill_ops_avx512(Kernels& k) {
-    k.ops.rmsnorm = rmsnorm_row_avx512;
-    k.ops.rmsnorm_name = "rmsnorm_f32_avx512";
-    k.ops.swiglu = swiglu_row_avx512;
-    k.ops.swiglu_name = "swiglu_f32_avx512";
-}
+extern constexpr KernelList kernels_ops_avx512{Isa::avx512, kEntries.data(), kEntries.size()};
 
 }  // namespace slmk

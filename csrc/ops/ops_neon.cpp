@@ -63,13 +63,13 @@ void swiglu_row_neon(const float* g, const float* u, float* y, int64_t n) {
     for (; i < n; ++i) y[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
 
+constexpr std::array<KernelEntry, 2> kEntries = {
+    entry<Op::rmsnorm, rmsnorm_row_neon>(Format::F32),
+    entry<Op::swiglu, swiglu_row_neon>(Format::F32),
+};
+
 }  // namespace
 
-void fill_ops_neon(Kernels& k) {
-    k.ops.rmsnorm = rmsnorm_row_neon;
-    k.ops.rmsnorm_name = "rmsnorm_f32_neon";
-    k.ops.swiglu = swiglu_row_neon;
-    k.ops.swiglu_name = "swiglu_f32_neon";
-}
+extern constexpr KernelList kernels_ops_neon{Isa::neon, kEntries.data(), kEntries.size()};
 
 }  // namespace slmk

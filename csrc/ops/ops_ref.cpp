@@ -1,4 +1,6 @@
 // ---- row ops: scalar twins and the row driver ----
+#include <algorithm>
+#include <array>
 #include <cmath>
 
 #include "../core/thread_pool.h"
@@ -21,26 +23,26 @@ void swiglu_row_scalar(const float* g, const float* u, float* y, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
 
+constexpr std::array<KernelEntry, 2> kEntries = {
+    entry<Op::rmsnorm, rmsnorm_row_scalar>(Format::F32),
+    entry<Op::swiglu, swiglu_row_scalar>(Format::F32),
+};
+
 }  // namespace
 
-void fill_ops_scalar(Kernels& k) {
-    k.ops.rmsnorm = rmsnorm_row_scalar;
-    k.ops.rmsnorm_name = "rmsnorm_f32_scalar";
-    k.ops.swiglu = swiglu_row_scalar;
-    k.ops.swiglu_name = "swiglu_f32_scalar";
-}
+extern constexpr KernelList kernels_ops_scalar{Isa::scalar, kEntries.data(), kEntries.size()};
 
-void rmsnorm(const Kernels& k, const float* x, int64_t ldx, const float* w, float* y, int64_t ldy, int64_t rows,
+void rmsnorm(const OpsKernels& k, const float* x, int64_t ldx, const float* w, float* y, int64_t ldy, int64_t rows,
              int64_t n, float eps) {
-    const rmsnorm_row_fn fn = k.ops.rmsnorm;
+    const rmsnorm_row_fn fn = k.rmsnorm();
     parallel_for(rows, std::max<int64_t>(1, 32768 / n), [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) fn(x + r * ldx, w, y + r * ldy, n, eps);
     });
 }
 
-void swiglu(const Kernels& k, const float* g, int64_t ldg, const float* u, int64_t ldu, float* y, int64_t ldy,
+void swiglu(const OpsKernels& k, const float* g, int64_t ldg, const float* u, int64_t ldu, float* y, int64_t ldy,
             int64_t rows, int64_t n) {
-    const swiglu_row_fn fn = k.ops.swiglu;
+    const swiglu_row_fn fn = k.swiglu();
     parallel_for(rows, std::max<int64_t>(1, 16384 / n), [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) fn(g + r * ldg, u + r * ldu, y + r * ldy, n);
     });

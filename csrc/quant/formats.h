@@ -1,21 +1,16 @@
-// ---- GGUF block formats: layouts and per-format traits ----
+// ---- GGUF block formats: layouts, and the contract of the quantize / dequantize kernels ----
 // Byte layouts are those of ggml (ggml/src/ggml-common.h) so tensors read from a .gguf file
 // are used in place. Every struct below is packed to 2-byte alignment by its members; the
 // kernels read the fp16 scales with memcpy (see load_u16) so any buffer address works.
+// The format ids, names and block sizes are core's (core/dtype.h).
 #pragma once
 #include <cstdint>
 #include <cstring>
 
-namespace slmk {
+#include "../core/dtype.h"
+#include "../core/registry.h"
 
-enum class Format : int {
-    F32 = 0, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K,
-    Q8_K,  // activation-only format of the K-quant GEMMs (not a tensor format)
-    COUNT
-};
-constexpr int kNumFormats = static_cast<int>(Format::COUNT);
-constexpr int QK = 32;    // elements per block of the 32-block formats
-constexpr int QK_K = 256; // elements per super-block of the K-quants
+namespace slmk {
 
 struct block_q8_0 { uint16_t d; int8_t qs[QK]; };                       // 34 B
 struct block_q4_0 { uint16_t d; uint8_t qs[QK / 2]; };                  // 18 B: x[j] in low nibble of qs[j], x[j+16] in high
@@ -49,29 +44,6 @@ static_assert(sizeof(block_q5_0) == 22 && sizeof(block_q5_1) == 24, "layout");
 static_assert(sizeof(block_q4_K) == 144 && sizeof(block_q5_K) == 176 && sizeof(block_q6_K) == 210, "layout");
 static_assert(sizeof(block_q8_K) == 292, "layout");
 
-struct FormatInfo {
-    const char* name;   // lower-case, as accepted from Python ("q4_0")
-    int ggml_type;      // GGML type id in GGUF files
-    int block_size;     // elements per block
-    int type_size;      // bytes per block
-};
-
-static inline const FormatInfo& format_info(Format f) {
-    static const FormatInfo table[kNumFormats] = {
-        {"f32", 0, 1, 4},        {"f16", 1, 1, 2},        {"bf16", 30, 1, 2},
-        {"q8_0", 8, QK, 34},     {"q4_0", 2, QK, 18},     {"q4_1", 3, QK, 20},
-        {"q5_0", 6, QK, 22},     {"q5_1", 7, QK, 24},     {"q4_k", 12, QK_K, 144},
-        {"q5_k", 13, QK_K, 176}, {"q6_k", 14, QK_K, 210}, {"q8_k", 15, QK_K, 292},
-    };
-    return table[static_cast<int>(f)];
-}
-
-// Bytes of one row of `n` elements (n must be a multiple of the block size).
-static inline int64_t row_bytes(Format f, int64_t n) {
-    const FormatInfo& fi = format_info(f);
-    return n / fi.block_size * fi.type_size;
-}
-
 static inline uint16_t load_u16(const void* p) { uint16_t v; std::memcpy(&v, p, 2); return v; }
 static inline uint32_t load_u32(const void* p) { uint32_t v; std::memcpy(&v, p, 4); return v; }
 static inline void store_u16(void* p, uint16_t v) { std::memcpy(p, &v, 2); }
@@ -88,5 +60,18 @@ static inline void get_scale_min_k4(int j, const uint8_t* q, uint8_t* sc, uint8_
         *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
     }
 }
+
+// ---- the kernels: one contiguous row of n elements (n a multiple of the block size) ----
+using quantize_row_fn = void (*)(const float* x, uint8_t* y, int64_t n);
+using dequantize_row_fn = void (*)(const uint8_t* x, float* y, int64_t n);
+template <> struct OpFn<Op::quantize> { using type = quantize_row_fn; };
+template <> struct OpFn<Op::dequantize> { using type = dequantize_row_fn; };
+
+// The quant slice of a kernel table (what the KV cache and the bindings call).
+struct QuantKernels : TableSlice {
+    using TableSlice::TableSlice;
+    quantize_row_fn quantize(Format f) const { return t->get<Op::quantize>(f); }
+    dequantize_row_fn dequantize(Format f) const { return t->get<Op::dequantize>(f); }
+};
 
 }  // namespace slmk

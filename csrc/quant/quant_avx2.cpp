@@ -10,8 +10,8 @@
 #include <cstring>
 
 #include "../core/fp16.h"
-#include "../core/kernels.h"
 #include "quant_common.h"
+#include "quant_rows.h"
 
 namespace slmk {
 
@@ -437,34 +437,6 @@ void dequantize_q6_k(const uint8_t* x, float* y, int64_t n) {
 
 }  // namespace
 
-void fill_quant_avx2(Kernels& k) {
-    auto setq = [&](Format f, quantize_row_fn fn, const char* name) {
-        k.quant[static_cast<int>(f)].quantize = fn;
-        k.quant[static_cast<int>(f)].quantize_name = name;
-    };
-    auto setd = [&](Format f, dequantize_row_fn fn, const char* name) {
-        k.quant[static_cast<int>(f)].dequantize = fn;
-        k.quant[static_cast<int>(f)].dequantize_name = name;
-    };
-    setq(Format::F16, quantize_f16, "quantize_f16_avx2");
-    setq(Format::BF16, quantize_bf16, "quantize_bf16_avx2");
-    setq(Format::Q8_0, quantize_q8_0, "quantize_q8_0_avx2");
-    setq(Format::Q4_0, quantize_q4_0, "quantize_q4_0_avx2");
-    setq(Format::Q4_1, quantize_q4_1, "quantize_q4_1_avx2");
-    setq(Format::Q5_0, quantize_q5_0, "quantize_q5_0_avx2");
-    setq(Format::Q5_1, quantize_q5_1, "quantize_q5_1_avx2");
-    setq(Format::Q8_K, quantize_q8_k, "quantize_q8_k_avx2");
-    setd(Format::F16, dequantize_f16, "dequantize_f16_avx2");
-    setd(Format::BF16, dequantize_bf16, "dequantize_bf16_avx2");
-    setd(Format::Q8_0, dequantize_q8_0, "dequantize_q8_0_avx2");
-    setd(Format::Q4_0, dequantize_q4_0, "dequantize_q4_0_avx2");
-    setd(Format::Q4_1, dequantize_q4_1, "dequantize_q4_1_avx2");
-    setd(Format::Q5_0, dequantize_q5_0, "dequantize_q5_0_avx2");
-    setd(Format::Q5_1, dequantize_q5_1, "dequantize_q5_1_avx2");
-    setd(Format::Q4_K, dequantize_q4_k, "dequantize_q4_k_avx2");
-    setd(Format::Q5_K, dequantize_q5_k, "dequantize_q5_k_avx2");
-    setd(Format::Q6_K, dequantize_q6_k, "dequantize_q6_k_avx2");
-    setd(Format::Q8_K, dequantize_q8_k, "dequantize_q8_k_avx2");
-}
+extern constexpr KernelList kernels_quant_avx2{Isa::avx2, kQuantRowEntries.data(), kQuantRowEntries.size()};
 
 }  // namespace slmk

@@ -14,8 +14,8 @@
 #include <cstring>
 
 #include "../core/fp16.h"
-#include "../core/kernels.h"
 #include "quant_common.h"
+#include "quant_rows.h"
 
 namespace slmk {
 
@@ -371,34 +371,6 @@ void dequantize_q6_k(const uint8_t* x, float* y, int64_t n) {
 
 }  // namespace
 
-void fill_quant_avx512(Kernels& k) {
-    auto setq = [&](Format f, quantize_row_fn fn, const char* name) {
-        k.quant[static_cast<int>(f)].quantize = fn;
-        k.quant[static_cast<int>(f)].quantize_name = name;
-    };
-    auto setd = [&](Format f, dequantize_row_fn fn, const char* name) {
-        k.quant[static_cast<int>(f)].dequantize = fn;
-        k.quant[static_cast<int>(f)].dequantize_name = name;
-    };
-    setq(Format::F16, quantize_f16, "quantize_f16_avx512");
-    setq(Format::BF16, quantize_bf16, "quantize_bf16_avx512");
-    setq(Format::Q8_0, quantize_q8_0, "quantize_q8_0_avx512");
-    setq(Format::Q4_0, quantize_q4_0, "quantize_q4_0_avx512");
-    setq(Format::Q4_1, quantize_q4_1, "quantize_q4_1_avx512");
-    setq(Format::Q5_0, quantize_q5_0, "quantize_q5_0_avx512");
-    setq(Format::Q5_1, quantize_q5_1, "quantize_q5_1_avx512");
-    setq(Format::Q8_K, quantize_q8_k, "quantize_q8_k_avx512");
-    setd(Format::F16, dequantize_f16, "dequantize_f16_avx512");
-    setd(Format::BF16, dequantize_bf16, "dequantize_bf16_avx512");
-    setd(Format::Q8_0, dequantize_q8_0, "dequantize_q8_0_avx512");
-    setd(Format::Q4_0, dequantize_q4_0, "dequantize_q4_0_avx512");
-    setd(Format::Q4_1, dequantize_q4_1, "dequantize_q4_1_avx512");
-    setd(Format::Q5_0, dequantize_q5_0, "dequantize_q5_0_avx512");
-    setd(Format::Q5_1, dequantize_q5_1, "dequantize_q5_1_avx512");
-    setd(Format::Q4_K, dequantize_q4_k, "dequantize_q4_k_avx512");
-    setd(Format::Q5_K, dequantize_q5_k, "dequantize_q5_k_avx512");
-    setd(Format::Q6_K, dequantize_q6_k, "dequantize_q6_k_avx512");
-    setd(Format::Q8_K, dequantize_q8_k, "dequantize_q8_k_avx512");
-}
+extern constexpr KernelList kernels_quant_avx512{Isa::avx512, kQuantRowEntries.data(), kQuantRowEntries.size()};
 
 }  // namespace slmk

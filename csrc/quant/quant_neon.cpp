@@ -15,8 +15,8 @@
 #include <cstring>
 
 #include "../core/fp16.h"
-#include "../core/kernels.h"
 #include "quant_common.h"
+#include "quant_rows.h"
 
 namespace slmk {
 
@@ -485,34 +485,6 @@ void dequantize_q6_k(const uint8_t* x, float* y, int64_t n) {
 
 }  // namespace
 
-void fill_quant_neon(Kernels& k) {
-    auto set_q = [&](Format f, quantize_row_fn q, const char* name) {
-        k.quant[static_cast<int>(f)].quantize = q;
-        k.quant[static_cast<int>(f)].quantize_name = name;
-    };
-    auto set_dq = [&](Format f, dequantize_row_fn dq, const char* name) {
-        k.quant[static_cast<int>(f)].dequantize = dq;
-        k.quant[static_cast<int>(f)].dequantize_name = name;
-    };
-    set_q(Format::F16, quantize_f16, "quantize_f16_neon");
-    set_q(Format::BF16, quantize_bf16, "quantize_bf16_neon");
-    set_q(Format::Q8_0, quantize_q8_0, "quantize_q8_0_neon");
-    set_q(Format::Q4_0, quantize_q4_0, "quantize_q4_0_neon");
-    set_q(Format::Q4_1, quantize_q4_1, "quantize_q4_1_neon");
-    set_q(Format::Q5_0, quantize_q5_0, "quantize_q5_0_neon");
-    set_q(Format::Q5_1, quantize_q5_1, "quantize_q5_1_neon");
-    set_q(Format::Q8_K, quantize_q8_k, "quantize_q8_k_neon");
-    set_dq(Format::F16, dequantize_f16, "dequantize_f16_neon");
-    set_dq(Format::BF16, dequantize_bf16, "dequantize_bf16_neon");
-    set_dq(Format::Q8_0, dequantize_q8_0, "dequantize_q8_0_neon");
-    set_dq(Format::Q4_0, dequantize_q4_0, "dequantize_q4_0_neon");
-    set_dq(Format::Q4_1, dequantize_q4_1, "dequantize_q4_1_neon");
-    set_dq(Format::Q5_0, dequantize_q5_0, "dequantize_q5_0_neon");
-    set_dq(Format::Q5_1, dequantize_q5_1, "dequantize_q5_1_neon");
-    set_dq(Format::Q4_K, dequantize_q4_k, "dequantize_q4_k_neon");
-    set_dq(Format::Q5_K, dequantize_q5_k, "dequantize_q5_k_neon");
-    set_dq(Format::Q6_K, dequantize_q6_k, "dequantize_q6_k_neon");
-    set_dq(Format::Q8_K, dequantize_q8_k, "dequantize_q8_k_neon");
-}
+extern constexpr KernelList kernels_quant_neon{Isa::neon, kQuantRowEntries.data(), kQuantRowEntries.size()};
 
 }  // namespace slmk

@@ -7,9 +7,9 @@
 #include <cstring>
 
 #include "../core/fp16.h"
-#include "../core/kernels.h"
 #include "quant_common.h"
 #include "quant_kquant.h"
+#include "quant_rows.h"
 
 namespace slmk {
 
@@ -285,28 +285,15 @@ void dequantize_q8_k(const uint8_t* x, float* y, int64_t n) {
     }
 }
 
+constexpr auto kEntries = join(std::array<KernelEntry, 5>{entry<Op::quantize, quantize_f32>(Format::F32),
+                                                          entry<Op::dequantize, dequantize_f32>(Format::F32),
+                                                          entry<Op::quantize, quantize_q4_k_ref>(Format::Q4_K),
+                                                          entry<Op::quantize, quantize_q5_k_ref>(Format::Q5_K),
+                                                          entry<Op::quantize, quantize_q6_k_ref>(Format::Q6_K)},
+                               kQuantRowEntries);
+
 }  // namespace
 
-void fill_quant_scalar(Kernels& k) {
-    auto set = [&](Format f, quantize_row_fn q, const char* qn, dequantize_row_fn dq, const char* dqn) {
-        QuantKernels& e = k.quant[static_cast<int>(f)];
-        e.quantize = q;
-        e.dequantize = dq;
-        e.quantize_name = qn;
-        e.dequantize_name = dqn;
-    };
-    set(Format::F32, quantize_f32, "quantize_f32_scalar", dequantize_f32, "dequantize_f32_scalar");
-    set(Format::F16, quantize_f16, "quantize_f16_scalar", dequantize_f16, "dequantize_f16_scalar");
-    set(Format::BF16, quantize_bf16, "quantize_bf16_scalar", dequantize_bf16, "dequantize_bf16_scalar");
-    set(Format::Q8_0, quantize_q8_0, "quantize_q8_0_scalar", dequantize_q8_0, "dequantize_q8_0_scalar");
-    set(Format::Q4_0, quantize_q4_0, "quantize_q4_0_scalar", dequantize_q4_0, "dequantize_q4_0_scalar");
-    set(Format::Q4_1, quantize_q4_1, "quantize_q4_1_scalar", dequantize_q4_1, "dequantize_q4_1_scalar");
-    set(Format::Q5_0, quantize_q5_0, "quantize_q5_0_scalar", dequantize_q5_0, "dequantize_q5_0_scalar");
-    set(Format::Q5_1, quantize_q5_1, "quantize_q5_1_scalar", dequantize_q5_1, "dequantize_q5_1_scalar");
-    set(Format::Q4_K, quantize_q4_k_ref, "quantize_q4_k_scalar", dequantize_q4_k, "dequantize_q4_k_scalar");
-    set(Format::Q5_K, quantize_q5_k_ref, "quantize_q5_k_scalar", dequantize_q5_k, "dequantize_q5_k_scalar");
-    set(Format::Q6_K, quantize_q6_k_ref, "quantize_q6_k_scalar", dequantize_q6_k, "dequantize_q6_k_scalar");
-    set(Format::Q8_K, quantize_q8_k, "quantize_q8_k_scalar", dequantize_q8_k, "dequantize_q8_k_scalar");
-}
+extern constexpr KernelList kernels_quant_scalar{Isa::scalar, kEntries.data(), kEntries.size()};
 
 }  // namespace slmk

@@ -30,9 +30,9 @@
 #pragma once
 #include <cstdint>
 
-namespace slmk {
+#include "core/registry.h"
 
-struct Kernels;
+namespace slmk {
 
 constexpr int kSsmChunk = 64;  // tokens per chunk of the chunked scan (chunks start at the call's first token)
 
@@ -43,7 +43,7 @@ constexpr int kSsmChunk = 64;  // tokens per chunk of the chunked scan (chunks s
 constexpr float kSsmDecayFloor = 8.673617379884035e-19f;  // 2^-60
 inline float ssm_floor_decay(float a) { return a < kSsmDecayFloor ? 0.0f : a; }
 
-// ---- kernel contracts (one function pointer each in Kernels::ssm) ----
+// ---- kernel contracts (the ops Op::ssm_*, registered as Format::F32) ----
 
 // Causal depthwise conv1d over channels [c0, c1) of T tokens:
 //   y[t][c] = silu?(b[c] + sum_{j<K} w[j][c] * win[t + j][c]),  win = state rows then x rows
@@ -98,17 +98,20 @@ using ssm_chunk_fn = void (*)(const SsmScanArgs& a);
 using ssm_gated_norm_fn = void (*)(const float* y, const float* z, const float* w, float* out, int64_t n,
                                    int64_t group, float eps);
 
-struct SsmKernels {
-    ssm_conv_fn conv = nullptr;
-    ssm_scan_fn scan = nullptr;
-    ssm_gram_fn gram = nullptr;
-    ssm_chunk_fn chunk = nullptr;
-    ssm_gated_norm_fn gated_norm = nullptr;
-    const char* conv_name = "";
-    const char* scan_name = "";
-    const char* gram_name = "";
-    const char* chunk_name = "";
-    const char* gated_norm_name = "";
+template <> struct OpFn<Op::ssm_conv> { using type = ssm_conv_fn; };
+template <> struct OpFn<Op::ssm_scan> { using type = ssm_scan_fn; };
+template <> struct OpFn<Op::ssm_gram> { using type = ssm_gram_fn; };
+template <> struct OpFn<Op::ssm_chunk> { using type = ssm_chunk_fn; };
+template <> struct OpFn<Op::ssm_gated_norm> { using type = ssm_gated_norm_fn; };
+
+// The SSM slice of a kernel table (what the drivers below call).
+struct SsmKernels : TableSlice {
+    using TableSlice::TableSlice;
+    ssm_conv_fn conv() const { return t->get<Op::ssm_conv>(Format::F32); }
+    ssm_scan_fn scan() const { return t->get<Op::ssm_scan>(Format::F32); }
+    ssm_gram_fn gram() const { return t->get<Op::ssm_gram>(Format::F32); }
+    ssm_chunk_fn chunk() const { return t->get<Op::ssm_chunk>(Format::F32); }
+    ssm_gated_norm_fn gated_norm() const { return t->get<Op::ssm_gated_norm>(Format::F32); }
 };
 
 // Per chunk: dt, a, Lcum and a decay row (4q), the weights M (q*q), Lcum_t*C_t and the end
@@ -142,13 +145,13 @@ struct SsmChunkScratch {
 
 // ---- drivers: split the work over the thread pool, never inside a sum ----
 
-void ssm_conv(const Kernels& k, const SsmConvArgs& a);  // all channels (a.c0, a.c1 ignored)
+void ssm_conv(const SsmKernels& k, const SsmConvArgs& a);  // all channels (a.c0, a.c1 ignored)
 // The recurrence for any T (a.h0, a.h1 ignored).
-void ssm_scan(const Kernels& k, SsmScanArgs a);
+void ssm_scan(const SsmKernels& k, SsmScanArgs a);
 // The chunked scan (a.gram, a.scratch, a.h0, a.h1 ignored: the driver provides them).
-void ssm_scan_chunked(const Kernels& k, SsmScanArgs a);
+void ssm_scan_chunked(const SsmKernels& k, SsmScanArgs a);
 // rows x n, rows ldy/ldz/ldo floats apart
-void ssm_gated_norm(const Kernels& k, const float* y, int64_t ldy, const float* z, int64_t ldz, const float* w,
+void ssm_gated_norm(const SsmKernels& k, const float* y, int64_t ldy, const float* z, int64_t ldz, const float* w,
                     float* out, int64_t ldo, int64_t rows, int64_t n, int64_t group, float eps);
 
 }  // namespace slmk

@@ -2,7 +2,6 @@
 // The kernel bodies are ssm_simd.h; this file supplies the vector operations.
 #include <immintrin.h>
 
-#include "core/kernels.h"
 #include "ssm/ssm_simd.h"
 
 namespace slmk {
@@ -50,17 +49,6 @@ struct Avx512 {
 
 }  // namespace
 
-void fill_ssm_avx512(Kernels& k) {
-    k.ssm.conv = ssm_simd::conv<Avx512>;
-    k.ssm.conv_name = "ssm_conv_f32_avx512";
-    k.ssm.scan = ssm_simd::scan<Avx512>;
-    k.ssm.scan_name = "ssm_scan_f32_avx512";
-    k.ssm.gram = ssm_simd::gram<Avx512>;
-    k.ssm.gram_name = "ssm_gram_f32_avx512";
-    k.ssm.chunk = ssm_simd::chunk<Avx512>;
-    k.ssm.chunk_name = "ssm_chunk_f32_avx512";
-    k.ssm.gated_norm = ssm_simd::gated_norm<Avx512>;
-    k.ssm.gated_norm_name = "ssm_gated_norm_f32_avx512";
-}
+extern constexpr KernelList kernels_ssm_avx512{Isa::avx512, ssm_simd::entries<Avx512>.data(), ssm_simd::entries<Avx512>.size()};
 
 }  // namespace slmk

@@ -2,7 +2,6 @@
 // The kernel bodies are ssm_simd.h; this file supplies the vector operations.
 #include <arm_neon.h>
 
-#include "core/kernels.h"
 #include "ssm/ssm_simd.h"
 
 namespace slmk {
@@ -45,17 +44,6 @@ struct Neon {
 
 }  // namespace
 
-void fill_ssm_neon(Kernels& k) {
-    k.ssm.conv = ssm_simd::conv<Neon>;
-    k.ssm.conv_name = "ssm_conv_f32_neon";
-    k.ssm.scan = ssm_simd::scan<Neon>;
-    k.ssm.scan_name = "ssm_scan_f32_neon";
-    k.ssm.gram = ssm_simd::gram<Neon>;
-    k.ssm.gram_name = "ssm_gram_f32_neon";
-    k.ssm.chunk = ssm_simd::chunk<Neon>;
-    k.ssm.chunk_name = "ssm_chunk_f32_neon";
-    k.ssm.gated_norm = ssm_simd::gated_norm<Neon>;
-    k.ssm.gated_norm_name = "ssm_gated_norm_f32_neon";
-}
+extern constexpr KernelList kernels_ssm_neon{Isa::neon, ssm_simd::entries<Neon>.data(), ssm_simd::entries<Neon>.size()};
 
 }  // namespace slmk

@@ -1,9 +1,9 @@
 // ---- Mamba-2 kernels: scalar twins (the spec, see ssm.h) and the drivers ----
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <vector>
 
-#include "../core/kernels.h"
 #include "../core/thread_pool.h"
 #include "ssm.h"
 
@@ -147,25 +147,20 @@ void gated_norm_scalar(const float* y, const float* z, const float* w, float* ou
     }
 }
 
+constexpr std::array<KernelEntry, 5> kEntries = {
+    entry<Op::ssm_conv, conv_scalar>(Format::F32),   entry<Op::ssm_scan, scan_scalar>(Format::F32),
+    entry<Op::ssm_gram, gram_scalar>(Format::F32),   entry<Op::ssm_chunk, chunk_scalar>(Format::F32),
+    entry<Op::ssm_gated_norm, gated_norm_scalar>(Format::F32),
+};
+
 }  // namespace
 
-void fill_ssm_scalar(Kernels& k) {
-    k.ssm.conv = conv_scalar;
-    k.ssm.conv_name = "ssm_conv_f32_scalar";
-    k.ssm.scan = scan_scalar;
-    k.ssm.scan_name = "ssm_scan_f32_scalar";
-    k.ssm.gram = gram_scalar;
-    k.ssm.gram_name = "ssm_gram_f32_scalar";
-    k.ssm.chunk = chunk_scalar;
-    k.ssm.chunk_name = "ssm_chunk_f32_scalar";
-    k.ssm.gated_norm = gated_norm_scalar;
-    k.ssm.gated_norm_name = "ssm_gated_norm_f32_scalar";
-}
+extern constexpr KernelList kernels_ssm_scalar{Isa::scalar, kEntries.data(), kEntries.size()};
 
 // ---- drivers ----
 
-void ssm_conv(const Kernels& k, const SsmConvArgs& a) {
-    const ssm_conv_fn fn = k.ssm.conv;
+void ssm_conv(const SsmKernels& k, const SsmConvArgs& a) {
+    const ssm_conv_fn fn = k.conv();
     // a thread's share: at least 256 channels x tokens x taps of work (one token of a 4-tap conv
     // over 3k channels is ~12k multiply-adds: not worth waking a worker)
     const int64_t grain = std::max<int64_t>(64, 65536 / std::max<int64_t>(1, a.T * a.K));
@@ -177,8 +172,8 @@ void ssm_conv(const Kernels& k, const SsmConvArgs& a) {
     });
 }
 
-void ssm_scan(const Kernels& k, SsmScanArgs a) {
-    const ssm_scan_fn fn = k.ssm.scan;
+void ssm_scan(const SsmKernels& k, SsmScanArgs a) {
+    const ssm_scan_fn fn = k.scan();
     const int64_t per_head = a.T * a.head_dim * a.d_state;
     parallel_for(a.n_heads, std::max<int64_t>(1, 32768 / std::max<int64_t>(1, per_head)), [&](int64_t h0, int64_t h1) {
         SsmScanArgs b = a;
@@ -188,18 +183,18 @@ void ssm_scan(const Kernels& k, SsmScanArgs a) {
     });
 }
 
-void ssm_scan_chunked(const Kernels& k, SsmScanArgs a) {
+void ssm_scan_chunked(const SsmKernels& k, SsmScanArgs a) {
     const int64_t n_chunks = (a.T + kSsmChunk - 1) / kSsmChunk;
     const int64_t gsize = static_cast<int64_t>(kSsmChunk) * kSsmChunk;
     std::vector<float> gram(static_cast<size_t>(a.n_groups * n_chunks * gsize));
-    const ssm_gram_fn gfn = k.ssm.gram;
+    const ssm_gram_fn gfn = k.gram();
     parallel_for(a.n_groups * n_chunks, 1, [&](int64_t i0, int64_t i1) {
         std::vector<float> bt(static_cast<size_t>(kSsmChunk) * a.d_state + 16);
         for (int64_t i = i0; i < i1; ++i)
             gfn(a, static_cast<int>(i / n_chunks), i % n_chunks, gram.data() + i * gsize, bt.data());
     });
     a.gram = gram.data();
-    const ssm_chunk_fn cfn = k.ssm.chunk;
+    const ssm_chunk_fn cfn = k.chunk();
     parallel_for(a.n_heads, 1, [&](int64_t h0, int64_t h1) {
         // 64-byte aligned scratch
         std::vector<float> buf(static_cast<size_t>(ssm_chunk_scratch(a.head_dim, a.d_state) + 16));
@@ -213,9 +208,9 @@ void ssm_scan_chunked(const Kernels& k, SsmScanArgs a) {
     });
 }
 
-void ssm_gated_norm(const Kernels& k, const float* y, int64_t ldy, const float* z, int64_t ldz, const float* w,
+void ssm_gated_norm(const SsmKernels& k, const float* y, int64_t ldy, const float* z, int64_t ldz, const float* w,
                     float* out, int64_t ldo, int64_t rows, int64_t n, int64_t group, float eps) {
-    const ssm_gated_norm_fn fn = k.ssm.gated_norm;
+    const ssm_gated_norm_fn fn = k.gated_norm();
     parallel_for(rows, std::max<int64_t>(1, 16384 / n), [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) fn(y + r * ldy, z + r * ldz, w, out + r * ldo, n, group, eps);
     });

@@ -13,6 +13,7 @@
 // below(x, thr, a, b): per lane x < thr ? a : b.
 #pragma once
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 
@@ -345,6 +346,14 @@ static void gated_norm(const float* y, const float* z, const float* w, float* ou
         for (; i < g1; ++i) out[i] = (out[i] * scale) * w[i];
     }
 }
+
+// The kernels of one ISA's vector traits V, as registry entries.
+template <class V>
+static constexpr std::array<KernelEntry, 5> entries = {
+    entry<Op::ssm_conv, conv<V>>(Format::F32),   entry<Op::ssm_scan, scan<V>>(Format::F32),
+    entry<Op::ssm_gram, gram<V>>(Format::F32),   entry<Op::ssm_chunk, chunk<V>>(Format::F32),
+    entry<Op::ssm_gated_norm, gated_norm<V>>(Format::F32),
+};
 
 }  // namespace ssm_simd
 }  // namespace slmk

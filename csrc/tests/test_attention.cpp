@@ -25,7 +25,7 @@ int main() {
     std::printf("supported ISAs:");
     for (Isa i : supported_isas()) std::printf(" %s", isa_name(i));
     std::printf("\n");
-    const Kernels& ref = kernels_for(Isa::scalar);
+    const KernelTable& ref = kernels_for(Isa::scalar);
     const Format dtypes[] = {Format::F32, Format::F16, Format::Q8_0, Format::Q4_0};
     struct Shape { int D, Hkv, G; int64_t L, T; int bt; int64_t window; float softcap; bool sinks; };
     const Shape shapes[] = {
@@ -39,7 +39,7 @@ int main() {
             const int64_t seq = c.new_sequence();
             c.extend(seq, s.L);
             std::vector<float> k = test_data(s.L * s.Hkv * s.D, 1 + s.D, 0), v = test_data(s.L * s.Hkv * s.D, 2 + s.D, 0);
-            c.write(0, seq, k.data(), v.data(), s.L);
+            c.write(ref, 0, seq, k.data(), v.data(), s.L);
             const int64_t H = s.Hkv * s.G;
             std::vector<float> q = test_data(s.T * H * s.D, 3, 0), sinks = test_data(H, 4, 0);
             AttnOptions opt;
@@ -52,7 +52,7 @@ int main() {
             float vmax = 1.0f;
             for (float x : v) vmax = std::max(vmax, std::fabs(x));
             for (Isa isa : supported_isas()) {
-                const Kernels& kern = kernels_for(isa);
+                const KernelTable& kern = kernels_for(isa);
                 const std::string tag = std::string(isa_name(isa)) + "/" + format_info(f).name + " D=" + std::to_string(s.D) +
                                         " G=" + std::to_string(s.G) + " L=" + std::to_string(s.L) + " T=" + std::to_string(s.T);
                 set_num_threads(2);

@@ -95,7 +95,7 @@ static HandActs hand_acts(Format f, int64_t m, int64_t k, int pattern, int qmin)
     return h;
 }
 
-static void test_extreme_tiles(Isa isa, const Kernels& ref, const Kernels& kern, const Format* quant_formats, int nq) {
+static void test_extreme_tiles(Isa isa, const KernelTable& ref, const KernelTable& kern, const Format* quant_formats, int nq) {
     for (int fi_ = 0; fi_ < nq; ++fi_) {
         const Format f = quant_formats[fi_];
         const int64_t k = 512, nblocks = k / format_info(f).block_size;
@@ -110,8 +110,8 @@ static void test_extreme_tiles(Isa isa, const Kernels& ref, const Kernels& kern,
                     const HandActs h = hand_acts(f, 4, k, ap, qmin);
                     for (int mr = 1; mr <= 4; ++mr) {
                         std::vector<float> oa(4 * 16, -1.0f), ob(4 * 16, -1.0f);
-                        ref.gemm.tile[static_cast<int>(f)](grp.data(), nblocks, h.rows, 0, mr, oa.data(), 16, nvalid);
-                        kern.gemm.tile[static_cast<int>(f)](grp.data(), nblocks, h.rows, 0, mr, ob.data(), 16, nvalid);
+                        GemmKernels(ref).tile(f)(grp.data(), nblocks, h.rows, 0, mr, oa.data(), 16, nvalid);
+                        GemmKernels(kern).tile(f)(grp.data(), nblocks, h.rows, 0, mr, ob.data(), 16, nvalid);
                         check(std::memcmp(oa.data(), ob.data(), oa.size() * 4) == 0,
                               tag + " extreme tile w" + std::to_string(wp) + " x" + std::to_string(ap) +
                                   " mr=" + std::to_string(mr) + " nvalid=" + std::to_string(nvalid));
@@ -138,13 +138,13 @@ static void test_extreme_tiles(Isa isa, const Kernels& ref, const Kernels& kern,
 }
 
 // ---- batch invariance: row i of a 512-row GEMM has the bits of the same row computed alone ----
-static void test_batch_invariance(Isa isa, const Kernels& kern, const Format* quant_formats, int nq) {
+static void test_batch_invariance(Isa isa, const KernelTable& kern, const Format* quant_formats, int nq) {
     for (int fi_ = 0; fi_ < nq; ++fi_) {
         const Format f = quant_formats[fi_];
         const int64_t k = 256, n = 17, m = 512;
         std::vector<float> wf = test_data(n * k, 3, 0);
         std::vector<uint8_t> w(n * row_bytes(f, k));
-        kernels_for(Isa::scalar).quant[static_cast<int>(f)].quantize(wf.data(), w.data(), n * k);
+        QuantKernels(kernels_for(Isa::scalar)).quantize(f)(wf.data(), w.data(), n * k);
         auto pm = pack_matrix(f, w.data(), n, k, row_bytes(f, k));
         std::vector<float> x = test_data(m * k, 4, 0);
         std::vector<float> all(m * n);
@@ -160,12 +160,12 @@ static void test_batch_invariance(Isa isa, const Kernels& kern, const Format* qu
 }
 
 int main() {
-    const Kernels& ref = kernels_for(Isa::scalar);
+    const KernelTable& ref = kernels_for(Isa::scalar);
     const Format formats[] = {Format::Q8_0, Format::Q4_0, Format::Q4_1, Format::Q5_0, Format::Q5_1, Format::Q4_K,
                               Format::Q5_K, Format::Q6_K, Format::F32, Format::F16, Format::BF16};
     for (Isa isa : supported_isas()) {
         if (isa == Isa::scalar) continue;
-        const Kernels& kern = kernels_for(isa);
+        const KernelTable& kern = kernels_for(isa);
         for (Format f : formats) {
             const FormatInfo& fi = format_info(f);
             const std::string tag = std::string(isa_name(isa)) + "/" + fi.name;
@@ -183,7 +183,7 @@ int main() {
                         std::vector<float> wf = test_data(n * k, 7 + n, kind == 3 ? 0 : kind);
                         std::vector<uint8_t> w(n * row_bytes(f, k));
                         if (f == Format::F32 || f == Format::F16 || f == Format::BF16 || (n + m) % 3 != 0)
-                            ref.quant[static_cast<int>(f)].quantize(wf.data(), w.data(), n * k);
+                            QuantKernels(ref).quantize(f)(wf.data(), w.data(), n * k);
                         else
                             for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<uint8_t>(i * 2654435761u >> 13);
                         std::vector<float> x = test_data(m * k, 11 + m, kind);
@@ -201,8 +201,8 @@ int main() {
                                         Format::Q5_1, Format::Q4_K, Format::Q5_K, Format::Q6_K};
         if (isa == Isa::neon_i8mm)  // the rung runs its own smmla tiles, not the dotprod ones it inherits
             for (Format f : quant_formats)
-                check(std::string(kern.gemm.tile_name[static_cast<int>(f)]).find("i8mm") != std::string::npos,
-                      std::string("neon_i8mm tile for ") + format_info(f).name + " is " + kern.gemm.tile_name[static_cast<int>(f)]);
+                check(kern.find(Op::gemm, f)->isa == Isa::neon_i8mm,
+                      std::string("neon_i8mm tile for ") + format_info(f).name + " is " + kern.find(Op::gemm, f)->name);
         test_extreme_tiles(isa, ref, kern, quant_formats, 8);
         test_batch_invariance(isa, kern, quant_formats, 8);
         // activation quantizers
@@ -213,13 +213,13 @@ int main() {
             std::vector<int8_t> qa(k), qb(k);
             std::vector<float> da(k / 32), db(k / 32);
             std::vector<int32_t> sa(k / 16), sb(k / 16);
-            ref.gemm.act_quant_32(x.data(), k, qa.data(), da.data(), sa.data());
-            kern.gemm.act_quant_32(x.data(), k, qb.data(), db.data(), sb.data());
+            GemmKernels(ref).act_quant(ActKind::Q8_32)(x.data(), k, qa.data(), da.data(), sa.data());
+            GemmKernels(kern).act_quant(ActKind::Q8_32)(x.data(), k, qb.data(), db.data(), sb.data());
             check(qa == qb && std::memcmp(da.data(), db.data(), da.size() * 4) == 0 &&
                       std::memcmp(sa.data(), sb.data(), (k / 32) * 4) == 0,
                   std::string(isa_name(isa)) + " act_quant_32 kind " + std::to_string(kind));
-            ref.gemm.act_quant_256(x.data(), k, qa.data(), da.data(), sa.data());
-            kern.gemm.act_quant_256(x.data(), k, qb.data(), db.data(), sb.data());
+            GemmKernels(ref).act_quant(ActKind::Q8_256)(x.data(), k, qa.data(), da.data(), sa.data());
+            GemmKernels(kern).act_quant(ActKind::Q8_256)(x.data(), k, qb.data(), db.data(), sb.data());
             check(qa == qb && std::memcmp(da.data(), db.data(), (k / 256) * 4) == 0 && sa == sb,
                   std::string(isa_name(isa)) + " act_quant_256 kind " + std::to_string(kind));
         }

@@ -17,20 +17,20 @@ static bool close(const std::vector<float>& a, const std::vector<float>& b, floa
 }
 
 int main() {
-    const Kernels& ref = kernels_for(Isa::scalar);
+    const KernelTable& ref = kernels_for(Isa::scalar);
     const float rtol = 64.0f / 16777216.0f;  // 64 ulp: lane-order sums and a ~2 ulp polynomial exp
     for (Isa isa : supported_isas()) {
         if (isa == Isa::scalar) continue;
-        const Kernels& k = kernels_for(isa);
+        const KernelTable& k = kernels_for(isa);
         for (int64_t n : {1, 3, 8, 17, 64, 576, 1536, 4099}) {
             std::vector<float> x = test_data(n, 3 + n, 0), w = test_data(n, 4 + n, 0), u = test_data(n, 5 + n, 0);
             for (auto& v : x) v *= 4.0f;  // silu over its whole curve
             std::vector<float> a(n), b(n);
-            ref.ops.rmsnorm(x.data(), w.data(), a.data(), n, 1e-5f);
-            k.ops.rmsnorm(x.data(), w.data(), b.data(), n, 1e-5f);
+            OpsKernels(ref).rmsnorm()(x.data(), w.data(), a.data(), n, 1e-5f);
+            OpsKernels(k).rmsnorm()(x.data(), w.data(), b.data(), n, 1e-5f);
             check(close(a, b, rtol), std::string(isa_name(isa)) + " rmsnorm n=" + std::to_string(n));
-            ref.ops.swiglu(x.data(), u.data(), a.data(), n);
-            k.ops.swiglu(x.data(), u.data(), b.data(), n);
+            OpsKernels(ref).swiglu()(x.data(), u.data(), a.data(), n);
+            OpsKernels(k).swiglu()(x.data(), u.data(), b.data(), n);
             check(close(a, b, rtol), std::string(isa_name(isa)) + " swiglu n=" + std::to_string(n));
         }
     }

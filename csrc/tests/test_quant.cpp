@@ -7,10 +7,21 @@
 
 #include "check.h"
 #include "core/fp16.h"
-#include "core/kernels.h"
+#include "quant/formats.h"
 
 using namespace slmk;
 using namespace slmk_test;
+
+// One format's row kernels in a table (f: a Format or its index).
+struct RowKernels {
+    quantize_row_fn quantize;
+    dequantize_row_fn dequantize;
+};
+template <class F>
+static RowKernels quant(const KernelTable& t, F f) {
+    const QuantKernels q(t);
+    return {q.quantize(static_cast<Format>(f)), q.dequantize(static_cast<Format>(f))};
+}
 
 static bool same_bits(const float* a, const float* b, size_t n) {
     return std::memcmp(a, b, n * sizeof(float)) == 0;
@@ -21,7 +32,7 @@ static bool same_bits(const float* a, const float* b, size_t n) {
 // and NaN/Inf fp16 scale combinations where the first NaN operand decides the result bits).
 static float f32_from_bits(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
 
-static void check_edge_cases(Isa isa, const Kernels& ref, const Kernels& k) {
+static void check_edge_cases(Isa isa, const KernelTable& ref, const KernelTable& k) {
     const float qnan = f32_from_bits(0x7fc12345u), snan = f32_from_bits(0xff812345u);
     const float inf = INFINITY, tiny = 1e-40f;
     std::mt19937 rng(7);
@@ -74,12 +85,12 @@ static void check_edge_cases(Isa isa, const Kernels& ref, const Kernels& k) {
                 if (n % fi.block_size) continue;
                 const size_t nb = static_cast<size_t>(n) / fi.block_size * fi.type_size;
                 std::vector<uint8_t> qa(nb), qb(nb);
-                ref.quant[f].quantize(cases[c].data(), qa.data(), n);
-                k.quant[f].quantize(cases[c].data(), qb.data(), n);
+                quant(ref, f).quantize(cases[c].data(), qa.data(), n);
+                quant(k, f).quantize(cases[c].data(), qb.data(), n);
                 check(qa == qb, tag + " quantize edge case " + std::to_string(c) + " n=" + std::to_string(n));
                 std::vector<float> da(n), db(n);
-                ref.quant[f].dequantize(qa.data(), da.data(), n);
-                k.quant[f].dequantize(qa.data(), db.data(), n);
+                quant(ref, f).dequantize(qa.data(), da.data(), n);
+                quant(k, f).dequantize(qa.data(), db.data(), n);
                 check(same_bits(da.data(), db.data(), n), tag + " dequantize edge case " + std::to_string(c));
             }
         // fp16 scales (d, and m/dmin where present) from a set of specials, all pairs
@@ -100,8 +111,8 @@ static void check_edge_cases(Isa isa, const Kernels& ref, const Kernels& k) {
                 store_u16(q.data() + scale_off, d);
                 if (min_off >= 0) store_u16(q.data() + min_off, m);
                 std::vector<float> da(n), db(n);
-                ref.quant[f].dequantize(q.data(), da.data(), n);
-                k.quant[f].dequantize(q.data(), db.data(), n);
+                quant(ref, f).dequantize(q.data(), da.data(), n);
+                quant(k, f).dequantize(q.data(), db.data(), n);
                 check(same_bits(da.data(), db.data(), n),
                       tag + " dequantize special scales d=" + std::to_string(d) + " m=" + std::to_string(m));
                 if (min_off < 0) break;
@@ -112,8 +123,8 @@ static void check_edge_cases(Isa isa, const Kernels& ref, const Kernels& k) {
     for (uint32_t h = 0; h < 65536; ++h) store_u16(all.data() + 2 * h, static_cast<uint16_t>(h));
     for (Format f : {Format::F16, Format::BF16}) {
         std::vector<float> da(65536), db(65536);
-        ref.quant[static_cast<int>(f)].dequantize(all.data(), da.data(), 65536);
-        k.quant[static_cast<int>(f)].dequantize(all.data(), db.data(), 65536);
+        quant(ref, f).dequantize(all.data(), da.data(), 65536);
+        quant(k, f).dequantize(all.data(), db.data(), 65536);
         check(same_bits(da.data(), db.data(), 65536), std::string(isa_name(isa)) + "/" + format_info(f).name + " all halves");
     }
 }
@@ -166,13 +177,13 @@ int main() {
     check(fp32_to_fp16(65519.996f) == 0x7bff && fp32_to_fp16(65520.0f) == 0x7c00, "fp16 overflow threshold");
     check(fp32_to_fp16(5.9604645e-08f) == 0x0001 && fp32_to_fp16(2.9802322e-08f) == 0x0000, "fp16 subnormal ties");
 
-    const Kernels& ref = kernels_for(Isa::scalar);
+    const KernelTable& ref = kernels_for(Isa::scalar);
     // Sizes: one block, odd block counts, many blocks; odd element counts for the 1-element
     // "blocks" of F16 / BF16 (SIMD tails). Each size is used where it is a whole number of blocks.
     const int sizes[] = {1, 7, 13, 32, 96, 256, 512, 4096 + 256};
     for (Isa isa : supported_isas()) {
         if (isa == Isa::scalar) continue;
-        const Kernels& k = kernels_for(isa);
+        const KernelTable& k = kernels_for(isa);
         check_edge_cases(isa, ref, k);
         for (int f = 0; f < kNumFormats; ++f) {
             const FormatInfo& fi = format_info(static_cast<Format>(f));
@@ -185,20 +196,20 @@ int main() {
                     const std::string what = ", n=" + std::to_string(n) + " kind=" + std::to_string(kind);
                     const size_t nb = static_cast<size_t>(n) / fi.block_size * fi.type_size;
                     std::vector<uint8_t> qa(nb), qb(nb);
-                    ref.quant[f].quantize(x.data(), qa.data(), n);
-                    k.quant[f].quantize(x.data(), qb.data(), n);
+                    quant(ref, f).quantize(x.data(), qa.data(), n);
+                    quant(k, f).quantize(x.data(), qb.data(), n);
                     check(qa == qb, tag + " quantize bytes" + what);
                     std::vector<float> da(n), db(n);
-                    ref.quant[f].dequantize(qa.data(), da.data(), n);
-                    k.quant[f].dequantize(qa.data(), db.data(), n);
+                    quant(ref, f).dequantize(qa.data(), da.data(), n);
+                    quant(k, f).dequantize(qa.data(), db.data(), n);
                     check(same_bits(da.data(), db.data(), n), tag + " dequantize bits" + what);
                     // Unaligned buffers: bytes at an odd address, floats off the vector alignment.
                     std::vector<float> xu(n + 1), du(n + 1);
                     std::memcpy(xu.data() + 1, x.data(), n * sizeof(float));
                     std::vector<uint8_t> qu(nb + 1);
-                    k.quant[f].quantize(xu.data() + 1, qu.data() + 1, n);
+                    quant(k, f).quantize(xu.data() + 1, qu.data() + 1, n);
                     check(std::memcmp(qu.data() + 1, qa.data(), nb) == 0, tag + " quantize unaligned" + what);
-                    k.quant[f].dequantize(qu.data() + 1, du.data() + 1, n);
+                    quant(k, f).dequantize(qu.data() + 1, du.data() + 1, n);
                     check(same_bits(du.data() + 1, da.data(), n), tag + " dequantize unaligned" + what);
                 }
             }
@@ -210,8 +221,8 @@ int main() {
             std::vector<uint8_t> q(nb);
             for (auto& b : q) b = static_cast<uint8_t>(rng());
             std::vector<float> da(n), db(n);
-            ref.quant[f].dequantize(q.data(), da.data(), n);
-            k.quant[f].dequantize(q.data(), db.data(), n);
+            quant(ref, f).dequantize(q.data(), da.data(), n);
+            quant(k, f).dequantize(q.data(), db.data(), n);
             check(same_bits(da.data(), db.data(), n), tag + " dequantize random bytes");
             // Random bytes with every scale field a NaN / inf / subnormal (signalling and quiet
             // NaNs of both signs, differing payloads): with two NaN scales (d and m / dmin) the
@@ -235,8 +246,8 @@ int main() {
                         if (two) store_u16(p + 2, special[rng() % ns]);
                     }
                 }
-                ref.quant[f].dequantize(q.data(), da.data(), n);
-                k.quant[f].dequantize(q.data(), db.data(), n);
+                quant(ref, f).dequantize(q.data(), da.data(), n);
+                quant(k, f).dequantize(q.data(), db.data(), n);
                 check(same_bits(da.data(), db.data(), n), tag + " dequantize special scales");
             }
         }
@@ -261,8 +272,8 @@ int main() {
             for (Format ff : {Format::F16, Format::BF16}) {
                 const int f = static_cast<int>(ff);
                 std::vector<uint8_t> qa(2 * n), qb(2 * n);
-                ref.quant[f].quantize(x.data(), qa.data(), n);
-                k.quant[f].quantize(x.data(), qb.data(), n);
+                quant(ref, f).quantize(x.data(), qa.data(), n);
+                quant(k, f).quantize(x.data(), qb.data(), n);
                 check(qa == qb, std::string(isa_name(isa)) + " quantize float bit patterns " + format_info(ff).name);
             }
         }

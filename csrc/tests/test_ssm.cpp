@@ -5,7 +5,7 @@
 #include <cstring>
 
 #include "check.h"
-#include "core/kernels.h"
+#include "core/registry.h"
 #include "ssm/ssm.h"
 
 using namespace slmk;
@@ -68,12 +68,12 @@ struct ScanData {
 };
 
 int main() {
-    const Kernels& ref = kernels_for(Isa::scalar);
+    const KernelTable& ref = kernels_for(Isa::scalar);
     const float rtol = 64.0f / 16777216.0f;
     const ScanCase cases[] = {{1, 4, 64, 128, 1}, {3, 6, 24, 16, 2}, {64, 2, 5, 7, 1},
                               {65, 4, 32, 17, 2}, {130, 2, 64, 64, 1}, {7, 3, 1, 1, 3}};
     for (Isa isa : supported_isas()) {
-        const Kernels& k = kernels_for(isa);
+        const KernelTable& k = kernels_for(isa);
         const std::string name = isa_name(isa);
         // ---- scans ----
         for (const ScanCase& c : cases) {
@@ -154,8 +154,8 @@ int main() {
                 std::vector<float> y = test_data(size_t(n), 21, 0), z = test_data(size_t(n), 22, 0),
                                    w = test_data(size_t(n), 23, 0), a(n), b(n);
                 for (auto& v : z) v *= 4.0f;
-                ref.ssm.gated_norm(y.data(), z.data(), w.data(), a.data(), n, group, 1e-5f);
-                k.ssm.gated_norm(y.data(), z.data(), w.data(), b.data(), n, group, 1e-5f);
+                SsmKernels(ref).gated_norm()(y.data(), z.data(), w.data(), a.data(), n, group, 1e-5f);
+                SsmKernels(k).gated_norm()(y.data(), z.data(), w.data(), b.data(), n, group, 1e-5f);
                 check(close(a, b, rtol), name + " gated norm n=" + std::to_string(n) + " group=" + std::to_string(group));
             }
         }

@@ -81,6 +81,19 @@ def case(area: str, requires: tuple = (), peer: bool = False):
     return deco
 
 
+def entry_name(op: str, fmt: Optional[str] = None, m: int = 1, packed: bool = False) -> str:
+    """The registry entry (slmkernels.kernels()) that runs for op and fmt under the ISA in use:
+    for "gemm", the panel when it has one, the weights are packed and M reaches its min_m."""
+    import slmkernels as sk
+
+    active = {(k["op"], k["format"]): k for k in sk.kernels() if k["active"]}
+    panel = active.get(("gemm_panel", fmt)) if op == "gemm" else None
+    if panel is not None and packed and m >= panel["min_m"]:
+        return panel["name"]
+    k = active.get((op, fmt))
+    return k["name"] if k else f"{op}_{fmt}" if fmt else op
+
+
 def missing(c: Case) -> list[str]:
     import slmkernels as sk
 

@@ -7,7 +7,7 @@ import numpy as np
 
 import slmkernels as sk
 
-from . import Bench, case
+from . import Bench, case, entry_name
 from .gemm import ratio as _ratio  # max |got - ref| / bound (inf on shape or NaN)
 from .peers import torch_or_reason
 
@@ -30,11 +30,6 @@ def ref_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
     p = np.exp(s - s.max(axis=2, keepdims=True))
     p /= p.sum(axis=2, keepdims=True)
     return np.einsum("htl,lhd->thd", p, vv)
-
-
-def _kernel() -> str:
-    names = sk.attention_kernel_names() if hasattr(sk, "attention_kernel_names") else {}
-    return names.get("attention") or names.get("attention_chunk") or next(iter(names.values()), "attention")
 
 
 def _filled_cache(rng, p, L):
@@ -65,7 +60,7 @@ def attention(ctx):
                               shape=f"T={T} L={L} H={H}/{G} D={D}", params=dict(T=T, L=L, H=H, G=G, D=D, preset=p.name),
                               check=lambda got, ref=ref, b=bound: _ratio(got, ref, b),
                               flops=4.0 * visible * H * D, compute="fp32")
-                yield Bench(**common, op="attention", kernel=_kernel(),
+                yield Bench(**common, op="attention", kernel=entry_name("attn_chunk", cache.dtype),
                             bytes=float(kv_bytes + 2 * q.nbytes),
                             run=lambda q=q, out=out: sk.attention(q, cache, 0, seq, out=out))
                 if not ctx.extra.get("peers"):

@@ -11,7 +11,7 @@ import numpy as np
 
 import slmkernels as sk
 
-from . import Bench, case
+from . import Bench, case, entry_name
 from .peers import torch_or_reason
 
 FLOAT_FORMATS = ("f32", "f16", "bf16")
@@ -108,14 +108,13 @@ def _shapes(ctx):
 @case("gemm")
 def matmul_packed(ctx):
     rng = ctx.rng
-    names = sk.gemm_kernel_names()
     for p, layer, M, N, K in _shapes(ctx):
         label = f"{'gemv' if M == 1 else 'gemm'} {layer}" + ("" if p.explicit else f" ({p.name})")
         for fmt in ctx.formats:
             shape = f"{M}x{N}x{K}"
             common = dict(area="gemm", name=label, op="matmul", format=fmt, shape=shape,
                           params=dict(M=M, N=N, K=K, layer=layer, preset=p.name),
-                          kernel=names.get("gemm_" + fmt, "matmul_" + fmt))
+                          kernel=entry_name("gemm", fmt, M, packed=True))
             blk = sk.formats()[fmt]["block_size"]
             if K % blk or K % act_block(fmt):
                 yield Bench(**common, run=None, check=None, flops=0, bytes=0, compute=None,
@@ -152,7 +151,7 @@ def matmul_call_overhead(ctx):
     ref = x.astype(np.float64) @ sk.dequantize(qt).astype(np.float64).T
     bound = error_bound(x, sk.dequantize(qt), "q8_0")
     yield Bench(area="gemm", name="call overhead", op="matmul", format="q8_0", shape="1x16x32",
-                params=dict(M=1, N=16, K=32), kernel=sk.gemm_kernel_names().get("gemm_q8_0", "matmul_q8_0"),
+                params=dict(M=1, N=16, K=32), kernel=entry_name("gemm", "q8_0", 1, packed=True),
                 run=lambda: sk.matmul(x, pw, out=out), check=lambda got: ratio(got, ref, bound),
                 flops=2.0 * 16 * 32, bytes=float(pw.nbytes + x.nbytes + out.nbytes), compute=None, kind="overhead")
 

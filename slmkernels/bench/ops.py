@@ -6,7 +6,7 @@ import numpy as np
 
 import slmkernels as sk
 
-from . import Bench, case
+from . import Bench, case, entry_name
 from .gemm import ratio as _ratio  # max |got - ref| / bound (inf on shape or NaN)
 from .peers import torch_or_reason
 
@@ -34,11 +34,6 @@ def ref_rope(x: np.ndarray, pos: np.ndarray, theta: float, mode: str) -> np.ndar
     return y
 
 
-def _kernel(op: str) -> str:
-    names = sk.ops_kernel_names() if hasattr(sk, "ops_kernel_names") else {}
-    return names.get(op) or sk.kernel_names().get(op, op)
-
-
 def _token_counts(ctx, p):
     """Decode (1 token) and the prefill row counts, once each."""
     return sorted(set([1] + ctx.m_values(p)))
@@ -56,7 +51,7 @@ def rope(ctx):
                 out = np.empty_like(x)
                 ref = ref_rope(x, pos, 10000.0, mode)
                 bound = ROPE_RTOL * np.abs(x).max(axis=-1, keepdims=True) + 1e-30
-                yield Bench(area="ops", name=f"rope {mode}", op="rope", kernel=_kernel("rope"), format="f32",
+                yield Bench(area="ops", name=f"rope {mode}", op="rope", kernel="rope", format="f32",
                             shape=f"T={T} H={H} D={D}", params=dict(T=T, H=H, D=D, preset=p.name),
                             run=lambda x=x, pos=pos, out=out, mode=mode: sk.rope(x, pos, theta=10000.0, mode=mode, out=out),
                             check=lambda got, ref=ref, b=bound: _ratio(got, ref, b),
@@ -80,7 +75,7 @@ def rmsnorm(ctx):
             common = dict(area="ops", name="rmsnorm", format="f32", shape=f"{T}x{n}", params=dict(T=T, n=n, preset=p.name),
                           check=lambda got, ref=ref, b=bound: _ratio(got, ref, b), flops=4.0 * T * n,
                           bytes=2.0 * x.nbytes + w.nbytes, compute="fp32")
-            yield Bench(**common, op="rmsnorm", kernel=_kernel("rmsnorm"),
+            yield Bench(**common, op="rmsnorm", kernel=entry_name("rmsnorm", "f32"),
                         run=lambda x=x, w=w, out=out: sk.rmsnorm(x, w, 1e-6, out=out))
             if ctx.extra.get("peers") and torch is not None and hasattr(torch.nn.functional, "rms_norm"):
                 xt, wt = torch.from_numpy(x), torch.from_numpy(w)
@@ -105,7 +100,7 @@ def swiglu(ctx):
             common = dict(area="ops", name="swiglu", format="f32", shape=f"{T}x{n}", params=dict(T=T, n=n, preset=p.name),
                           check=lambda got, ref=ref, b=bound: _ratio(got, ref, b), flops=5.0 * T * n,
                           bytes=3.0 * g.nbytes, compute="fp32")
-            yield Bench(**common, op="swiglu", kernel=_kernel("swiglu"),
+            yield Bench(**common, op="swiglu", kernel=entry_name("swiglu", "f32"),
                         run=lambda g=g, u=u, out=out: sk.swiglu(g, u, out=out))
             if ctx.extra.get("peers") and torch is not None:
                 gt, ut = torch.from_numpy(g), torch.from_numpy(u)
@@ -127,7 +122,7 @@ def embedding(ctx):
             out = np.empty((T, p.hidden), np.float32)
             ref = deq[ids].astype(np.float64)
             row_bytes = table.nbytes // p.vocab
-            yield Bench(area="ops", name="embedding rows", op="embedding", kernel="embedding_" + fmt, format=fmt,
+            yield Bench(area="ops", name="embedding rows", op="embedding", kernel=entry_name("dequantize", fmt), format=fmt,
                         shape=f"{T} of {p.vocab}x{p.hidden}", params=dict(T=T, vocab=p.vocab, n=p.hidden, preset=p.name),
                         run=lambda ids=ids, out=out: sk.embedding(table, ids, out=out),
                         # dequantization is exact: any difference is a failure

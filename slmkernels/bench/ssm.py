@@ -13,7 +13,7 @@ import numpy as np
 
 import slmkernels as sk
 
-from . import Bench, case
+from . import Bench, case, entry_name
 from .gemm import copies_for, cycler
 from .gemm import ratio as _ratio
 
@@ -23,10 +23,6 @@ SHAPE = dict(hidden=1536, nh=48, hd=64, ds=128, ng=1, K=4)
 # float32 against float64, relative to the largest |term| a head sums (tests/test_ssm.py SSM_RTOL)
 SSM_RTOL = 2.0**-14
 OPS_RTOL = 64 * 2.0**-24
-
-
-def _names() -> dict:
-    return sk.ssm_kernel_names() if hasattr(sk, "ssm_kernel_names") else {}
 
 
 def _tokens(ctx) -> list:
@@ -72,7 +68,6 @@ def scan(ctx):
     rng = ctx.rng
     s = SHAPE
     nh, hd, ds = s["nh"], s["hd"], s["ds"]
-    names = _names()
     label = f"H={nh} P={hd} N={ds}"
     for T in _tokens(ctx):
         a, state = _inputs(rng, T)
@@ -91,7 +86,7 @@ def scan(ctx):
 
             yield Bench(area="ssm", name=("decode scan" if T == 1 else "prefill scan chunked" if chunked else
                                           "prefill scan token by token"),
-                        op="ssm_scan", kernel=names.get("chunk" if chunked else "scan", "ssm_scan"), format="f32",
+                        op="ssm_scan", kernel=entry_name("ssm_chunk" if chunked else "ssm_scan", "f32"), format="f32",
                         shape=f"T={T} {label}",
                         params=dict(T=T, n_heads=nh, head_dim=hd, d_state=ds, chunked=chunked,
                                     working_set_bytes=state_bytes * n_copies),
@@ -108,7 +103,6 @@ def conv(ctx):
     s = SHAPE
     C = s["nh"] * s["hd"] + 2 * s["ng"] * s["ds"]
     K = s["K"]
-    names = _names()
     for T in _tokens(ctx):
         x = (rng.standard_normal((T, C)) * 3).astype(np.float32)
         w = rng.standard_normal((C, K)).astype(np.float32)
@@ -121,7 +115,7 @@ def conv(ctx):
                             + np.abs(ref)) + 1e-30
         out = np.empty_like(x)
         st = state.copy()
-        yield Bench(area="ssm", name="conv1d + silu", op="ssm_conv1d", kernel=names.get("conv", "ssm_conv1d"),
+        yield Bench(area="ssm", name="conv1d + silu", op="ssm_conv1d", kernel=entry_name("ssm_conv", "f32"),
                     format="f32", shape=f"T={T} C={C} K={K}", params=dict(T=T, channels=C, K=K),
                     run=lambda x=x, w=w, b=b, st=st, out=out: sk.ssm_conv1d(x, st, w, b, out=out),
                     check_run=lambda x=x, w=w, b=b, state=state: sk.ssm_conv1d(x, state.copy(), w, b),
@@ -135,7 +129,6 @@ def gated_norm(ctx):
     rng = ctx.rng
     s = SHAPE
     n = s["nh"] * s["hd"]
-    names = _names()
     for T in _tokens(ctx):
         y = rng.standard_normal((T, n)).astype(np.float32)
         z = (rng.standard_normal((T, n)) * 3).astype(np.float32)
@@ -146,7 +139,7 @@ def gated_norm(ctx):
         bound = (n / 2 + 8) * 2.0**-24 * np.abs(ref) + OPS_RTOL * np.abs(ref) + 1e-30
         out = np.empty_like(y)
         yield Bench(area="ssm", name="gated rmsnorm", op="ssm_gated_rmsnorm",
-                    kernel=names.get("gated_norm", "ssm_gated_rmsnorm"), format="f32", shape=f"{T}x{n}",
+                    kernel=entry_name("ssm_gated_norm", "f32"), format="f32", shape=f"{T}x{n}",
                     params=dict(T=T, n=n, groups=s["ng"]),
                     run=lambda y=y, z=z, w=w, out=out: sk.ssm_gated_rmsnorm(y, z, w, s["ng"], 1e-5, out=out),
                     check=lambda got, ref=ref, b=bound: _ratio(got, ref, b),

@@ -4,9 +4,13 @@
 #include <cstdint>
 #include <cstring>
 
+#include "probe.h"
+
 namespace slmk {
 
-double probe_int8_amx(int64_t iters) {
+namespace {
+
+double int8_amx(int64_t iters) {
     struct alignas(64) {
         uint8_t palette = 1, start_row = 0;
         uint8_t reserved[14] = {};
@@ -33,5 +37,13 @@ double probe_int8_amx(int64_t iters) {
     (void)keep;
     return static_cast<double>(iters) * 4 * 16 * 16 * 64;
 }
+
+constexpr std::array<KernelEntry, 1> kEntries = {
+    entry<Op::probe_int8, int8_amx>(),
+};
+
+}  // namespace
+
+extern constexpr KernelList kernels_probe_avx512_amx{Isa::avx512_amx, kEntries.data(), kEntries.size()};
 
 }  // namespace slmk
