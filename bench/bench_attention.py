@@ -126,7 +126,7 @@ def main() -> None:
     bw = _core._probe_read_bandwidth(1 << 30, 3)["gb_per_s"]
     llc = llc_bytes()
     meta = dict(isa=sk.get_isa(), threads=args.threads, cpu=platform.processor() or platform.machine(),
-                kernels=sk.attention_kernel_names(), read_bandwidth_gb_s=bw, llc_bytes=llc)
+                kernels={k: v for k, v in sk.kernel_names().items() if k.startswith("attn_chunk_")}, read_bandwidth_gb_s=bw, llc_bytes=llc)
     rows = []
 
     # ---- decode ----

@@ -122,7 +122,7 @@ def main(argv=None) -> int:
         gbs = qt.nbytes / t / 1e9
         rows.append(dict(kind="gemv", format=fmt, M=1, N=N, K=K, seconds=t, spread=spread, valid=ok, err_ratio=err,
                          weight_bytes=qt.nbytes, gb_per_s=gbs, frac_bandwidth=gbs / bw["gb_per_s"],
-                         kernel=sk.gemm_kernel_names().get("gemm_" + fmt)))
+                         kernel=sk.kernel_names().get("gemm_" + fmt)))
         print(f"gemv {fmt}: {t*1e6:.0f} us, {gbs:.1f} GB/s = {gbs / bw['gb_per_s']:.0%} of read bandwidth", file=sys.stderr)
         del mats
 
@@ -142,7 +142,7 @@ def main(argv=None) -> int:
             rows.append(dict(kind="gemm", format=fmt, M=m, N=N, K=K, seconds=t, spread=spread, valid=ok, err_ratio=err,
                              gops=gops, frac_int8_peak=gops / peak8["gops"] if peak8["gops"] else None,
                              frac_vnni_peak=gops / peak_vnni if peak_vnni else None,
-                             numpy_seconds=tn, speedup_vs_numpy=tn / t, kernel=sk.gemm_kernel_names().get("gemm_" + fmt)))
+                             numpy_seconds=tn, speedup_vs_numpy=tn / t, kernel=sk.kernel_names().get("gemm_" + fmt)))
             vn = f", {gops / peak_vnni:.0%} of vpdpbusd peak" if peak_vnni else ""
             print(f"gemm {fmt} M={m}: {gops:.0f} GOPS ({gops / peak8['gops']:.0%} of int8 peak{vn}), "
                   f"{tn / t:.2f}x numpy", file=sys.stderr)
