@@ -30,12 +30,16 @@ void bind_attention(py::module_& m) {
         "rope",
         [](py::handle x, py::handle positions, double theta, const std::string& mode, py::object rotary_dim,
            py::object scaling, py::object freq_factors, py::object out) {
-            auto xa = require_f32(x, "x");
+            ArrayKind xk;
+            auto xa = require_f32(x, "x", &xk);
             if (xa.ndim() != 3) throw py::value_error("x must be 3-D (tokens, heads, head_dim)");
             const int64_t T = xa.shape(0), H = xa.shape(1), D = xa.shape(2);
             if (H == 0 || D == 0) throw py::value_error("x must not be empty: (tokens, heads >= 1, head_dim >= 2)");
-            if (!py::isinstance<py::array>(positions)) throw py::type_error("positions must be an integer ndarray");
-            py::array pa = py::reinterpret_borrow<py::array>(positions);
+            if (!py::isinstance<py::array>(positions) && !py::hasattr(positions, "__dlpack__"))
+                throw py::type_error("positions must be an integer ndarray (or torch tensor)");
+            ElemType pe;
+            bool ptorch;
+            py::array pa = as_array(positions, "positions", &pe, &ptorch);
             if (pa.dtype().kind() != 'i' && pa.dtype().kind() != 'u')
                 throw py::type_error("positions must have an integer dtype, got " + std::string(py::str(pa.dtype())));
             if (pa.ndim() != 1 || pa.shape(0) != T)
@@ -93,11 +97,12 @@ void bind_attention(py::module_& m) {
                 }
             }
             const RopeConfig cfg = rope_config(spec, 0);
-            py::array_t<float> result;
+            OutArg o;
             if (out.is_none()) {
-                result = py::array_t<float>({T, H, D});
+                o.f32 = py::array_t<float, py::array::c_style>({T, H, D});
             } else {
-                auto oa = require_f32_out(out, "out");
+                o = take_out(out, "out");
+                auto& oa = o.f32;
                 if (oa.ndim() != 3 || oa.shape(0) != T || oa.shape(1) != H || oa.shape(2) != D)
                     throw py::value_error("out must have the shape of x");
                 if (!oa.writeable()) throw py::value_error("out must be writeable");
@@ -105,17 +110,18 @@ void bind_attention(py::module_& m) {
                 const float* x0 = xa.data();
                 if (o0 != x0 && o0 < x0 + T * H * D && x0 < o0 + T * H * D)
                     throw py::value_error("out must be x itself or not overlap it");
-                result = oa;
             }
             auto table = rope_table(cfg);
             const float* xp = xa.data();
-            float* op = result.mutable_data();
+            float* op = o.f32.mutable_data();
             const int64_t* pp = pos.data();
             {
                 py::gil_scoped_release rel;
                 rope_apply(*table, xp, op, T, H, D, pp);
             }
-            return result;
+            if (out.is_none()) return as_result(o.f32, xk);
+            o.commit();
+            return o.caller;
         },
         py::arg("x"), py::arg("positions"), py::kw_only(), py::arg("theta"), py::arg("mode"),
         py::arg("rotary_dim") = py::none(), py::arg("scaling") = py::none(), py::arg("freq_factors") = py::none(),

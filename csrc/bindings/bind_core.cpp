@@ -55,45 +55,6 @@ py::list kernel_list() {
 
 }  // namespace
 
-namespace {
-
-py::array checked_f32(const py::handle& a, const char* name) {
-    if (!py::isinstance<py::array>(a))
-        throw py::type_error(std::string(name) + " must be a numpy.ndarray of float32, got " +
-                             std::string(py::str(py::type::of(a).attr("__name__"))));
-    py::array arr = py::reinterpret_borrow<py::array>(a);
-    if (!arr.dtype().is(py::dtype::of<float>()))
-        throw py::type_error(std::string(name) + " must have dtype float32, got " +
-                             std::string(py::str(arr.dtype())));
-    if (!(arr.flags() & py::array::c_style))
-        throw py::value_error(std::string(name) + " must be C-contiguous (use numpy.ascontiguousarray)");
-    return arr;
-}
-
-}  // namespace
-
-bool f32_aligned(const py::array& arr) { return (arr.flags() & kNpyAligned) != 0; }
-
-py::array_t<float, py::array::c_style> require_f32(const py::handle& a, const char* name) {
-    py::array arr = checked_f32(a, name);
-    if (!f32_aligned(arr)) {
-        // A view at an odd byte offset of a buffer: the kernels read through float*, and a
-        // misaligned float* is undefined behaviour (UBSan reports it; a vectorizer may assume
-        // it aligned), so they get an aligned copy instead. Same values, same bits.
-        py::array_t<float, py::array::c_style> copy(std::vector<py::ssize_t>(arr.shape(), arr.shape() + arr.ndim()));
-        if (arr.nbytes() > 0) std::memcpy(copy.mutable_data(), arr.data(), static_cast<size_t>(arr.nbytes()));
-        return copy;
-    }
-    return py::reinterpret_borrow<py::array_t<float, py::array::c_style>>(arr);
-}
-
-py::array_t<float, py::array::c_style> require_f32_out(const py::handle& a, const char* name) {
-    py::array arr = checked_f32(a, name);
-    if (!f32_aligned(arr))
-        throw py::value_error(std::string(name) + " must be aligned to 4 bytes (it is a float32 view at an odd byte offset)");
-    return py::reinterpret_borrow<py::array_t<float, py::array::c_style>>(arr);
-}
-
 int64_t int_arg(const py::handle& v, const char* name) {
     if (!py::isinstance<py::int_>(v) || py::isinstance<py::bool_>(v))
         throw py::type_error(std::string(name) + " must be an int, got " +

@@ -99,7 +99,8 @@ void bind_gemm(py::module_& m) {
     m.def(
         "matmul",
         [](py::handle x, py::handle w, py::handle out) {
-            auto xa = require_f32(x, "x");
+            ArrayKind xk;
+            auto xa = require_f32(x, "x", &xk);
             if (xa.ndim() != 1 && xa.ndim() != 2)
                 throw py::value_error("x must be 1-D (K,) or 2-D (M, K), got " + std::to_string(xa.ndim()) + "-D");
             const bool vec = xa.ndim() == 1;
@@ -110,11 +111,12 @@ void bind_gemm(py::module_& m) {
                 throw py::value_error("K mismatch: x has K=" + std::to_string(K) + ", w has shape (" +
                                       std::to_string(v.n) + ", " + std::to_string(v.k) + ")");
             if (M == 0) throw py::value_error("x must have at least one row");
-            py::array_t<float> result;
+            OutArg o;
             if (out.is_none()) {
-                result = vec ? py::array_t<float>({v.n}) : py::array_t<float>({M, v.n});
+                o.f32 = vec ? py::array_t<float, py::array::c_style>({v.n}) : py::array_t<float, py::array::c_style>({M, v.n});
             } else {
-                auto oa = require_f32_out(out, "out");
+                o = take_out(out, "out");
+                auto& oa = o.f32;
                 const bool shape_ok = vec ? (oa.ndim() == 1 && oa.shape(0) == v.n)
                                           : (oa.ndim() == 2 && oa.shape(0) == M && oa.shape(1) == v.n);
                 if (!shape_ok)
@@ -127,15 +129,16 @@ void bind_gemm(py::module_& m) {
                 if (overlaps(o0, o1, xa.data(), xa.data() + M * K))
                     throw py::value_error("out must not overlap x");
                 if (overlaps(o0, o1, v.lo, v.hi)) throw py::value_error("out must not overlap w");
-                result = oa;
             }
-            float* o = result.mutable_data();
+            float* op = o.f32.mutable_data();
             const float* xp = xa.data();
             {
                 py::gil_scoped_release rel;
-                gemm(kernels(), v.format, v.packed, v.raw, v.row_stride, v.n, K, xp, M, K, o, v.n);
+                gemm(kernels(), v.format, v.packed, v.raw, v.row_stride, v.n, K, xp, M, K, op, v.n);
             }
-            return result;
+            if (out.is_none()) return as_result(o.f32, xk);
+            o.commit();
+            return o.caller;
         },
         py::arg("x"), py::arg("w"), py::arg("out") = py::none(),
         "x (M, K) float32 @ w.T -> (M, N) float32; w a QuantizedTensor, PackedWeights or float32/float16 (N, K).");

@@ -84,8 +84,8 @@ AttnArgs parse_options(const KVCache& c, int64_t n_heads, py::object scale, py::
     return a;
 }
 
-Arr query_array(const py::handle& q, const KVCache& c) {
-    Arr qa = require_f32(q, "q");
+Arr query_array(const py::handle& q, const KVCache& c, ArrayKind* kind) {
+    Arr qa = require_f32(q, "q", kind);
     if (qa.ndim() != 3) throw py::value_error("q must be 3-D (q_tokens, n_heads, head_dim)");
     if (qa.shape(2) != c.head_dim)
         throw py::value_error("q has head_dim " + std::to_string(qa.shape(2)) + ", the cache has " + std::to_string(c.head_dim));
@@ -113,9 +113,14 @@ py::object checked_path(const py::object& path) {
                          std::string(py::str(py::type::of(path).attr("__name__"))));
 }
 
-Arr output_array(py::object out, const Arr& qa, const AttnArgs& a) {
-    if (out.is_none()) return Arr({qa.shape(0), qa.shape(1), qa.shape(2)});
-    Arr oa = require_f32_out(out, "out");
+OutArg output_array(py::object out, const Arr& qa, const AttnArgs& a) {
+    OutArg o;
+    if (out.is_none()) {
+        o.f32 = Arr({qa.shape(0), qa.shape(1), qa.shape(2)});
+        return o;
+    }
+    o = take_out(out, "out");
+    const Arr& oa = o.f32;
     if (oa.ndim() != 3 || oa.shape(0) != qa.shape(0) || oa.shape(1) != qa.shape(1) || oa.shape(2) != qa.shape(2))
         throw py::value_error("out must have the shape of q");
     if (!oa.writeable()) throw py::value_error("out must be writeable");
@@ -125,7 +130,14 @@ Arr output_array(py::object out, const Arr& qa, const AttnArgs& a) {
         const float* s0 = a.opt.sinks;
         if (o0 < s0 + a.sinks.size() && s0 < o0 + oa.size()) throw py::value_error("out must not overlap sinks");
     }
-    return oa;
+    return o;
+}
+
+// The attention result: the new array as q's kind, or the caller's out.
+py::object attention_result(py::object out, OutArg& o, const ArrayKind& qk) {
+    if (out.is_none()) return as_result(o.f32, qk);
+    o.commit();
+    return o.caller;
 }
 
 }  // namespace
@@ -369,19 +381,20 @@ void bind_kvcache(py::module_& m) {
         "attention",
         [](py::handle q, KVCache& cache, int layer, int64_t seq, py::object scale, py::object window, py::object softcap,
            py::object sinks, py::object out) {
-            Arr qa = query_array(q, cache);
+            ArrayKind qk;
+            Arr qa = query_array(q, cache, &qk);
             AttnArgs a = parse_options(cache, qa.shape(1), scale, window, softcap, sinks);
             checked_attention(cache, layer, seq, qa.shape(0), qa.shape(1), a.opt);
-            Arr oa = output_array(out, qa, a);
+            OutArg oa = output_array(out, qa, a);
             const float* qp = qa.data();
-            float* op = oa.mutable_data();
+            float* op = oa.f32.mutable_data();
             const int64_t T = qa.shape(0), H = qa.shape(1);
             {
                 py::gil_scoped_release rel;
                 std::shared_lock<std::shared_mutex> lk(cache.mu);
                 attention(kernels(), cache, layer, seq, qp, T, H, a.opt, op);
             }
-            return oa;
+            return attention_result(out, oa, qk);
         },
         py::arg("q"), py::arg("cache"), py::arg("layer"), py::arg("seq"), py::kw_only(), py::arg("scale") = py::none(),
         py::arg("window") = py::none(), py::arg("softcap") = py::none(), py::arg("sinks") = py::none(),
@@ -396,22 +409,23 @@ void bind_kvcache(py::module_& m) {
         "attention_batch",
         [](py::handle q, KVCache& cache, int layer, std::vector<int64_t> seqs, py::object scale, py::object window,
            py::object softcap, py::object sinks, py::object out) {
-            Arr qa = query_array(q, cache);
+            ArrayKind qk;
+            Arr qa = query_array(q, cache, &qk);
             if (static_cast<int64_t>(seqs.size()) != qa.shape(0))
                 throw py::value_error("q must have one token per sequence: q_tokens " + std::to_string(qa.shape(0)) +
                                       " != len(seqs) " + std::to_string(seqs.size()));
             AttnArgs a = parse_options(cache, qa.shape(1), scale, window, softcap, sinks);
             for (int64_t s : seqs) checked_attention(cache, layer, s, 1, qa.shape(1), a.opt);
-            Arr oa = output_array(out, qa, a);
+            OutArg oa = output_array(out, qa, a);
             const float* qp = qa.data();
-            float* op = oa.mutable_data();
+            float* op = oa.f32.mutable_data();
             const int64_t H = qa.shape(1);
             {
                 py::gil_scoped_release rel;
                 std::shared_lock<std::shared_mutex> lk(cache.mu);
                 attention_batch(kernels(), cache, layer, seqs.data(), static_cast<int64_t>(seqs.size()), qp, H, a.opt, op);
             }
-            return oa;
+            return attention_result(out, oa, qk);
         },
         py::arg("q"), py::arg("cache"), py::arg("layer"), py::arg("seqs"), py::kw_only(), py::arg("scale") = py::none(),
         py::arg("window") = py::none(), py::arg("softcap") = py::none(), py::arg("sinks") = py::none(),

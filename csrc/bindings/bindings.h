@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "quant/formats.h"
 
@@ -49,11 +50,48 @@ struct PackedWeights {
     std::shared_ptr<PackedMatrix> m;
 };
 
-// Checks that `a` is a float32 ndarray, C-contiguous; raises TypeError/ValueError naming `name`.
-// An input that is not 4-byte aligned (a view at an odd byte offset) comes back as an aligned
-// copy; an output (require_f32_out) must be aligned, else ValueError.
-py::array_t<float, py::array::c_style> require_f32(const py::handle& a, const char* name);
-py::array_t<float, py::array::c_style> require_f32_out(const py::handle& a, const char* name);
+// ---- array intake (intake.cpp) ----
+// Activations and `out=` may be numpy arrays, torch CPU tensors or any __dlpack__ producer, in
+// float32, float16 or bfloat16; they are viewed in place, never copied by Python. Half types are
+// widened to float32 (results narrowed back) by the F16/BF16 row kernels, in C++.
+enum class ElemType : uint8_t { F32, F16, BF16, Other };
+
+// How an activation came in; decides what a result allocated for it is (as_result).
+struct ArrayKind {
+    bool torch = false;  // a torch.Tensor: results are torch tensors
+    ElemType elem = ElemType::F32;
+};
+
+// `a` as a numpy array viewing its memory (bfloat16 as a uint16 view, *elem = BF16); TypeError
+// naming `name` when it is neither a numpy array nor a __dlpack__ producer in CPU memory.
+py::array as_array(const py::handle& a, const char* name, ElemType* elem, bool* torch);
+
+// A C-contiguous float32 array of `a`'s values: `a` itself (float32, 4-byte aligned), an aligned
+// copy (a float32 view at an odd byte offset), or the widened values (float16/bfloat16). Raises
+// TypeError/ValueError naming `name`. `kind`, when given, receives how `a` came in.
+py::array_t<float, py::array::c_style> require_f32(const py::handle& a, const char* name, ArrayKind* kind = nullptr);
+
+// Widens (rows, n) float16/bfloat16 rows `row_stride_bytes` apart into a new float32 array of `shape`.
+py::array_t<float, py::array::c_style> widen_rows(const py::array& src, ElemType e, int64_t rows, int64_t n,
+                                                  int64_t row_stride_bytes, std::vector<py::ssize_t> shape);
+
+// An `out=` argument: the kernel writes `f32` (the caller's memory when it is float32, else a
+// scratch array that commit() narrows into the caller's float16/bfloat16 memory afterwards).
+struct OutArg {
+    py::object caller;                        // what the call returns
+    py::array_t<float, py::array::c_style> f32;
+    py::array half;                           // the caller's half-precision memory
+    ElemType elem = ElemType::F32;
+    void commit();
+};
+// numpy arrays and torch tensors only (other DLPack producers may be immutable). C-contiguous;
+// a float32 one must be 4-byte aligned. Shape and writeability are the caller's to check on f32
+// (a half-precision one is checked writeable here).
+OutArg take_out(const py::handle& a, const char* name);
+// A freshly computed float32 result returned as the caller's kind: a torch tensor (sharing r's
+// memory when float32) for torch input, float16 for float16 input (bfloat16 for torch only).
+py::object as_result(py::array_t<float, py::array::c_style> r, const ArrayKind& kind);
+
 // numpy's NPY_ARRAY_ALIGNED flag: the data pointer and strides suit the dtype's alignment.
 constexpr int kNpyAligned = 0x0100;
 bool f32_aligned(const py::array& arr);
