@@ -19,7 +19,22 @@ struct WeightView {
     int64_t row_stride = 0;
     const void* lo = nullptr;  // byte range, for the overlap check with `out`
     const void* hi = nullptr;
+    const QuantizedTensor* qt = nullptr;  // a tensor whose packed form is cached on it
 };
+
+// The packed form of t, built on first use (GIL released; one builder at a time per tensor) and
+// kept on the tensor. The GGUF bytes are not read by matmul after that, so pages of a file they
+// came from (an mmap of a .gguf) are released: a cached tensor costs its packed size, once.
+const PackedMatrix* cached_pack(const QuantizedTensor& t) {
+    PackCache& c = *t.pack_cache;
+    py::gil_scoped_release rel;
+    std::lock_guard<std::mutex> lk(c.mu);
+    if (!c.m) {
+        c.m = pack_matrix(t.format, t.data, t.rows, t.cols, row_bytes(t.format, t.cols));
+        release_file_pages(t.data, t.nbytes);
+    }
+    return c.m.get();
+}
 
 WeightView resolve_weight(const py::handle& w) {
     WeightView v;
@@ -42,6 +57,7 @@ WeightView resolve_weight(const py::handle& w) {
         v.row_stride = row_bytes(t.format, t.cols);
         v.lo = t.data;
         v.hi = t.data + t.nbytes;
+        v.qt = &t;
         return v;
     }
     if (py::isinstance<py::array>(w)) {
@@ -88,13 +104,48 @@ void bind_gemm(py::module_& m) {
             if (py::isinstance<PackedWeights>(w)) throw py::type_error("w is already packed");
             WeightView v = resolve_weight(w);
             PackedWeights p;
+            if (v.qt) {
+                std::lock_guard<std::mutex> lk(v.qt->pack_cache->mu);  // a builder never needs the GIL
+                if (v.qt->pack_cache->m) {
+                    p.m = v.qt->pack_cache->m;  // matmul packed it already: share that copy
+                    return p;
+                }
+            }
             {
                 py::gil_scoped_release rel;
                 p.m = pack_matrix(v.format, v.raw, v.n, v.k, v.row_stride);
             }
             return p;
         },
-        py::arg("w"), "Repack a QuantizedTensor (or float32/float16 (N, K) array) for matmul.");
+        py::arg("w"),
+        "Repack a QuantizedTensor (or float32/float16 (N, K) array) for matmul. A tensor that matmul has\n"
+        "packed already gives that cached copy.");
+
+    m.def(
+        "release_pages",
+        [](py::handle obj) {
+            const uint8_t* p;
+            int64_t n;
+            std::shared_ptr<py::buffer_info> keep;
+            if (py::isinstance<QuantizedTensor>(obj)) {
+                const QuantizedTensor& t = obj.cast<const QuantizedTensor&>();
+                p = t.data;
+                n = t.nbytes;
+            } else if (PyObject_CheckBuffer(obj.ptr())) {
+                keep = std::make_shared<py::buffer_info>(py::reinterpret_borrow<py::buffer>(obj).request());
+                p = static_cast<const uint8_t*>(keep->ptr);
+                n = keep->size * keep->itemsize;
+            } else {
+                throw py::type_error("release_pages takes a QuantizedTensor or a buffer (mmap, numpy array, ...), got " +
+                                     std::string(py::str(py::type::of(obj).attr("__name__"))));
+            }
+            py::gil_scoped_release rel;
+            return release_file_pages(p, n);
+        },
+        py::arg("obj"),
+        "Drop the resident pages of obj's memory that a file backs read-only or shared (an mmap of a\n"
+        "GGUF file after its weights were packed): the OS re-reads them if touched again. Anonymous\n"
+        "and private-writable memory is never touched. Returns the bytes released (0 off Linux).");
 
     m.def(
         "matmul",
@@ -130,6 +181,8 @@ void bind_gemm(py::module_& m) {
                     throw py::value_error("out must not overlap x");
                 if (overlaps(o0, o1, v.lo, v.hi)) throw py::value_error("out must not overlap w");
             }
+            // every check passed: from here on the call succeeds
+            if (v.qt) v.packed = cached_pack(*v.qt);
             float* op = o.f32.mutable_data();
             const float* xp = xa.data();
             {

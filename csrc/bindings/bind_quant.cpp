@@ -7,6 +7,7 @@
 
 #include "bindings.h"
 #include "core/thread_pool.h"
+#include "gemm/gemm_driver.h"
 
 namespace slmk {
 
@@ -75,6 +76,7 @@ QuantizedTensor make_view(py::object data, Format f, int64_t rows, int64_t cols,
     t.readonly = info->readonly;
     t.view = std::move(info);
     t.owner = std::move(data);
+    t.pack_cache = std::make_shared<PackCache>();
     return t;
 }
 
@@ -139,6 +141,17 @@ void bind_quant(py::module_& m) {
             return py::buffer_info(const_cast<uint8_t*>(t.data), 1, py::format_descriptor<uint8_t>::format(), 1,
                                    {t.nbytes}, {1}, t.readonly);
         })
+        .def_property_readonly(
+            "packed_nbytes",
+            [](const QuantizedTensor& t) -> int64_t {
+                std::lock_guard<std::mutex> lk(t.pack_cache->mu);
+                return t.pack_cache->m ? t.pack_cache->m->n_groups() * t.pack_cache->m->group_bytes : 0;
+            },
+            "Bytes of the packed copy that the first matmul built and keeps on this tensor (0: none yet).")
+        .def("drop_packed", [](QuantizedTensor& t) {
+            std::lock_guard<std::mutex> lk(t.pack_cache->mu);
+            t.pack_cache->m.reset();
+        }, "Free the cached packed copy (PackedWeights from pack() that share it stay valid).")
         .def("__repr__", [](const QuantizedTensor& t) {
             return "QuantizedTensor(format='" + std::string(format_info(t.format).name) + "', shape=(" +
                    std::to_string(t.rows) + ", " + std::to_string(t.cols) + "), nbytes=" + std::to_string(t.nbytes) + ")";

@@ -7,6 +7,7 @@
 #include <pybind11/pybind11.h>
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,14 @@ void bind_ssm(py::module_& m);
 // such as gguf.GGMLQuantizationType). Raises ValueError for anything else.
 Format parse_format(const py::handle& fmt, const char* arg_name = "fmt");
 
+// The packed form of a QuantizedTensor, built by the first matmul that needs it and kept (shared
+// by copies of the tensor object).
+struct PackedMatrix;
+struct PackCache {
+    std::mutex mu;
+    std::shared_ptr<PackedMatrix> m;
+};
+
 // A tensor in one of the block formats, viewing bytes it does not own (a numpy array, an
 // mmap of a GGUF file, bytes...) without copying. Holding the buffer export keeps the owner
 // alive and, for an mmap, stops it from being closed underneath us.
@@ -42,10 +51,10 @@ struct QuantizedTensor {
     bool readonly;
     std::shared_ptr<py::buffer_info> view;  // the held buffer export
     py::object owner;
+    std::shared_ptr<PackCache> pack_cache;
 };
 
 // Weights packed for the GEMM kernels (slmkernels.PackedWeights).
-struct PackedMatrix;
 struct PackedWeights {
     std::shared_ptr<PackedMatrix> m;
 };
@@ -95,6 +104,12 @@ py::object as_result(py::array_t<float, py::array::c_style> r, const ArrayKind& 
 // numpy's NPY_ARRAY_ALIGNED flag: the data pointer and strides suit the dtype's alignment.
 constexpr int kNpyAligned = 0x0100;
 bool f32_aligned(const py::array& arr);
+
+// Drops the resident pages of [p, p + n) that are backed by a file and cannot hold private
+// changes (read-only or shared file mappings: touching them again re-reads the file); never
+// pages of anonymous or private-writable memory. Only whole pages inside the range. Returns the
+// bytes advised away (0 where the OS offers no such call). Linux: /proc/self/maps + madvise.
+int64_t release_file_pages(const void* p, int64_t n);
 
 // A Python int (not bool) as int64: TypeError naming `name` for another type, ValueError when it
 // does not fit in 64 bits (pybind11's own cast would raise RuntimeError for both).

@@ -1,0 +1,80 @@
+"""matmul on an unpacked QuantizedTensor packs it once and keeps the packed copy on the tensor;
+the file pages it was packed from are released, anonymous memory never is."""
+
+import mmap
+import sys
+
+import numpy as np
+import pytest
+
+import slmkernels as sk
+
+RNG = np.random.default_rng(16)
+W = RNG.standard_normal((40, 256)).astype(np.float32)
+X = RNG.standard_normal((3, 256)).astype(np.float32)
+
+
+def resident_bytes(addr: int, n: int) -> int:
+    """Rss of the mappings overlapping [addr, addr+n) (whole mappings: the tests map one file each)."""
+    total, hit = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()[0]
+            if "-" in head and not head.endswith(":"):
+                lo, hi = (int(v, 16) for v in head.split("-"))
+                hit = lo < addr + n and addr < hi
+            elif hit and head == "Rss:":
+                total += int(line.split()[1]) * 1024
+    return total
+
+
+@pytest.mark.parametrize("fmt", ["q8_0", "q4_k", "f16"])
+def test_first_matmul_caches_the_packed_copy(fmt):
+    qt = sk.quantize(W, fmt)
+    assert qt.packed_nbytes == 0
+    want = sk.matmul(X, sk.pack(qt))  # an independent packed copy
+    assert qt.packed_nbytes == 0  # pack() of an uncached tensor does not cache
+    np.testing.assert_array_equal(sk.matmul(X, qt), want)
+    assert qt.packed_nbytes >= qt.nbytes  # 16-row groups: the padding of the last group, K-quant headers
+    assert qt.packed_nbytes <= 1.05 * qt.nbytes + 16 * qt.nbytes // qt.shape[0]
+    np.testing.assert_array_equal(sk.matmul(X, qt), want)
+    p = sk.pack(qt)  # now shares the cached copy
+    qt.drop_packed()
+    assert qt.packed_nbytes == 0
+    np.testing.assert_array_equal(sk.matmul(X, p), want)
+
+
+def test_release_pages_never_touches_anonymous_memory():
+    a = np.arange(1 << 16, dtype=np.uint8)
+    assert sk.release_pages(a) == 0
+    assert (a == np.arange(1 << 16, dtype=np.uint8)).all()
+    with pytest.raises(TypeError, match="release_pages takes"):
+        sk.release_pages(3)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="page accounting through /proc/self/smaps")
+def test_mmap_backed_tensor_does_not_double_its_rss(tmp_path):
+    qt0 = sk.quantize(np.tile(W, (64, 1)), "q8_0")  # 2560 x 256: 680 KiB
+    path = tmp_path / "w.bin"
+    path.write_bytes(qt0.data.tobytes())
+    with open(path, "rb") as f:
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    qt = sk.QuantizedTensor(mm, "q8_0", qt0.shape)
+    addr = qt.data.ctypes.data
+    sk.dequantize(qt)  # touch every page
+    assert resident_bytes(addr, qt.nbytes) >= qt.nbytes - 4096
+    got = sk.matmul(X, qt)
+    assert resident_bytes(addr, qt.nbytes) <= 2 * 4096  # released after packing
+    np.testing.assert_array_equal(got, sk.matmul(X, qt0))
+    np.testing.assert_array_equal(sk.dequantize(qt), sk.dequantize(qt0))  # re-read from the file
+    # a private writable mapping may hold changes: never released
+    with open(path, "r+b") as f:
+        cow = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    cow[:4] = b"\0\0\0\0"
+    assert sk.release_pages(cow) == 0
+    assert cow[:4] == b"\0\0\0\0"
+    # a read-only mapping: everything released, contents intact
+    sk.dequantize(qt)
+    assert sk.release_pages(mm) >= qt.nbytes - 4096
+    np.testing.assert_array_equal(np.frombuffer(mm, np.uint8), qt0.data)
+    del qt, cow
