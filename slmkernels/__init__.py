@@ -59,6 +59,20 @@ def kernel_names() -> dict:
     return {k["op"] + (f"_{k['format']}" if k["format"] else ""): k["name"] for k in kernels() if k["active"]}
 
 
+def get_include() -> str:
+    """The folder holding slmkernels.h, the C API header (installed with the package)."""
+    import os
+
+    return os.path.join(os.path.dirname(__file__), "include")
+
+
+def get_cmake_dir() -> str:
+    """The folder of slmkernelsConfig.cmake: pass it as slmkernels_DIR to find_package(slmkernels)."""
+    import os
+
+    return os.path.join(os.path.dirname(__file__), "cmake")
+
+
 def __getattr__(name):
     # The model layer (GGUF reader, tokenizer, generation) loads on first use.
     if name == "Model":
@@ -81,6 +95,8 @@ __all__ = [
     "dequantize",
     "embedding",
     "formats",
+    "get_cmake_dir",
+    "get_include",
     "get_isa",
     "get_num_threads",
     "isas",
