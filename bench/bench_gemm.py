@@ -4,6 +4,12 @@ Every kernel is validated against a float64 numpy reference on the same inputs b
 timed. Writes JSON and a markdown table.
 
     python bench/bench_gemm.py --threads 2 --json gemm.json --md gemm.md [--llama-bin PATH]
+    python bench/bench_gemm.py --threads 1 --gemv-only --gemv-shape 4096x14336 --llama-bin PATH
+
+GEMV rows come in three weight layouts: `packed` (sk.pack), `raw` (matmul on QuantizedTensors in
+GGUF layout: packed and cached on each tensor by its first call, so the steady state; the first
+call's time, packing included, is reported beside it) and `raw, repacked per call` (the cache
+dropped before every call: what every call cost before the cache).
 
 --llama-bin: llama.cpp's test-backend-ops (built from the llama-cpp-python sdist); its own
 MUL_MAT timings on the same shapes and formats are read and put beside ours. Skipped when
@@ -68,7 +74,7 @@ def llama_backend_ops(binary: str, threads: int) -> dict:
         mm = pat.search(line)
         if mm:
             t, m_, n_, k_, _, us, fl, unit = mm.groups()
-            out[(t, int(n_), int(m_), int(k_))] = (float(us), float(fl) * (1000 if unit == "T" else 1))
+            out[(t.lower(), int(n_), int(m_), int(k_))] = (float(us), float(fl) * (1000 if unit == "T" else 1))
     return out
 
 
@@ -80,6 +86,9 @@ def main(argv=None) -> int:
     ap.add_argument("--min-time", type=float, default=1.0)
     ap.add_argument("--llama-bin", default=None)
     ap.add_argument("--working-set-mb", type=int, default=0, help="GEMV weight working set (default 2x LLC, >= 640 MB)")
+    ap.add_argument("--gemv-shape", default=f"{N}x{K}", help="N x K of the GEMV weights (test-backend-ops: 4096x14336)")
+    ap.add_argument("--gemv-only", action="store_true", help="GEMV rows only (no GEMM, no call overhead)")
+    ap.add_argument("--formats", default=",".join(GEMV_FORMATS), help="GEMV formats")
     args = ap.parse_args(argv)
     sk.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
@@ -102,32 +111,65 @@ def main(argv=None) -> int:
 
     # ---- GEMV: working set larger than the last-level cache, weights cycled ----
     ws = args.working_set_mb * 2**20 or 640 * 2**20
-    w_f32 = rng.standard_normal((N, K)).astype(np.float32)
-    x1 = rng.standard_normal((1, K)).astype(np.float32)
-    for fmt in GEMV_FORMATS:
-        qt = sk.quantize(w_f32, fmt)
-        w_deq = sk.dequantize(qt)
-        count = max(2, int(np.ceil(ws / qt.nbytes)))
-        mats = [sk.pack(qt) for _ in range(count)]  # distinct copies, cycled: none stays in cache
-        err = validate(x1, w_deq, sk.matmul(x1, mats[0]), 256 if fmt.endswith("_k") else 32)
-        ok = err <= 1.0
+    gn, gk = (int(v) for v in args.gemv_shape.lower().split("x"))
+    w_f32 = rng.standard_normal((gn, gk)).astype(np.float32)
+    x1 = rng.standard_normal((1, gk)).astype(np.float32)
+    out = np.empty((1, gn), np.float32)
+
+    def gemv_row(fmt, layout, qt, t, spread, err, extra=None):
+        gbs = qt.nbytes / t / 1e9
+        rows.append(dict(kind="gemv", layout=layout, format=fmt, M=1, N=gn, K=gk, seconds=t, spread=spread,
+                         valid=err <= 1.0, err_ratio=err, weight_bytes=qt.nbytes, gb_per_s=gbs,
+                         frac_bandwidth=gbs / bw["gb_per_s"], kernel=sk.kernel_names().get("gemm_" + fmt),
+                         **(extra or {})))
+        print(f"gemv {fmt} {layout}: {t*1e6:.0f} us, {gbs:.1f} GB/s = {gbs / bw['gb_per_s']:.0%} of read bandwidth",
+              file=sys.stderr)
+
+    def cycled(mats):
         idx = [0]
-        out = np.empty((1, N), np.float32)
 
         def run():
-            sk.matmul(x1, mats[idx[0] % count], out=out)
+            sk.matmul(x1, mats[idx[0] % len(mats)], out=out)
             idx[0] += 1
 
-        t, spread = timeit(run, args.min_time) if ok else (float("nan"), float("nan"))
-        gbs = qt.nbytes / t / 1e9
-        rows.append(dict(kind="gemv", format=fmt, M=1, N=N, K=K, seconds=t, spread=spread, valid=ok, err_ratio=err,
-                         weight_bytes=qt.nbytes, gb_per_s=gbs, frac_bandwidth=gbs / bw["gb_per_s"],
-                         kernel=sk.kernel_names().get("gemm_" + fmt)))
-        print(f"gemv {fmt}: {t*1e6:.0f} us, {gbs:.1f} GB/s = {gbs / bw['gb_per_s']:.0%} of read bandwidth", file=sys.stderr)
+        return run
+
+    for fmt in args.formats.split(","):
+        qt = sk.quantize(w_f32, fmt)
+        w_deq = sk.dequantize(qt)
+        block = 256 if fmt.endswith("_k") else 32
+        count = max(2, int(np.ceil(ws / qt.nbytes)))
+        # distinct copies, cycled, so none stays in cache
+        raws = [sk.QuantizedTensor(qt.data.copy(), fmt, qt.shape) for _ in range(count)]
+        mats = [sk.pack(r) for r in raws]
+        err = validate(x1, w_deq, sk.matmul(x1, mats[0]), block)
+        t, spread = timeit(cycled(mats), args.min_time) if err <= 1.0 else (float("nan"), float("nan"))
+        gemv_row(fmt, "packed", qt, t, spread, err)
         del mats
+        # raw GGUF layout: each tensor's first call packs and caches; then the steady state
+        first = []
+        for r in raws:
+            t0 = time.perf_counter()
+            sk.matmul(x1, r, out=out)
+            first.append(time.perf_counter() - t0)
+        err = validate(x1, w_deq, sk.matmul(x1, raws[0]), block)
+        t, spread = timeit(cycled(raws), args.min_time) if err <= 1.0 else (float("nan"), float("nan"))
+        gemv_row(fmt, "raw", qt, t, spread, err, dict(first_call_seconds=float(np.median(first)),
+                                                      cached_bytes=raws[0].packed_nbytes))
+        # the cache dropped before every call: the repack-per-call trap the cache removes
+        def repack():
+            r = raws[repack.i % count]
+            repack.i += 1
+            r.drop_packed()
+            sk.matmul(x1, r, out=out)
+
+        repack.i = 0
+        t, spread = timeit(repack, args.min_time, min_reps=3)
+        gemv_row(fmt, "raw, repacked per call", qt, t, spread, err)
+        del raws
 
     # ---- GEMM vs numpy float32 on the dequantized weights ----
-    for fmt in GEMM_FORMATS:
+    for fmt in [] if args.gemv_only else GEMM_FORMATS:
         qt = sk.quantize(w_f32, fmt)
         pw = sk.pack(qt)
         w_deq = np.ascontiguousarray(sk.dequantize(qt))
@@ -148,18 +190,19 @@ def main(argv=None) -> int:
                   f"{tn / t:.2f}x numpy", file=sys.stderr)
 
     # ---- per-call overhead ----
+    n_calls = 0 if args.gemv_only else 200000
     tiny = sk.quantize(rng.standard_normal((16, 32)).astype(np.float32), "q8_0")
     ptiny = sk.pack(tiny)
     xt = rng.standard_normal((1, 32)).astype(np.float32)
     ot = np.empty((1, 16), np.float32)
-    n_calls = 200000
     sk.matmul(xt, ptiny, out=ot)
     t0 = time.perf_counter()
     for _ in range(n_calls):
         sk.matmul(xt, ptiny, out=ot)
-    overhead = (time.perf_counter() - t0) / n_calls
-    rows.append(dict(kind="overhead", format="q8_0", M=1, N=16, K=32, seconds=overhead, valid=True))
-    print(f"per-call overhead (1x32 @ 32x16, out given): {overhead*1e6:.2f} us", file=sys.stderr)
+    if n_calls:
+        overhead = (time.perf_counter() - t0) / n_calls
+        rows.append(dict(kind="overhead", format="q8_0", M=1, N=16, K=32, seconds=overhead, valid=True))
+        print(f"per-call overhead (1x32 @ 32x16, out given): {overhead*1e6:.2f} us", file=sys.stderr)
 
     # ---- llama.cpp ----
     llama = {}
@@ -190,7 +233,8 @@ def main(argv=None) -> int:
         shape = f"{r['M']}x{r['N']}x{r['K']}"
         lc = f"{r['speedup_vs_llama']:.2f}x" if "speedup_vs_llama" in r else "-"
         if r["kind"] == "gemv":
-            lines.append(f"| gemv | {r['format']} | {shape} | {r['seconds']*1e6:.0f} us | {r['gb_per_s']:.1f} GB/s | "
+            first = f" (first call {r['first_call_seconds']*1e3:.1f} ms)" if "first_call_seconds" in r else ""
+            lines.append(f"| gemv, {r['layout']}{first} | {r['format']} | {shape} | {r['seconds']*1e6:.0f} us | {r['gb_per_s']:.1f} GB/s | "
                          f"{r['frac_bandwidth']:.0%} of bandwidth | - | {lc} |")
         elif r["kind"] == "gemm":
             fp = f"{r['frac_int8_peak']:.0%} of int8 peak" if r["frac_int8_peak"] else "-"
