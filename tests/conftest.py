@@ -23,6 +23,8 @@ settings.register_profile("dev", deadline=None, max_examples=100, suppress_healt
 # .ci/sanitize: the suite again under ASan + UBSan, ~3x slower; fewer examples per property
 # keep that job short (the plain CI run before it draws the full 60).
 settings.register_profile("sanitize", parent=settings.get_profile("ci"), max_examples=20)
+# .ci/arm64-python: the smoke subset under qemu-aarch64 (20-50x slower than native)
+settings.register_profile("qemu", parent=settings.get_profile("ci"), max_examples=8)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 # (function_scoped_fixture: the `isa` fixture deliberately holds one ISA for all examples.)
