@@ -97,6 +97,8 @@ struct OutArg {
 // a float32 one must be 4-byte aligned. Shape and writeability are the caller's to check on f32
 // (a half-precision one is checked writeable here).
 OutArg take_out(const py::handle& a, const char* name);
+// A float32-only output (for bindings that write no half-precision results): TypeError otherwise.
+py::array_t<float, py::array::c_style> require_f32_out(const py::handle& a, const char* name);
 // A freshly computed float32 result returned as the caller's kind: a torch tensor (sharing r's
 // memory when float32) for torch input, float16 for float16 input (bfloat16 for torch only).
 py::object as_result(py::array_t<float, py::array::c_style> r, const ArrayKind& kind);

@@ -228,6 +228,13 @@ OutArg take_out(const py::handle& a, const char* name) {
     return o;
 }
 
+py::array_t<float, py::array::c_style> require_f32_out(const py::handle& a, const char* name) {
+    OutArg o = take_out(a, name);
+    if (o.elem != ElemType::F32)
+        throw py::type_error(std::string(name) + " must have dtype float32, got " + elem_name(o.elem));
+    return o.f32;
+}
+
 void OutArg::commit() {
     if (elem == ElemType::F32) return;
     const quantize_row_fn q = kernels().quant[static_cast<int>(elem_format(elem))].quantize;
