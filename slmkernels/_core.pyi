@@ -170,7 +170,6 @@ def swiglu(
 def embedding(
     table: QuantizedTensor, ids: npt.NDArray[np.integer[Any]], out: FloatArray | None = None
 ) -> FloatArray: ...
-def ops_kernel_names() -> dict[str, str]: ...
 def ssm_conv1d(
     x: npt.NDArray[np.float32],
     state: npt.NDArray[np.float32],
