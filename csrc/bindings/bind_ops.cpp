@@ -27,7 +27,7 @@ struct RowsView {
     py::object caller;     // the caller's object
     void commit() const {  // narrows a half-precision output's float32 rows into the caller's
         if (kind.elem == ElemType::F32) return;
-        const quantize_row_fn q = kernels().quant[static_cast<int>(kind.elem == ElemType::F16 ? Format::F16 : Format::BF16)].quantize;
+        const quantize_row_fn q = QuantKernels(kernels()).quantize(kind.elem == ElemType::F16 ? Format::F16 : Format::BF16);
         uint8_t* d = static_cast<uint8_t*>(const_cast<py::array&>(half).mutable_data());
         for (int64_t r = 0; r < rows; ++r) q(ptr + r * ld, d + r * half_ld * 2, n);
     }

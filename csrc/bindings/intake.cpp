@@ -8,7 +8,9 @@
 #include <vector>
 
 #include "bindings.h"
-#include "core/kernels.h"
+#include "core/isa.h"
+#include "core/registry.h"
+#include "quant/formats.h"
 #include "core/thread_pool.h"
 
 namespace slmk {
@@ -167,7 +169,7 @@ bool f32_aligned(const py::array& arr) { return (arr.flags() & kNpyAligned) != 0
 py::array_t<float, py::array::c_style> widen_rows(const py::array& src, ElemType e, int64_t rows, int64_t n,
                                                   int64_t row_stride_bytes, std::vector<py::ssize_t> shape) {
     py::array_t<float, py::array::c_style> out(shape);
-    const dequantize_row_fn dq = kernels().quant[static_cast<int>(elem_format(e))].dequantize;
+    const dequantize_row_fn dq = QuantKernels(kernels()).dequantize(elem_format(e));
     const uint8_t* s = static_cast<const uint8_t*>(src.data());
     float* d = out.mutable_data();
     if (row_stride_bytes == n * 2) {  // one contiguous run
@@ -237,7 +239,7 @@ py::array_t<float, py::array::c_style> require_f32_out(const py::handle& a, cons
 
 void OutArg::commit() {
     if (elem == ElemType::F32) return;
-    const quantize_row_fn q = kernels().quant[static_cast<int>(elem_format(elem))].quantize;
+    const quantize_row_fn q = QuantKernels(kernels()).quantize(elem_format(elem));
     const float* s = f32.data();
     uint8_t* d = static_cast<uint8_t*>(half.mutable_data());
     convert_range(f32.size(), [&](int64_t i0, int64_t i1) { q(s + i0, d + i0 * 2, i1 - i0); });

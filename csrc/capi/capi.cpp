@@ -13,7 +13,9 @@
 
 #include "attention/attention.h"
 #include "attention/rope.h"
-#include "core/kernels.h"
+#include "core/isa.h"
+#include "core/registry.h"
+#include "quant/formats.h"
 #include "core/thread_pool.h"
 #include "gemm/gemm_driver.h"
 #include "kvcache/kvcache.h"
@@ -129,7 +131,7 @@ slmk_status slmk_quantize(slmk_format fmt, const float* x, int64_t rows, int64_t
                     if (!std::isfinite(x[r * ldx + i]))
                         fail(SLMK_ERR_ARGUMENT, "x holds a non-finite value at row " + std::to_string(r) + ", column " +
                                                     std::to_string(i) + "; block formats need finite input");
-        const slmk::quantize_row_fn q = slmk::kernels().quant[static_cast<int>(f)].quantize;
+        const slmk::quantize_row_fn q = slmk::QuantKernels(slmk::kernels()).quantize(f);
         uint8_t* d = static_cast<uint8_t*>(dst);
         slmk::parallel_for(rows, 1, [&](int64_t r0, int64_t r1) {
             for (int64_t r = r0; r < r1; ++r) q(x + r * ldx, d + r * rb, cols);
@@ -144,7 +146,7 @@ slmk_status slmk_dequantize(slmk_format fmt, const void* src, int64_t rows, int6
         need(src && out, "src and out must not be null");
         need(rows > 0 && ldo >= cols, "need rows > 0 and ldo >= cols");
         const int64_t rb = slmk::row_bytes(f, cols);
-        const slmk::dequantize_row_fn dq = slmk::kernels().quant[static_cast<int>(f)].dequantize;
+        const slmk::dequantize_row_fn dq = slmk::QuantKernels(slmk::kernels()).dequantize(f);
         const uint8_t* s = static_cast<const uint8_t*>(src);
         slmk::parallel_for(rows, 1, [&](int64_t r0, int64_t r1) {
             for (int64_t r = r0; r < r1; ++r) dq(s + r * rb, out + r * ldo, cols);
@@ -233,7 +235,7 @@ slmk_status slmk_kvcache_write(slmk_kvcache* c, int layer, int64_t seq, const fl
         need(c && k && v, "cache, k and v must not be null");
         need(n > 0, "n must be > 0");
         std::unique_lock<std::shared_mutex> lk(c->c.mu);
-        c->c.write(layer, seq, k, v, n);
+        c->c.write(slmk::QuantKernels(slmk::kernels()), layer, seq, k, v, n);
     });
 }
 
