@@ -34,8 +34,10 @@ uint64_t read_avx2(const uint8_t* p, int64_t bytes) {
             acc[j] = _mm256_add_epi64(acc[j], _mm256_add_epi64(_mm256_load_si256(q), _mm256_load_si256(q + 1)));
         }
     for (int j = 1; j < 8; ++j) acc[0] = _mm256_add_epi64(acc[0], acc[j]);
-    return static_cast<uint64_t>(_mm256_extract_epi64(acc[0], 0) + _mm256_extract_epi64(acc[0], 1) +
-                                 _mm256_extract_epi64(acc[0], 2) + _mm256_extract_epi64(acc[0], 3));
+    // Summed as unsigned: the lanes wrap, and a signed sum of them would overflow.
+    alignas(32) uint64_t lanes[4];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc[0]);
+    return lanes[0] + lanes[1] + lanes[2] + lanes[3];
 }
 
 double fp32_avx2(int64_t iters) {

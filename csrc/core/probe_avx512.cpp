@@ -18,7 +18,12 @@ uint64_t read_avx512(const uint8_t* p, int64_t bytes) {
         for (int j = 0; j < 8; ++j)
             acc[j] = _mm512_add_epi64(acc[j], _mm512_load_si512(reinterpret_cast<const void*>(p + i + 64 * j)));
     for (int j = 1; j < 8; ++j) acc[0] = _mm512_add_epi64(acc[0], acc[j]);
-    return static_cast<uint64_t>(_mm512_reduce_add_epi64(acc[0]));
+    // Summed as unsigned: the lanes wrap, and a signed sum of them would overflow.
+    alignas(64) uint64_t lanes[8];
+    _mm512_store_si512(lanes, acc[0]);
+    uint64_t sum = 0;
+    for (uint64_t lane : lanes) sum += lane;
+    return sum;
 }
 
 double fp32_avx512(int64_t iters) {
