@@ -4,15 +4,32 @@
 #   - llama.cpp's test-backend-ops from the same sdist (for bench/bench_gemm.py --llama-bin)
 # Usage: bash bench/build_llama_peer.sh [PREFIX]   (default PREFIX=../peers; ~10-20 min on 2 cores)
 #
-# Flags: AVX2/AVX-512/VNNI/BF16 on, AMX off. llama-cpp-python 0.3.36's AMX path dies with SIGILL
-# (tilezero before its tile config is loaded) on the AMX machines seen here, so a native build
-# cannot run; this build is llama.cpp's fastest path that works on them.
+# Flags: each of llama.cpp's x86 ISA options follows this CPU's /proc/cpuinfo flags (a
+# portable build, GGML_NATIVE=OFF, of exactly the paths this CPU can run). Forcing them was
+# wrong both ways: GGML_AVX_VNNI=ON built a peer that died with SIGILL on an AVX-512 VNNI CPU
+# without AVX-VNNI (AMD Zen 4), and AMX off left a Sapphire Rapids peer slower than it is.
+# LLAMA_PEER_AMX=OFF builds without AMX on a CPU that has it (llama-cpp-python 0.3.36's AMX
+# path was seen to die with SIGILL, tilezero before its tile configuration, on some AMX hosts).
+# Other architectures: GGML_NATIVE=ON. Extra CMake options: LLAMA_PEER_CMAKE_ARGS.
 set -euo pipefail
 PREFIX=$(realpath -m "${1:-$(dirname "$0")/../../peers}")
 VERSION=0.3.36
-FLAGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
--DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AVX_VNNI=ON \
--DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+cpu_flags=" $(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | cut -d: -f2) "
+cpu_has() { case "$cpu_flags" in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+onoff() { if cpu_has "$1"; then echo ON; else echo OFF; fi; }
+if [ "$(uname -m)" = x86_64 ] && [ -r /proc/cpuinfo ]; then
+  amx=$(onoff amx_int8)
+  [ "${LLAMA_PEER_AMX:-}" = OFF ] && amx=OFF
+  FLAGS="-DGGML_NATIVE=OFF -DGGML_AVX=$(onoff avx) -DGGML_AVX2=$(onoff avx2) -DGGML_FMA=$(onoff fma) \
+-DGGML_F16C=$(onoff f16c) -DGGML_BMI2=$(onoff bmi2) -DGGML_AVX512=$(onoff avx512f) \
+-DGGML_AVX512_VBMI=$(onoff avx512vbmi) -DGGML_AVX512_VNNI=$(onoff avx512_vnni) \
+-DGGML_AVX512_BF16=$(onoff avx512_bf16) -DGGML_AVX_VNNI=$(onoff avx_vnni) \
+-DGGML_AMX_TILE=$amx -DGGML_AMX_INT8=$amx -DGGML_AMX_BF16=$([ "$amx" = ON ] && onoff amx_bf16 || echo OFF)"
+else
+  FLAGS="-DGGML_NATIVE=ON"
+fi
+FLAGS="$FLAGS ${LLAMA_PEER_CMAKE_ARGS:-}"
+echo "llama.cpp peer flags: $FLAGS"
 mkdir -p "$PREFIX/src"
 python3 -m venv "$PREFIX/venv"
 "$PREFIX/venv/bin/pip" download --no-deps --no-binary :all: -d "$PREFIX/src" "llama-cpp-python==$VERSION"
