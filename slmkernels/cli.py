@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None = None) -> int:
     from slmkernels.bench.cli import add_parser as add_bench_parser
     from slmkernels.cli_args import OneLineParser
+    from slmkernels.eval.cli import add_parser as add_eval_parser
     from slmkernels.model.generate_cli import add_parser as add_generate_parser
     from slmkernels.server import add_parser as add_serve_parser
 
@@ -73,6 +74,7 @@ def _main(argv: list[str] | None = None) -> int:
     sub._parser_class = OneLineParser
     add_generate_parser(sub)
     add_serve_parser(sub)
+    add_eval_parser(sub)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.argv = argv
