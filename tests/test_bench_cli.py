@@ -20,6 +20,8 @@ from slmkernels.cli import main
 # bandwidth probe and short peak probes.
 FAST = ["--min-time", "0.01", "--repeat", "2", "--bandwidth-mib", "16", "--peak-seconds", "0.02", "--working-set-mib", "0"]
 TINY = ["--shapes", "2x64x256", "--formats", "q4_0,q8_0", *FAST]
+# the model area: llama-bench's tests shrunk (one repetition, one thread, a tiny prompt and depth)
+MODEL_FAST = ["--depth", "0,8", "--n-prompt", "8", "--n-gen", "2", "--model-threads", "1", "--model-reps", "1"]
 TESTS_DIR = Path(__file__).resolve().parent
 
 
@@ -45,7 +47,7 @@ def load_valid(path) -> dict:
 
 @pytest.mark.parametrize("area", ["gemm", "attention", "kvcache", "ops", "ssm", "model"])
 def test_each_area_runs(capsys, tmp_path, area):
-    rc, out, err = run(capsys, area, *TINY, "--json", str(tmp_path / "r.json"))
+    rc, out, err = run(capsys, area, *TINY, *MODEL_FAST, "--json", str(tmp_path / "r.json"))
     assert rc == 0, err
     assert out.splitlines()[0].split()[:3] == ["area", "benchmark", "impl"]
     doc = load_valid(tmp_path / "r.json")
@@ -60,7 +62,8 @@ def test_each_area_runs(capsys, tmp_path, area):
 
 
 def test_all_json_schema_and_fields(capsys, tmp_path):
-    rc, out, err = run(capsys, "all", *TINY, "--json", str(tmp_path / "all.json"), "--markdown", str(tmp_path / "t.md"))
+    rc, out, err = run(capsys, "all", *TINY, *MODEL_FAST, "--json", str(tmp_path / "all.json"),
+                       "--markdown", str(tmp_path / "t.md"))
     assert rc == 0, err
     doc = load_valid(tmp_path / "all.json")
     assert {r["area"] for r in doc["rows"]} == set(bench.AREAS)
@@ -180,7 +183,8 @@ def test_plot_without_matplotlib_says_how_to_get_it(capsys, tmp_path, monkeypatc
 
 
 def test_llama_cpp_peer_is_skipped_when_missing(capsys, tmp_path):
-    rc, out, err = run(capsys, "model", *FAST, "--llama-python", str(tmp_path / "no-python"), "--json", str(tmp_path / "m.json"))
+    rc, out, err = run(capsys, "model", *FAST, *MODEL_FAST, "--llama-python", str(tmp_path / "no-python"),
+                       "--json", str(tmp_path / "m.json"))
     assert rc == 0
     rows = json.loads((tmp_path / "m.json").read_text())["rows"]
     peer = [r for r in rows if r["impl"] == "llama.cpp"]

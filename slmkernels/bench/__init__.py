@@ -54,6 +54,8 @@ class Bench:
     seconds: Optional[float] = None  # set when the timing is done elsewhere (llama.cpp subprocess)
     unit: str = "op"  # what `flops` counts: "op" (GOPS/GFLOP/s) or "token" (tokens/s)
     check_run: Optional[Callable[[], Any]] = None  # the call whose output is checked, if not `run`
+    threads: Optional[int] = None  # the row ran on this many threads (default: the run's --threads)
+    timing: Optional[dict] = None  # measure()'s fields when timed elsewhere (the model area's interleaved runs)
 
 
 @dataclass

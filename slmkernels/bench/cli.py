@@ -57,7 +57,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--peak-seconds", type=number(0, 60, lo_open=True), default=0.2, help="duration of each compute-peak probe")
     p.add_argument("--no-peers", action="store_true", help="only our kernels")
     p.add_argument("--llama-python", metavar="PATH", help="a python with llama-cpp-python: llama.cpp model peer")
-    p.add_argument("--model", metavar="GGUF", help="model file for the model area (default: ../shared/models/SmolLM2-135M)")
+    p.add_argument("--model", action="append", default=None, metavar="GGUF",
+                   help="model files for the model area, comma-separated or repeated; 'llama-1b-q4_k_m' writes (once) "
+                        "and uses a synthetic Llama-3.2-1B-shaped Q4_K_M file (default: ../shared/models/SmolLM2-135M)")
+    m = p.add_argument_group("model area (llama-bench's tests, ours and llama.cpp interleaved)")
+    m.add_argument("--n-prompt", type=integer(1, 1 << 20), default=None, help="pp test: prompt tokens (default 512)")
+    m.add_argument("--n-gen", type=integer(1, 1 << 20), default=None, help="tg test: generated tokens (default 128)")
+    m.add_argument("--depth", default=None, help="cached tokens before each test, comma-separated (default 0,4096)")
+    m.add_argument("--model-threads", default=None, help="thread counts, comma-separated (default 1,2)")
+    m.add_argument("--model-reps", type=integer(1, 1000), default=None, help="repetitions of every test (default 3)")
     p.add_argument("--seed", type=integer(0, 2**63 - 1), default=0)
     p.set_defaults(func=cmd_bench, parser=p)
     return p
@@ -128,15 +136,35 @@ def cmd_bench(args: argparse.Namespace) -> int:
     ws = args.working_set_mib
     working_set = int(ws * 2**20) if ws is not None else 2 * runner.llc_bytes()
 
+    try:
+        mb = dict(n_prompt=args.n_prompt, n_gen=args.n_gen, reps=args.model_reps,
+                  bandwidth_bytes=args.bandwidth_mib * 2**20, peak_seconds=args.peak_seconds,
+                  depths=tuple(int(v) for v in _split([args.depth])) if args.depth else None,
+                  threads=tuple(int(v) for v in _split([args.model_threads])) if args.model_threads else None)
+    except ValueError as e:
+        parser.error(f"--depth / --model-threads: {e}")
+    if mb["depths"] is not None and (min(mb["depths"]) < 0 or max(mb["depths"]) > 1 << 24):
+        parser.error("--depth: integers in 0..16777216")
+    ncpu = os.cpu_count() or 1
+    if mb["threads"] is not None and (min(mb["threads"]) < 1 or max(mb["threads"]) > ncpu):
+        parser.error(f"--model-threads: integers in 1..{ncpu} (the CPU count)")
+    models = _split(args.model) if args.model else []
     sk.set_num_threads(threads)
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     limits = runner.measure_limits(isas, args.bandwidth_mib * 2**20, args.peak_seconds)
     print(report.render_limits(limits, threads), file=sys.stderr)
     ctx = Context(presets=presets, formats=formats, rows=rows, working_set=working_set, threads=threads, isa=isas[0],
-                  seed=args.seed, llama_python=args.llama_python, model_path=args.model or default_model_path())
+                  seed=args.seed, llama_python=args.llama_python,
+                  model_path=models[0] if models else default_model_path())
+    ctx.extra.update(model_bench=mb, models=models or None)
     results = runner.run(areas, ctx, isas, args.repeat, args.min_time, limits, peers=not args.no_peers)
 
     print(report.render_table(results))
+    from .model import summary_table  # noqa: PLC0415
+
+    model_summary = summary_table(results)
+    if model_summary:
+        print("\n" + model_summary)
     for n in report.notes(results):
         print(n, file=sys.stderr)
     meta = dict(version=sk.__version__, git=runner.git_revision(), machine=runner.machine_info(), threads=threads,
@@ -153,6 +181,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.markdown:
         with open(args.markdown, "w") as fh:
             fh.write(report.render_limits(limits, threads) + "\n\n" + report.render_table(results, markdown=True) + "\n")
+            if model_summary:
+                fh.write("\n" + model_summary + "\n")
     if args.plot:
         report.plot_roofline(args.plot, results, limits)
     status = runner.exit_status(results)

@@ -138,6 +138,12 @@ def place(row: dict, limits: dict) -> None:
     if s is None or s <= 0 or row["kind"] not in ("kernel",):
         if s and row["unit"] == "token" and row["flops"]:
             row["rate"] = row["flops"] / s
+            # end-to-end rows bring their own roofline (tokens/s at the limit, model.py)
+            roof = row["params"].get("roofline_tok_s")
+            if roof:
+                row.update(limit=row["params"]["roofline_limit"], limit_value=roof, frac_of_limit=row["rate"] / roof)
+            if row["bytes"]:
+                row["gb_per_s"] = row["bytes"] / s / 1e9
         return
     row["gops"] = row["flops"] / s / 1e9 if row["flops"] else None
     row["gb_per_s"] = row["bytes"] / s / 1e9 if row["bytes"] else None
@@ -159,7 +165,7 @@ def place(row: dict, limits: dict) -> None:
 def base_row(b: Bench, isa: str, threads: int, common: dict) -> dict:
     return dict(area=b.area, name=b.name, impl=b.impl, op=b.op, kernel=b.kernel or b.op, format=b.format,
                 shape=b.shape, params=b.params, kind=b.kind, compute=b.compute, unit=b.unit,
-                isa=isa if b.impl == "slmkernels" else "-", threads=threads, status="ok", note="", err_ratio=None,
+                isa=isa if b.impl == "slmkernels" else "-", threads=b.threads or threads, status="ok", note="", err_ratio=None,
                 seconds=None, seconds_min=None, seconds_max=None, spread=None, reps=0, flops=float(b.flops),
                 bytes=float(b.bytes), rate=None, gops=None, gb_per_s=None, intensity=None, bound=None, limit=None,
                 limit_value=None, frac_of_limit=None, **common)
@@ -169,8 +175,9 @@ def run_bench(b: Bench, row: dict, repeat: int, min_time: float) -> None:
     if b.skip:
         row.update(status="skipped", note=b.skip)
         return
-    if b.run is None:  # timed elsewhere (a subprocess peer)
-        row.update(seconds=b.seconds, seconds_min=b.seconds, seconds_max=b.seconds, spread=0.0, reps=1)
+    if b.run is None:  # timed elsewhere (a subprocess peer, the model area's interleaved runs)
+        row.update(b.timing or dict(seconds=b.seconds, seconds_min=b.seconds, seconds_max=b.seconds, spread=0.0,
+                                    reps=1))
         return
     try:
         if b.check is not None:
