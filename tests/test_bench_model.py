@@ -112,6 +112,25 @@ def test_eval_reference_matches_the_model(toy_file, tmp_path, capsys):
     assert "mean KLD" in out
 
 
+@pytest.mark.parametrize("variant", ["toy", "qwen2", "granite"])
+def test_eval_reference_matches_the_test_reference(toy_file, tmp_path, variant):
+    """The eval's float64 forward pass (our reader, our dequantize) equals the independent numpy
+    reference of tests/model_reference.py (the gguf package's reader and dequantize) to float64
+    rounding: Llama-3 rope factors and a Q4_K_M mix (toy), neox RoPE with q/k/v biases (qwen2),
+    granite's multipliers."""
+    from model_reference import ReferenceModel as TestReference
+    from tiny_models import write_tiny_model
+
+    from slmkernels.eval.reference import ReferenceModel
+
+    path = toy_file if variant == "toy" else write_tiny_model(tmp_path / f"{variant}.gguf", variant, fmt="q8_0")
+    m = sk.Model.from_gguf(path, context=64)
+    ids = np.random.default_rng(1).integers(0, m.config.vocab, 24)
+    ours = ReferenceModel(m.reader, m.config).forward(ids, rows=slice(8, 24))
+    theirs = TestReference(path).forward(ids)[8:24]
+    np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-9 * np.abs(theirs).max())
+
+
 @pytest.mark.parametrize("argv, msg", [
     (["--ctx", "7"], "--ctx"),
     (["--chunks", "-1"], "--chunks"),
