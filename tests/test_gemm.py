@@ -147,13 +147,37 @@ class TestInvariance:
         finally:
             sk.set_isa(before)
 
-    @pytest.mark.parametrize("fmt", ["q4_0", "q4_k", "q6_k", "f16"])
-    def test_batch_invariance(self, isa, fmt):
-        """Row i gives the same bits whether it is computed alone or inside a batch of 512."""
-        rng = np.random.default_rng(11)
-        w, _ = make_weights(rng, fmt, 40, 512)
+    @pytest.mark.parametrize("fmt", QUANT_FORMATS)
+    def test_panels_same_bits_as_scalar(self, fmt):
+        """From M = 16 on packed weights the prefill panels run (kernels() lists their min_m and
+        k_chunk): bit-identical to the scalar tiles at K = 2 full panel chunks + a partial one,
+        M = one panel tile, two tiles + a row, a full 128-row panel + 2."""
+        panels = [k for k in sk.kernels() if k["op"] == "gemm_panel" and k["format"] == fmt]
+        k_chunk = max([k["k_chunk"] for k in panels], default=1024)
+        K = 2 * k_chunk + 256
+        rng = np.random.default_rng(13)
+        w, _ = make_weights(rng, fmt, 19, K)
         pw = sk.pack(w)
-        x = rng.standard_normal((512, 512)).astype(np.float32)
+        x = rng.standard_normal((130, K)).astype(np.float32)
+        before = sk.get_isa()
+        try:
+            sk.set_isa("scalar")
+            ref = sk.matmul(x, w)
+            for name in sk.cpu_info()["supported_isas"]:
+                sk.set_isa(name)
+                for m in (16, 33, 130):
+                    np.testing.assert_array_equal(sk.matmul(x[:m], pw), ref[:m], err_msg=f"{name} m={m}")
+        finally:
+            sk.set_isa(before)
+
+    @pytest.mark.parametrize("fmt", QUANT_FORMATS + ["f16"])
+    def test_batch_invariance(self, isa, fmt):
+        """Row i gives the same bits whether it is computed alone or inside a batch of 512 (K over
+        two panel chunks and a partial one)."""
+        rng = np.random.default_rng(11)
+        w, _ = make_weights(rng, fmt, 40, 2304)
+        pw = sk.pack(w)
+        x = rng.standard_normal((512, 2304)).astype(np.float32)
         full = sk.matmul(x, pw)
         for i in (0, 1, 5, 130, 511):
             np.testing.assert_array_equal(sk.matmul(x[i : i + 1], pw)[0], full[i])

@@ -1,11 +1,31 @@
 // ---- GEMM micro-kernels, AVX512_VNNI: 512-bit vpdpbusd over the packed 16-row tiles ----
-// The kernels live in gemm_x86_tiles.h (shared with gemm_avx512.cpp); here with DotVnni.
-#include "gemm_x86_tiles.h"
+// The kernels live in gemm_x86_tiles.h (shared with gemm_avx512.cpp); here with DotVnni. The
+// prefill panels (gemm_x86_panels.h) take over from M >= kPanelMinM on packed weights.
+#include "gemm_x86_panels.h"
 
 namespace slmk {
+namespace {
 
+// Panels for packed weights from M = kPanelMinM, up to kPanelRows rows a call (the AMX rung keeps
+// its own Q4_0 / Q4_K ones and inherits the rest).
+constexpr std::array<KernelEntry, 8> kPanels = {
+    entry<Op::gemm_panel, panel_32_vnni<Format::Q8_0>>(Format::Q8_0, {kGroupRows, kPanelRows, kPanelMinM, 32 * kPanelChunk32}),
+    entry<Op::gemm_panel, panel_32_vnni<Format::Q4_0>>(Format::Q4_0, {kGroupRows, kPanelRows, kPanelMinM, 32 * kPanelChunk32}),
+    entry<Op::gemm_panel, panel_32_vnni<Format::Q4_1>>(Format::Q4_1, {kGroupRows, kPanelRows, kPanelMinM, 32 * kPanelChunk32}),
+    entry<Op::gemm_panel, panel_32_vnni<Format::Q5_0>>(Format::Q5_0, {kGroupRows, kPanelRows, kPanelMinM, 32 * kPanelChunk32}),
+    entry<Op::gemm_panel, panel_32_vnni<Format::Q5_1>>(Format::Q5_1, {kGroupRows, kPanelRows, kPanelMinM, 32 * kPanelChunk32}),
+    entry<Op::gemm_panel, panel_k_vnni<Format::Q4_K, KChunk45, unpack_q45k<Format::Q4_K>, MicroQ45K>>(
+        Format::Q4_K, {kGroupRows, kPanelRows, kPanelMinM, 256 * kPanelChunkK}),
+    entry<Op::gemm_panel, panel_k_vnni<Format::Q5_K, KChunk45, unpack_q45k<Format::Q5_K>, MicroQ45K>>(
+        Format::Q5_K, {kGroupRows, kPanelRows, kPanelMinM, 256 * kPanelChunkK}),
+    entry<Op::gemm_panel, panel_k_vnni<Format::Q6_K, KChunk6, unpack_q6k<Format::Q6_K>, MicroQ6K>>(
+        Format::Q6_K, {kGroupRows, kPanelRows, kPanelMinM, 256 * kPanelChunkK}),
+};
 // The activation quantizers are the AVX-512 rung's (inherited): VNNI does not change them.
-extern constexpr KernelList kernels_gemm_avx512_vnni{Isa::avx512_vnni, x512_tile_entries<DotVnni>.data(),
-                                                    x512_tile_entries<DotVnni>.size()};
+constexpr auto kEntries = join(x512_tile_entries<DotVnni>, kPanels);
+
+}  // namespace
+
+extern constexpr KernelList kernels_gemm_avx512_vnni{Isa::avx512_vnni, kEntries.data(), kEntries.size()};
 
 }  // namespace slmk

@@ -243,11 +243,19 @@ static void tile_32_x512(const uint8_t* group, int64_t nblocks, const ActRows& a
 
 // ---- Q4_K / Q5_K ----
 // Sub-block j (32 elements): runs (j/2, c) c = 0..7, low nibbles for even j, high for odd j.
+// The unsigned values (Q4_K: 0..15, Q5_K: 0..31) of sub-block j, run c: 16 rows x 4 elements.
+template <bool kQ5>
+static inline __m512i q45k_run(const uint8_t* t, int j, int c) {
+    const __m512i v = load64(t + (kQ5 ? 832 : 320) + (j / 2) * 512 + 64 * c);
+    __m512i w = (j & 1) ? hi_nib(v) : lo_nib(v);
+    if constexpr (kQ5) w = add_bit4(w, spread_hb(t + 320 + ((j / 2) * 8 + c) * 16), 4 * (j & 1));
+    return w;
+}
+
 template <Format F, int MR, class Dot>
 static void tile_q45k_x512(const uint8_t* group, int64_t nblocks, const ActRows& a, int64_t m0, int mr, float* out,
                            int64_t ldo, int nvalid) {
     constexpr bool kQ5 = F == Format::Q5_K;
-    constexpr int kQOff = kQ5 ? 832 : 320;
     constexpr int kCH = kQ5 ? 4 : 8;
     const int64_t tb = packed_tile_bytes(F);
     const int8_t* xq[MR];
@@ -280,13 +288,8 @@ static void tile_q45k_x512(const uint8_t* group, int64_t nblocks, const ActRows&
         }
 #pragma GCC unroll 8
         for (int j = 0; j < 8; ++j) {  // unrolled: low / high nibble selection is compile-time
-            const uint8_t* q = t + kQOff + (j / 2) * 512;
             __m512i w[8];
-            for (int c = 0; c < 8; ++c) {
-                const __m512i v = load64(q + 64 * c);
-                w[c] = (j & 1) ? hi_nib(v) : lo_nib(v);
-                if constexpr (kQ5) w[c] = add_bit4(w[c], spread_hb(t + 320 + ((j / 2) * 8 + c) * 16), 4 * (j & 1));
-            }
+            for (int c = 0; c < 8; ++c) w[c] = q45k_run<kQ5>(t, j, c);
             const __m512i sc = u8x16_to_i32(t + 64 + 16 * j);
             for (int i = 0; i < MR; ++i) {
                 const int8_t* x = xq[i] + 256 * b + 32 * j;
@@ -311,6 +314,20 @@ static void tile_q45k_x512(const uint8_t* group, int64_t nblocks, const ActRows&
 // ---- Q6_K ----
 // Sub-block s (16 elements) = half a = s/8, field t = (s%8)/2, quarter h = s%2: qh runs c' = 4h..4h+3
 // of half a (field t), ql runs (t%2)*8 + c' of half a (low nibbles for t < 2, high for t >= 2).
+// The 6-bit values (0..63) of sub-block s, run cc (0..3): 16 rows x 4 elements.
+static inline __m512i q6k_run(const uint8_t* t, int s, int cc) {
+    const int ah = s / 8, tf = (s % 8) / 2, c = 4 * (s % 2) + cc;
+    const __m512i l = load64(t + 288 + ah * 1024 + (tf % 2) * 8 * 64 + 64 * c);
+    const __m512i hv = load64(t + 2336 + ah * 512 + 64 * c);
+    const __m512i lo = tf < 2 ? lo_nib(l) : hi_nib(l);
+    __m512i hs;
+    if (tf == 0) hs = _mm512_slli_epi32(hv, 4);
+    else if (tf == 1) hs = _mm512_slli_epi32(hv, 2);
+    else if (tf == 2) hs = hv;
+    else hs = _mm512_srli_epi32(hv, 2);
+    return _mm512_ternarylogic_epi32(lo, hs, _mm512_set1_epi8(0x30), 0xF8);  // lo | (hs & 0x30)
+}
+
 template <int MR, class Dot>
 static void tile_q6k_x512(const uint8_t* group, int64_t nblocks, const ActRows& a, int64_t m0, int mr, float* out,
                           int64_t ldo, int nvalid) {
@@ -325,7 +342,6 @@ static void tile_q6k_x512(const uint8_t* group, int64_t nblocks, const ActRows& 
         xs[i] = a.sum + (m0 + i) * a.sum_stride;
         acc[i] = _mm512_setzero_ps();
     }
-    const __m512i m30 = _mm512_set1_epi8(0x30);
     for (int64_t b = 0; b < nblocks; ++b) {
         const uint8_t* t = group + b * tb;
         if (MR == 1)  // GEMV streams weights: fetch the next tile while this one computes
@@ -333,22 +349,8 @@ static void tile_q6k_x512(const uint8_t* group, int64_t nblocks, const ActRows& 
         __m512i isum[MR];
 #pragma GCC unroll 16
         for (int s = 0; s < 16; ++s) {  // unrolled: the nibble / field selection is compile-time
-            const int ah = s / 8, tf = (s % 8) / 2, h = s % 2;
-            const uint8_t* ql = t + 288 + ah * 1024 + (tf % 2) * 8 * 64;
-            const uint8_t* qh = t + 2336 + ah * 512;
             __m512i w[4];
-            for (int cc = 0; cc < 4; ++cc) {
-                const int c = 4 * h + cc;
-                const __m512i l = load64(ql + 64 * c);
-                const __m512i hv = load64(qh + 64 * c);
-                const __m512i lo = tf < 2 ? lo_nib(l) : hi_nib(l);
-                __m512i hs;
-                if (tf == 0) hs = _mm512_slli_epi32(hv, 4);
-                else if (tf == 1) hs = _mm512_slli_epi32(hv, 2);
-                else if (tf == 2) hs = hv;
-                else hs = _mm512_srli_epi32(hv, 2);
-                w[cc] = _mm512_ternarylogic_epi32(lo, hs, m30, 0xF8);  // lo | (hs & 0x30)
-            }
+            for (int cc = 0; cc < 4; ++cc) w[cc] = q6k_run(t, s, cc);
             const __m512i sc = i8x16_to_i32(t + 32 + 16 * s);
             for (int i = 0; i < MR; ++i) {
                 const int8_t* x = xq[i] + 256 * b + 16 * s;

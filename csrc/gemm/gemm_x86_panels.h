@@ -1,0 +1,332 @@
+// ---- AVX512-VNNI GEMM panels: one 16-row weight group x up to kPanelRows activation rows ----
+// Included by gemm_avx512_vnni.cpp only (compiled with -mavx512vnni); internal linkage.
+//
+// A tile (gemm_x86_tiles.h) unpacks a block's nibbles for at most 4 activation rows, so at
+// prefill sizes the unpacking costs as much as the multiply-adds. A panel unpacks a chunk of K
+// once into an L1-resident buffer of unsigned bytes, then sweeps every activation row of the
+// call over it, MR rows at a time: the weight vectors of a block stay in registers while the MR
+// rows' dot products run as independent vpdpbusd chains, each activation quad a 4-byte
+// broadcast straight from memory. Per block and row that leaves 8 vpdpbusd (32-blocks) and the
+// spec's float epilogue; K is visited chunk by chunk (K-blocking), so the unpacked weights and
+// the rows' activation slices stay in L1/L2 whatever K is.
+//
+// Exactness: the spec of gemm_ref.cpp bit for bit. Every weight byte is stored unsigned with a
+// per-format offset (Q4_0 / Q4_1: the nibble, Q5: the 5-bit value, Q8_0: q + 128), so a block's
+// vpdpbusd sum is dot_u8 = sum (q + off') x, and dot_u8 - kOff * xsum is the spec's exact
+// integer (Q4_0: dot - 8 xsum, Q5_0: dot - 16 xsum, Q8_0: (q + 128) . x - 128 xsum = q . x).
+// The float epilogue is the tiles' (same operations, same operand order), so results equal the
+// tiles' and the scalar twin's for any M, chunking, row tiling or thread count.
+#pragma once
+#include "gemm_x86_tiles.h"
+
+namespace slmk {
+namespace {
+
+constexpr int kPanelMR = 4;          // activation rows per register block
+constexpr int kPanelChunk32 = 32;    // 32-blocks per K chunk: unpacked B = 32 x 512 B = 16 KB
+constexpr int kPanelChunkK = 4;      // super-blocks per K chunk (K-quants): B = 4 x 4 KB
+
+static inline void store64(uint8_t* p, __m512i v) { _mm512_store_si512(reinterpret_cast<void*>(p), v); }
+
+// Embedded-broadcast forms ({1to16}: the 4-byte operand is broadcast by the load itself). As
+// intrinsics GCC 12 emits a separate vpbroadcastd, which on AMD Zen 4 takes a vector-pipe slot
+// of its own: one per vpdpbusd, the panels ran at ~40% of the vpdpbusd peak.
+// acc + per lane sum of 4 products w.u8 * (the 4 s8 at p)
+static inline __m512i dpbusd_b(__m512i acc, __m512i w, const int8_t* p) {
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*reinterpret_cast<const int32_t*>(p)));
+    return acc;
+}
+// acc + per lane int16 pairs of a times the pair at p
+static inline __m512i dpwssd_b(__m512i acc, __m512i a, const int32_t* p) {
+    __asm__("vpdpwssd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(a), "m"(*p));
+    return acc;
+}
+static inline __m512i sub_b(__m512i a, const int32_t* p) {
+    __m512i r;
+    __asm__("vpsubd %2%{1to16%}, %1, %0" : "=v"(r) : "v"(a), "m"(*p));
+    return r;
+}
+// a * (*p) with a as the first source (the NaN-payload order of mul_ord)
+static inline __m512 mul_ord_b(__m512 a, const float* p) {
+    __m512 r;
+    __asm__("vmulps %2%{1to16%}, %1, %0" : "=v"(r) : "v"(a), "m"(*p));
+    return r;
+}
+static inline __m512 mul_b(__m512 a, const float* p) { return mul_ord_b(a, p); }
+
+// ---- 32-block formats ----
+template <Format F>
+struct P32 {
+    static constexpr bool kQ8 = F == Format::Q8_0;
+    static constexpr bool kHasM = F == Format::Q4_1 || F == Format::Q5_1;
+    static constexpr bool kQ5 = F == Format::Q5_0 || F == Format::Q5_1;
+    // spec integer = dot_u8 - kOff * xsum (Q4_1 / Q5_1: the minimum goes through m instead)
+    static constexpr int kOff = kQ8 ? 128 : kHasM ? 0 : kQ5 ? 16 : 8;
+    static constexpr int kHbOff = kHasM ? 64 : 32;
+    static constexpr int kQOff = kQ8 ? 32 : (kHasM ? 64 : 32) + (kQ5 ? 64 : 0);
+    static constexpr int64_t kTile = packed_tile_bytes(F);
+
+    // one packed tile -> 8 runs x 64 B of unsigned weights (run j pairs with activation quad j)
+    static inline void unpack(const uint8_t* t, uint8_t* dst) {
+        if constexpr (kQ8) {
+            for (int j = 0; j < 8; ++j)
+                store64(dst + 64 * j, _mm512_xor_si512(load64(t + 32 + 64 * j), _mm512_set1_epi8(static_cast<char>(0x80))));
+        } else {
+            for (int c = 0; c < 4; ++c) {
+                const __m512i v = load64(t + kQOff + 64 * c);
+                __m512i lo = lo_nib(v), hi = hi_nib(v);
+                if constexpr (kQ5) {
+                    const __m512i hbs = spread_hb(t + kHbOff + 16 * c);
+                    lo = add_bit4(lo, hbs, 0);
+                    hi = add_bit4(hi, hbs, 4);
+                }
+                store64(dst + 64 * c, lo);
+                store64(dst + 64 * (c + 4), hi);
+            }
+        }
+    }
+};
+
+// MR activation rows (row0 ..) x one group over the nb unpacked blocks of a chunk starting at
+// block b0. acc comes from out (first chunk: zero) and goes back to it.
+template <Format F, int MR>
+static inline void micro_32(const uint8_t* B, const float* dwf, const float* mwf, int nb, const ActRows& a,
+                            int64_t row0, int64_t b0, float* out, int64_t ldo, __mmask16 km, bool first) {
+    using P = P32<F>;
+    const int8_t* xq[MR];
+    const float* xd[MR];
+    __m512 acc[MR];
+    // per row and block: kOff * xsum (the spec's integer offset), float(xsum) (Q4_1 / Q5_1)
+    alignas(64) int32_t offx[MR][kPanelChunk32];
+    alignas(64) float fxs[MR][kPanelChunk32];
+    for (int r = 0; r < MR; ++r) {
+        xq[r] = a.q + (row0 + r) * a.q_stride + 32 * b0;
+        xd[r] = a.d + (row0 + r) * a.d_stride + b0;
+        const int32_t* xs = a.sum + (row0 + r) * a.sum_stride + b0;
+        for (int b = 0; b < nb; ++b) {
+            offx[r][b] = P::kOff * xs[b];
+            fxs[r][b] = static_cast<float>(xs[b]);
+        }
+        acc[r] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(km, out + r * ldo);
+    }
+    for (int b = 0; b < nb; ++b) {
+        __m512i w[8];
+        for (int j = 0; j < 8; ++j) w[j] = _mm512_load_si512(reinterpret_cast<const void*>(B + 512 * b + 64 * j));
+        const __m512 dw = _mm512_load_ps(dwf + 16 * b);
+        // j outer, rows inner: MR independent vpdpbusd chains in flight (one chain per row would
+        // wait on vpdpbusd's latency 8 times per block)
+        __m512i dots[MR];
+        for (int r = 0; r < MR; ++r) dots[r] = _mm512_setzero_si512();
+        for (int j = 0; j < 8; ++j)
+            for (int r = 0; r < MR; ++r) dots[r] = dpbusd_b(dots[r], w[j], xq[r] + 32 * b + 4 * j);
+        for (int r = 0; r < MR; ++r) {
+            __m512i dot = dots[r];
+            if constexpr (P::kOff != 0) dot = sub_b(dot, &offx[r][b]);
+            acc[r] = add_ord(acc[r], _mm512_mul_ps(mul_ord_b(dw, xd[r] + b), _mm512_cvtepi32_ps(dot)));
+            if constexpr (P::kHasM)
+                acc[r] = add_ord(acc[r], mul_b(mul_ord_b(_mm512_load_ps(mwf + 16 * b), xd[r] + b), &fxs[r][b]));
+        }
+    }
+    for (int r = 0; r < MR; ++r) _mm512_mask_storeu_ps(out + r * ldo, km, acc[r]);
+}
+
+// Row tails: one instance per count, so every row runs the same operation sequence.
+template <template <Format, int> class Micro, Format F, class... Args>
+static inline void micro_rows(int rows, Args&&... args) {
+    switch (rows) {
+        case 1: Micro<F, 1>::run(args...); break;
+        case 2: Micro<F, 2>::run(args...); break;
+        case 3: Micro<F, 3>::run(args...); break;
+        case 4: Micro<F, 4>::run(args...); break;
+        case 5: Micro<F, 5>::run(args...); break;
+        default: Micro<F, kPanelMR>::run(args...); break;
+    }
+}
+
+template <Format F, int MR>
+struct Micro32 {
+    template <class... Args>
+    static void run(Args&&... args) { micro_32<F, MR>(args...); }
+};
+
+template <Format F>
+static void panel_32_vnni(const uint8_t* group, int64_t nblocks, const ActRows& a, int64_t m0, int mr, float* out,
+                          int64_t ldo, int nvalid) {
+    using P = P32<F>;
+    const __mmask16 km = row_mask(nvalid);
+    alignas(64) uint8_t B[kPanelChunk32 * 512];
+    alignas(64) float dwf[kPanelChunk32 * 16], mwf[P::kHasM ? kPanelChunk32 * 16 : 16];
+    for (int64_t k0 = 0; k0 < nblocks; k0 += kPanelChunk32) {
+        const int nb = static_cast<int>(std::min<int64_t>(kPanelChunk32, nblocks - k0));
+        for (int b = 0; b < nb; ++b) {
+            const uint8_t* t = group + (k0 + b) * P::kTile;
+            P::unpack(t, B + 512 * b);
+            _mm512_store_ps(dwf + 16 * b, load_f16x16(t));
+            if constexpr (P::kHasM) _mm512_store_ps(mwf + 16 * b, load_f16x16(t + 32));
+        }
+        for (int i0 = 0; i0 < mr; i0 += kPanelMR) {
+            const int rows = std::min(kPanelMR, mr - i0);
+            micro_rows<Micro32, F>(rows, B, dwf, mwf, nb, a, m0 + i0, k0, out + i0 * ldo, ldo, km, k0 == 0);
+        }
+    }
+}
+
+// ---- Q4_K / Q5_K ----
+// B per super-block: [8 sub-blocks j][8 runs c][16 rows][4 B] unsigned values (Q5_K: 5 bits);
+// sc as int32 lanes [8 j][16]; mp[p] = m_2p | m_2p+1 << 16 (int16 pairs, as the tiles).
+struct KChunk45 {
+    alignas(64) uint8_t b[kPanelChunkK][8][8][64];
+    alignas(64) int32_t sc[kPanelChunkK][8][16];
+    alignas(64) int32_t mp[kPanelChunkK][4][16];
+    alignas(64) float d[kPanelChunkK][16], dmin[kPanelChunkK][16];
+};
+
+template <Format F>
+static inline void unpack_q45k(const uint8_t* t, KChunk45& c, int sb) {
+    for (int j = 0; j < 8; ++j) {
+        for (int cc = 0; cc < 8; ++cc) store64(c.b[sb][j][cc], q45k_run<F == Format::Q5_K>(t, j, cc));
+        _mm512_store_si512(reinterpret_cast<void*>(c.sc[sb][j]), u8x16_to_i32(t + 64 + 16 * j));
+    }
+    for (int p = 0; p < 4; ++p) {
+        const __m128i m0v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(t + 192 + 32 * p));
+        const __m128i m1v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(t + 192 + 32 * p + 16));
+        _mm512_store_si512(reinterpret_cast<void*>(c.mp[sb][p]),
+                           _mm512_cvtepu8_epi16(_mm256_set_m128i(_mm_unpackhi_epi8(m0v, m1v), _mm_unpacklo_epi8(m0v, m1v))));
+    }
+    _mm512_store_ps(c.d[sb], load_f16x16(t));
+    _mm512_store_ps(c.dmin[sb], load_f16x16(t + 32));
+}
+
+template <Format F, int MR>
+static inline void micro_q45k(const KChunk45& c, int nb, const ActRows& a, int64_t row0, int64_t b0, float* out,
+                              int64_t ldo, __mmask16 km, bool first) {
+    const int8_t* xq[MR];
+    const float* xd[MR];
+    __m512 acc[MR];
+    // per row, super-block and pair p: (bs_4p + bs_4p+1) | (bs_4p+2 + bs_4p+3) << 16 (int16 pairs)
+    alignas(64) int32_t bp[MR][kPanelChunkK][4];
+    for (int r = 0; r < MR; ++r) {
+        xq[r] = a.q + (row0 + r) * a.q_stride + 256 * b0;
+        xd[r] = a.d + (row0 + r) * a.d_stride + b0;
+        const int32_t* xs = a.sum + (row0 + r) * a.sum_stride + 16 * b0;
+        for (int b = 0; b < nb; ++b)
+            for (int p = 0; p < 4; ++p) {
+                const int32_t* bs = xs + 16 * b + 4 * p;
+                const uint32_t lo = static_cast<uint16_t>(bs[0] + bs[1]), hi = static_cast<uint16_t>(bs[2] + bs[3]);
+                bp[r][b][p] = static_cast<int32_t>(lo | (hi << 16));
+            }
+        acc[r] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(km, out + r * ldo);
+    }
+    for (int b = 0; b < nb; ++b) {
+        __m512i isum[MR];
+        for (int j = 0; j < 8; ++j) {
+            __m512i w[8];
+            for (int cc = 0; cc < 8; ++cc) w[cc] = _mm512_load_si512(reinterpret_cast<const void*>(c.b[b][j][cc]));
+            const __m512i sc = _mm512_load_si512(reinterpret_cast<const void*>(c.sc[b][j]));
+            __m512i dots[MR];
+            for (int r = 0; r < MR; ++r) dots[r] = _mm512_setzero_si512();
+            for (int cc = 0; cc < 8; ++cc)
+                for (int r = 0; r < MR; ++r) dots[r] = dpbusd_b(dots[r], w[cc], xq[r] + 256 * b + 32 * j + 4 * cc);
+            for (int r = 0; r < MR; ++r) {
+                const __m512i prod = _mm512_mullo_epi32(sc, dots[r]);
+                isum[r] = j == 0 ? prod : _mm512_add_epi32(isum[r], prod);
+            }
+        }
+        const __m512 d = _mm512_load_ps(c.d[b]), dmin = _mm512_load_ps(c.dmin[b]);
+        __m512i mp[4];
+        for (int p = 0; p < 4; ++p) mp[p] = _mm512_load_si512(reinterpret_cast<const void*>(c.mp[b][p]));
+        for (int r = 0; r < MR; ++r) {
+            __m512i msum = _mm512_setzero_si512();
+            for (int p = 0; p < 4; ++p) msum = dpwssd_b(msum, mp[p], &bp[r][b][p]);
+            acc[r] = add_ord(acc[r], _mm512_mul_ps(mul_ord_b(d, xd[r] + b), _mm512_cvtepi32_ps(isum[r])));
+            acc[r] = sub_ord(acc[r], _mm512_mul_ps(mul_ord_b(dmin, xd[r] + b), _mm512_cvtepi32_ps(msum)));
+        }
+    }
+    for (int r = 0; r < MR; ++r) _mm512_mask_storeu_ps(out + r * ldo, km, acc[r]);
+}
+
+template <Format F, int MR>
+struct MicroQ45K {
+    template <class... Args>
+    static void run(Args&&... args) { micro_q45k<F, MR>(args...); }
+};
+
+// One driver for the K-quant panels: unpack a chunk of super-blocks (Unpack), sweep the rows
+// over it kPanelMR at a time (Micro).
+template <Format F, class Chunk, void (*Unpack)(const uint8_t*, Chunk&, int), template <Format, int> class Micro>
+static void panel_k_vnni(const uint8_t* group, int64_t nblocks, const ActRows& a, int64_t m0, int mr, float* out,
+                         int64_t ldo, int nvalid) {
+    const __mmask16 km = row_mask(nvalid);
+    Chunk c;
+    for (int64_t k0 = 0; k0 < nblocks; k0 += kPanelChunkK) {
+        const int nb = static_cast<int>(std::min<int64_t>(kPanelChunkK, nblocks - k0));
+        for (int b = 0; b < nb; ++b) Unpack(group + (k0 + b) * packed_tile_bytes(F), c, b);
+        for (int i0 = 0; i0 < mr; i0 += kPanelMR) {
+            const int rows = std::min(kPanelMR, mr - i0);
+            micro_rows<Micro, F>(rows, c, nb, a, m0 + i0, k0, out + i0 * ldo, ldo, km, k0 == 0);
+        }
+    }
+}
+
+// ---- Q6_K ----
+// B per super-block: [16 sub-blocks s][4 runs][16 rows][4 B] 6-bit values (0..63); sc int32 [16 s][16].
+// Per sub-block the spec's integer sc * (dot - 32 * bsum_s) (exact, so computed as the tiles do).
+struct KChunk6 {
+    alignas(64) uint8_t b[kPanelChunkK][16][4][64];
+    alignas(64) int32_t sc[kPanelChunkK][16][16];
+    alignas(64) float d[kPanelChunkK][16];
+};
+
+template <Format F>
+static inline void unpack_q6k(const uint8_t* t, KChunk6& c, int sb) {
+    for (int s = 0; s < 16; ++s) {
+        for (int cc = 0; cc < 4; ++cc) store64(c.b[sb][s][cc], q6k_run(t, s, cc));
+        _mm512_store_si512(reinterpret_cast<void*>(c.sc[sb][s]), i8x16_to_i32(t + 32 + 16 * s));
+    }
+    _mm512_store_ps(c.d[sb], load_f16x16(t));
+}
+
+template <Format F, int MR>
+static inline void micro_q6k(const KChunk6& c, int nb, const ActRows& a, int64_t row0, int64_t b0, float* out,
+                             int64_t ldo, __mmask16 km, bool first) {
+    const int8_t* xq[MR];
+    const float* xd[MR];
+    __m512 acc[MR];
+    alignas(64) int32_t off32[MR][kPanelChunkK * 16];  // 32 * bsum_s per row and sub-block
+    for (int r = 0; r < MR; ++r) {
+        xq[r] = a.q + (row0 + r) * a.q_stride + 256 * b0;
+        xd[r] = a.d + (row0 + r) * a.d_stride + b0;
+        const int32_t* xs = a.sum + (row0 + r) * a.sum_stride + 16 * b0;
+        for (int s = 0; s < 16 * nb; ++s) off32[r][s] = 32 * xs[s];
+        acc[r] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(km, out + r * ldo);
+    }
+    for (int b = 0; b < nb; ++b) {
+        __m512i isum[MR];
+        for (int s = 0; s < 16; ++s) {
+            __m512i w[4];
+            for (int cc = 0; cc < 4; ++cc) w[cc] = _mm512_load_si512(reinterpret_cast<const void*>(c.b[b][s][cc]));
+            const __m512i sc = _mm512_load_si512(reinterpret_cast<const void*>(c.sc[b][s]));
+            __m512i dots[MR];
+            for (int r = 0; r < MR; ++r) dots[r] = _mm512_setzero_si512();
+            for (int cc = 0; cc < 4; ++cc)
+                for (int r = 0; r < MR; ++r) dots[r] = dpbusd_b(dots[r], w[cc], xq[r] + 256 * b + 16 * s + 4 * cc);
+            for (int r = 0; r < MR; ++r) {
+                const __m512i prod = _mm512_mullo_epi32(sc, sub_b(dots[r], &off32[r][16 * b + s]));
+                isum[r] = s == 0 ? prod : _mm512_add_epi32(isum[r], prod);
+            }
+        }
+        const __m512 d = _mm512_load_ps(c.d[b]);
+        for (int r = 0; r < MR; ++r)
+            acc[r] = add_ord(acc[r], _mm512_mul_ps(mul_ord_b(d, xd[r] + b), _mm512_cvtepi32_ps(isum[r])));
+    }
+    for (int r = 0; r < MR; ++r) _mm512_mask_storeu_ps(out + r * ldo, km, acc[r]);
+}
+
+template <Format F, int MR>
+struct MicroQ6K {
+    template <class... Args>
+    static void run(Args&&... args) { micro_q6k<F, MR>(args...); }
+};
+
+}  // namespace
+}  // namespace slmk
