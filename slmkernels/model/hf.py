@@ -10,7 +10,18 @@ format asked for (f16 / bf16 checkpoints kept as they are with ``dtype="f16"`` /
 loads that file with ``Model.from_gguf``. One model code path serves both; the file (``save_gguf``
 names where it stays) is what llama.cpp loads too.
 
-Architectures: LlamaForCausalLM (llama), Qwen2ForCausalLM (qwen2, Q/K/V biases).
+Architectures (the GGUF architecture each becomes):
+- LlamaForCausalLM (llama: Q/K rows permuted to llama.cpp's adjacent-pair RoPE order);
+- Qwen2ForCausalLM (qwen2: Q/K/V biases);
+- Qwen3ForCausalLM (qwen3: per-head q/k RMSNorm before RoPE);
+- Gemma3ForCausalLM, text only (gemma3: embeddings times sqrt(hidden), GeGLU, q/k norms,
+  post-attention and post-FFN norms, sliding-window layers from ``layer_types`` with their own
+  RoPE base; Gemma's RMSNorm multiplies by (1 + w), so 1 is added to every norm weight as
+  convert_hf_to_gguf.py's Gemma converters do).
+
+config.json keys are read in both of transformers' spellings: ``rope_theta`` / ``rope_scaling``
+(and Gemma 3's ``rope_local_base_freq``), or v5's ``rope_parameters`` (one dict, or one per layer
+type). RoPE scaling: none or linear.
 """
 
 from __future__ import annotations
@@ -26,7 +37,15 @@ import numpy as np
 
 import slmkernels as sk
 
-ARCHITECTURES = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2"}
+ARCHITECTURES = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2", "Qwen3ForCausalLM": "qwen3",
+                 "Gemma3ForCausalLM": "gemma3"}
+# config.json's activation key, the value the architecture computes, and the default of the
+# architecture's config class when the key is absent
+_ACTIVATION = {"llama": ("hidden_act", "silu", "silu"), "qwen2": ("hidden_act", "silu", "silu"),
+               "qwen3": ("hidden_act", "silu", "silu"),
+               "gemma3": ("hidden_activation", "gelu_pytorch_tanh", "gelu_pytorch_tanh")}
+# checkpoint tensors no forward pass reads (buffers older transformers versions saved)
+_IGNORED_SUFFIXES = (".rotary_emb.inv_freq",)
 FORMATS = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k")
 
 
@@ -85,20 +104,84 @@ def read_config(directory: Path) -> dict:
     c["ffn"] = _key(cfg, "intermediate_size", int, 1, MAX_FFN)
     c["vocab"] = _key(cfg, "vocab_size", int, 1, MAX_VOCAB)
     c["eps"] = _key(cfg, "rms_norm_eps", float, 1e-12, 1.0)
-    c["theta"] = _key(cfg, "rope_theta", float, 1e-3, 1e12, default=10000.0)
     c["context"] = _key(cfg, "max_position_embeddings", int, 1, MAX_CONTEXT, default=4096)
-    c["tied"] = _key(cfg, "tie_word_embeddings", bool, default=False)
-    act = cfg.get("hidden_act", "silu")
-    if act != "silu":
-        raise CheckpointError(f"config.json: hidden_act {act!r} is not supported for {arch} (silu only)")
-    rs = cfg.get("rope_scaling")
-    if rs not in (None, {}):
-        kind = rs.get("rope_type", rs.get("type")) if isinstance(rs, dict) else None
-        if kind not in ("default", None):
-            raise CheckpointError(f"config.json: rope_scaling {rs!r:.80} is not supported by from_pretrained yet")
-    if c["arch"] == "qwen2" and cfg.get("use_sliding_window"):
-        raise CheckpointError("config.json: use_sliding_window is not supported for Qwen2 checkpoints")
+    c["tied"] = _key(cfg, "tie_word_embeddings", bool, default=c["arch"] == "gemma3")
+    act_key, act, act_default = _ACTIVATION[c["arch"]]
+    got = cfg.get(act_key, act_default)
+    if c["arch"] == "gemma3" and got == "gelu_tanh":
+        got = act  # the same function under its other name
+    if got != act:
+        raise CheckpointError(f"config.json: {act_key} {got!r} is not supported for {arch} ({act} only)")
+    if _key(cfg, "attention_bias", bool, default=False) and c["arch"] != "qwen2":
+        raise CheckpointError(f"config.json: attention_bias true is not supported for {arch}")
+    if _key(cfg, "mlp_bias", bool, default=False):
+        raise CheckpointError(f"config.json: mlp_bias true is not supported for {arch}")
+    if c["arch"] in ("qwen2", "qwen3") and cfg.get("use_sliding_window"):
+        raise CheckpointError(f"config.json: use_sliding_window is not supported for {arch} checkpoints")
+    c["theta"], c["rope_linear"] = _rope(cfg, "full_attention", default_theta=10000.0)
+    if c["arch"] == "gemma3":
+        _gemma3(cfg, c)
     return c
+
+
+def _rope(cfg: dict, layer_type: str, default_theta: float) -> tuple[float, float]:
+    """(base, linear scaling factor or 0) of one layer type, from rope_parameters (transformers
+    v5: one dict, or one per layer type) or rope_theta / rope_scaling (earlier versions)."""
+    rp = cfg.get("rope_parameters")
+    if isinstance(rp, dict) and isinstance(rp.get(layer_type), dict):
+        rp, where = rp[layer_type], f"rope_parameters[{layer_type!r}]"
+    else:
+        where = "rope_parameters"
+    if isinstance(rp, dict):
+        theta = _key(rp, "rope_theta", float, 1e-3, 1e12, default=default_theta)
+        scaling = rp
+    elif rp is not None:
+        raise CheckpointError(f"config.json: rope_parameters must be an object, got {rp!r:.60}")
+    else:
+        where = "rope_scaling"
+        theta = _key(cfg, "rope_theta", float, 1e-3, 1e12, default=default_theta)
+        scaling = cfg.get("rope_scaling") or {}
+        if not isinstance(scaling, dict):
+            raise CheckpointError(f"config.json: rope_scaling must be an object, got {scaling!r:.60}")
+    kind = scaling.get("rope_type", scaling.get("type", "default"))
+    if kind in ("default", None):
+        return theta, 0.0
+    if kind == "linear":
+        return theta, _key(scaling, "factor", float, 1.0, 1e6)
+    raise CheckpointError(f"config.json: {where} type {kind!r} is not supported by from_pretrained "
+                          "(supported: default, linear)")
+
+
+def _gemma3(cfg: dict, c: dict) -> None:
+    """Gemma 3's sliding-window layers, their RoPE base, the attention scale and the soft-caps."""
+    n = c["n_layers"]
+    types = cfg.get("layer_types")
+    if types is None:  # earlier configs: a period (layer il is global when (il + 1) % period == 0)
+        period = _key(cfg, "sliding_window_pattern", int, 1, 1 << 10, default=6)
+        types = ["full_attention" if (i + 1) % period == 0 else "sliding_attention" for i in range(n)]
+    if not (isinstance(types, list) and len(types) == n
+            and all(t in ("sliding_attention", "full_attention") for t in types)):
+        raise CheckpointError(f"config.json: layer_types must list 'sliding_attention' or 'full_attention' for "
+                              f"each of the {n} layers, got {types!r:.80}")
+    c["local"] = [t == "sliding_attention" for t in types]
+    c["window"] = _key(cfg, "sliding_window", int, 1, c["context"], default=4096) if any(c["local"]) else 0
+    # the local layers' base: rope_local_base_freq (earlier configs) or their own rope_parameters
+    local_default = _key(cfg, "rope_local_base_freq", float, 1e-3, 1e12, default=10000.0)
+    c["theta_local"], local_linear = _rope(cfg, "sliding_attention", default_theta=local_default)
+    if isinstance(cfg.get("rope_parameters"), dict) and "sliding_attention" not in cfg["rope_parameters"]:
+        c["theta_local"], local_linear = local_default, 0.0  # one dict: it describes the global layers
+    if local_linear:
+        raise CheckpointError("config.json: RoPE scaling on Gemma 3's sliding-window layers is not supported")
+    # scores scale by query_pre_attn_scalar^-1/2; the GGUF (llama.cpp's gemma3) implies head_dim,
+    # or hidden / heads for the 62-layer 27B model
+    implied = c["hidden"] // c["n_heads"] if n == 62 else c["head_dim"]
+    qs = _key(cfg, "query_pre_attn_scalar", float, 1e-6, 1e9, default=implied)
+    if qs != implied:
+        raise CheckpointError(f"config.json: query_pre_attn_scalar {qs} must be {implied} for this model "
+                              "(the attention scale llama.cpp's gemma3 applies)")
+    if cfg.get("attn_logit_softcapping") is not None:
+        raise CheckpointError("config.json: attn_logit_softcapping is not supported for Gemma 3 (null only)")
+    c["final_softcap"] = _key(cfg, "final_logit_softcapping", float, 1e-6, 1e6, default=0.0)
 
 
 # ---- safetensors ----
@@ -154,6 +237,7 @@ class _Tensors:
 
 
 def _expected(c: dict) -> dict[str, tuple[int, ...]]:
+    """Every tensor the architecture reads -> its shape implied by config.json."""
     H, KV, D, hid, F = c["n_heads"], c["n_kv_heads"], c["head_dim"], c["hidden"], c["ffn"]
     t = {"model.embed_tokens.weight": (c["vocab"], hid), "model.norm.weight": (hid,)}
     if not c["tied"]:
@@ -168,7 +252,28 @@ def _expected(c: dict) -> dict[str, tuple[int, ...]]:
         if c["arch"] == "qwen2":
             t.update({p + "self_attn.q_proj.bias": (H * D,), p + "self_attn.k_proj.bias": (KV * D,),
                       p + "self_attn.v_proj.bias": (KV * D,)})
+        if c["arch"] in ("qwen3", "gemma3"):
+            t.update({p + "self_attn.q_norm.weight": (D,), p + "self_attn.k_norm.weight": (D,)})
+        if c["arch"] == "gemma3":
+            t.update({p + "pre_feedforward_layernorm.weight": (hid,), p + "post_feedforward_layernorm.weight": (hid,)})
     return t
+
+
+def _check_tensors(c: dict, ts: "_Tensors") -> None:
+    """Every tensor read is present with its shape; no tensor is left unread (an unread one means
+    config.json describes another model, e.g. biases it does not announce)."""
+    want = _expected(c)
+    for name, shape in want.items():
+        got = ts.shape(name)
+        if got is None:
+            raise CheckpointError(f"tensor {name!r} is missing from the checkpoint")
+        if got != shape:
+            raise CheckpointError(f"tensor {name!r} has shape {got}, expected {shape} from config.json")
+    extra = [n for n in ts.where if n not in want and not n.endswith(_IGNORED_SUFFIXES)
+             and not (c["tied"] and n == "lm_head.weight")]
+    if extra:
+        raise CheckpointError(f"tensor {sorted(extra)[0]!r} is not read by {c['hf_arch']} as config.json describes it"
+                              + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""))
 
 
 # ---- tokenizer ----
@@ -221,7 +326,7 @@ def _permute(w: np.ndarray, n_head: int) -> np.ndarray:
 def write_gguf(directory: str | os.PathLike[str], path: str | os.PathLike[str], *, dtype: str = "q8_0") -> Path:
     """Converts a Hugging Face checkpoint directory into a GGUF file at `path` (see the module
     docstring); everything is checked before the file is created."""
-    from gguf import GGMLQuantizationType, GGUFWriter
+    from gguf import GGMLQuantizationType, GGUFWriter, RopeScalingType
 
     directory = Path(directory)
     if not isinstance(dtype, str) or dtype.lower() not in FORMATS:
@@ -229,12 +334,7 @@ def write_gguf(directory: str | os.PathLike[str], path: str | os.PathLike[str], 
     dtype = dtype.lower()
     c = read_config(directory)
     ts = _Tensors(directory)
-    for name, shape in _expected(c).items():
-        got = ts.shape(name)
-        if got is None:
-            raise CheckpointError(f"tensor {name!r} is missing from the checkpoint")
-        if got != shape:
-            raise CheckpointError(f"tensor {name!r} has shape {got}, expected {shape} from config.json")
+    _check_tensors(c, ts)
     tok = _tokenizer_meta(directory, c["vocab"])
 
     a = c["arch"]
@@ -250,10 +350,20 @@ def write_gguf(directory: str | os.PathLike[str], path: str | os.PathLike[str], 
     w.add_value_length(c["head_dim"])
     w.add_rope_dimension_count(c["head_dim"])
     w.add_rope_freq_base(c["theta"])
+    if c["rope_linear"]:
+        w.add_rope_scaling_type(RopeScalingType.LINEAR)
+        w.add_rope_scaling_factor(c["rope_linear"])
     w.add_layer_norm_rms_eps(c["eps"])
+    if a == "gemma3":
+        if c["window"]:
+            w.add_sliding_window(c["window"])
+            w.add_sliding_window_pattern(c["local"])  # one bool per layer: true = sliding window
+        w.add_rope_freq_base_swa(c["theta_local"])
+        if c["final_softcap"]:
+            w.add_final_logit_softcapping(c["final_softcap"])
     if tok:
         w.add_tokenizer_model("gpt2")
-        w.add_tokenizer_pre({"qwen2": "qwen2"}.get(a, "default"))
+        w.add_tokenizer_pre({"qwen2": "qwen2", "qwen3": "qwen2"}.get(a, "default"))
         w.add_token_list(tok["tokens"])
         w.add_token_types(tok["types"])
         w.add_token_merges(tok["merges"])
@@ -280,25 +390,36 @@ def write_gguf(directory: str | os.PathLike[str], path: str | os.PathLike[str], 
     def g(name):
         return ts.f32(name)
 
+    def norm(name):  # Gemma's RMSNorm scales by (1 + w): stored as llama.cpp reads it
+        return g(name) + np.float32(1.0) if a == "gemma3" else g(name)
+
     put("token_embd.weight", g("model.embed_tokens.weight"), True)
     for i in range(c["n_layers"]):
         p, b = f"model.layers.{i}.", f"blk.{i}."
         q, k = g(p + "self_attn.q_proj.weight"), g(p + "self_attn.k_proj.weight")
         if a == "llama":
             q, k = _permute(q, c["n_heads"]), _permute(k, c["n_kv_heads"])
-        put(b + "attn_norm.weight", g(p + "input_layernorm.weight"), False)
+        put(b + "attn_norm.weight", norm(p + "input_layernorm.weight"), False)
         put(b + "attn_q.weight", q, True)
         put(b + "attn_k.weight", k, True)
         put(b + "attn_v.weight", g(p + "self_attn.v_proj.weight"), True)
         if a == "qwen2":
             for n in ("q", "k", "v"):
                 put(b + f"attn_{n}.bias", g(p + f"self_attn.{n}_proj.bias"), False)
+        if a in ("qwen3", "gemma3"):
+            put(b + "attn_q_norm.weight", norm(p + "self_attn.q_norm.weight"), False)
+            put(b + "attn_k_norm.weight", norm(p + "self_attn.k_norm.weight"), False)
         put(b + "attn_output.weight", g(p + "self_attn.o_proj.weight"), True)
-        put(b + "ffn_norm.weight", g(p + "post_attention_layernorm.weight"), False)
+        if a == "gemma3":  # post_attention_layernorm is the attention branch's post-norm there
+            put(b + "post_attention_norm.weight", norm(p + "post_attention_layernorm.weight"), False)
+            put(b + "ffn_norm.weight", norm(p + "pre_feedforward_layernorm.weight"), False)
+            put(b + "post_ffw_norm.weight", norm(p + "post_feedforward_layernorm.weight"), False)
+        else:
+            put(b + "ffn_norm.weight", g(p + "post_attention_layernorm.weight"), False)
         put(b + "ffn_gate.weight", g(p + "mlp.gate_proj.weight"), True)
         put(b + "ffn_up.weight", g(p + "mlp.up_proj.weight"), True)
         put(b + "ffn_down.weight", g(p + "mlp.down_proj.weight"), True)
-    put("output_norm.weight", g("model.norm.weight"), False)
+    put("output_norm.weight", norm("model.norm.weight"), False)
     if not c["tied"]:
         put("output.weight", g("lm_head.weight"), True)
     w.write_header_to_file()
