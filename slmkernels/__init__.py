@@ -27,6 +27,7 @@ from ._core import (
     QuantizedTensor,
     attention,
     attention_batch,
+    attention_dense,
     cpu_info,
     dequantize,
     embedding,

@@ -137,6 +137,17 @@ def attention(
     sinks: FloatArray | None = None,
     out: FloatArray | None = None,
 ) -> FloatArray: ...
+def attention_dense(
+    q: FloatArray,
+    k: FloatArray,
+    v: FloatArray,
+    *,
+    scale: float | None = None,
+    window: int | None = None,
+    softcap: float | None = None,
+    sinks: FloatArray | None = None,
+    out: FloatArray | None = None,
+) -> FloatArray: ...
 def attention_batch(
     q: FloatArray,
     cache: KVCache,

@@ -9,8 +9,9 @@ live in the ``slmkernels`` namespace of ``torch.ops``, each with a fake (meta) i
   lives (keep the tensor, e.g. as a module buffer, to pay for packing once).
 - ``rope(x, positions, theta, mode, rotary_dim)``, ``rmsnorm(x, weight, eps)``;
 - ``attention(q, k, v, scale)``: causal attention over caller-owned dense K/V, q (T, H, D) the
-  newest T positions of k, v (S, G, D) (GQA: H a multiple of G). K/V are written into a
-  temporary float32 paged cache per call (a copy of K/V in C++), then the cache's kernels run;
+  newest T positions of k, v (S, G, D) (GQA: H a multiple of G), read in place by the attention
+  kernels (:func:`slmkernels.attention_dense`: float32 or float16 K/V, any strides with a
+  contiguous last axis, so a (G, S, D) cache transposed to (S, G, D) is not copied);
 - ``kv_attention(q, cache_id, layer, seq, scale)``: attention over a ``KVCache`` registered with
   :func:`register_cache` (reads the cache; write it with ``KVCache.append/write`` outside).
 
@@ -118,13 +119,7 @@ def _(x, weight, eps):
 def attention(q: Tensor, k: Tensor, v: Tensor, scale: Optional[float] = None) -> Tensor:
     if k.dim() != 3 or v.shape != k.shape:
         raise ValueError("k and v must have the same shape (kv_tokens, n_kv_heads, head_dim)")
-    s, g, d = k.shape
-    if q.dim() != 3 or q.shape[2] != d or q.shape[0] > s:
-        raise ValueError("q must be (q_tokens <= kv_tokens, n_heads, head_dim) with k's head_dim")
-    cache = sk.KVCache(1, g, d, capacity_tokens=s, block_tokens=min(256, s), dtype="f32")
-    seq = cache.new_sequence()
-    cache.append(0, seq, k.contiguous(), v.contiguous())
-    return sk.attention(q.contiguous(), cache, 0, seq, scale=scale)
+    return sk.attention_dense(q.contiguous(), k, v, scale=scale)
 
 
 @attention.register_fake

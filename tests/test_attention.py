@@ -7,6 +7,8 @@ the kernels (dot products, online softmax, exp), bounded below.
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -246,3 +248,76 @@ def test_bad_arguments():
     c.extend(s, 1)
     with pytest.raises(ValueError, match="not yet written"):
         sk.attention(q, c, 0, s)
+
+
+# ---- attention_dense: caller-owned K/V read in place ----
+
+
+@pytest.mark.parametrize("dtype", ["f32", "f16"])
+@pytest.mark.parametrize("L,T", [(1, 1), (37, 5), (300, 1), (700, 20)])
+def test_dense_equals_cache_bit_for_bit(isa, dtype, L, T):
+    # a cache whose blocks hold kAttnPartition (256) tokens is cut into the same chunks as dense K/V
+    rng = np.random.default_rng(L + T)
+    np_dt = np.float32 if dtype == "f32" else np.float16
+    k = rng.standard_normal((L, 2, 64)).astype(np_dt)
+    v = rng.standard_normal((L, 2, 64)).astype(np_dt)
+    c = sk.KVCache(1, 2, 64, capacity_tokens=L + 256, block_tokens=256, dtype=dtype)
+    s = c.new_sequence()
+    c.append(0, s, k.astype(np.float32), v.astype(np.float32))
+    q = rng.standard_normal((T, 6, 64)).astype(np.float32)
+    sinks = rng.standard_normal(6).astype(np.float32)
+    for kw in ({}, dict(window=30, softcap=15.0, sinks=sinks)):
+        got = sk.attention_dense(q, k, v, **kw)
+        assert np.array_equal(got, sk.attention(q, c, 0, s, **kw))
+    # and against the float64 reference
+    ref = ref_attention(q, k, v, np.arange(L), np.arange(L - T, L), 1 / 8)
+    assert np.abs(sk.attention_dense(q, k, v) - ref).max() / np.abs(v).max() <= ATTN_TOL
+
+
+def test_dense_strided_kv_is_not_copied():
+    # a (n_kv_heads, tokens, head_dim) cache transposed to (tokens, n_kv_heads, head_dim): read in
+    # place (numpy reports its allocations to tracemalloc: no array of K/V's size is made), same
+    # bits as its contiguous copy
+    rng = np.random.default_rng(29)
+    kh = rng.standard_normal((2, 4000, 32)).astype(np.float32)  # 1 MB each
+    vh = rng.standard_normal((2, 4000, 32)).astype(np.float32)
+    q = rng.standard_normal((3, 4, 32)).astype(np.float32)
+    k, v = kh.transpose(1, 0, 2), vh.transpose(1, 0, 2)
+    tracemalloc.start()
+    try:
+        got = sk.attention_dense(q, k, v)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < kh.nbytes // 4, f"{peak} bytes allocated for a {kh.nbytes}-byte K"
+    assert np.array_equal(got, sk.attention_dense(q, np.ascontiguousarray(k), np.ascontiguousarray(v)))
+    # a view of the first 20 tokens of a longer buffer (a preallocated cache)
+    got20 = sk.attention_dense(q, k[:20], v[:20])
+    assert np.array_equal(got20, sk.attention_dense(q, k[:20].copy(), v[:20].copy()))
+    # out= is written in place
+    out = np.empty_like(q)
+    assert np.shares_memory(sk.attention_dense(q, k, v, out=out), out)
+
+
+def test_dense_bad_arguments():
+    rng = np.random.default_rng(31)
+    k = rng.standard_normal((10, 2, 64)).astype(np.float32)
+    q = rng.standard_normal((2, 4, 64)).astype(np.float32)
+    with pytest.raises(TypeError, match="k must have dtype"):
+        sk.attention_dense(q, k.astype(np.float64), k)
+    with pytest.raises(TypeError, match="same dtype"):
+        sk.attention_dense(q, k, k.astype(np.float16))
+    with pytest.raises(ValueError, match="3-D"):
+        sk.attention_dense(q, k[0], k[0])
+    with pytest.raises(ValueError, match="same shape"):
+        sk.attention_dense(q, k, k[:9])
+    with pytest.raises(ValueError, match="head_dim"):
+        sk.attention_dense(q[:, :, :32].copy(), k, k)
+    with pytest.raises(ValueError, match="multiple"):
+        sk.attention_dense(q[:, :3].copy(), k, k)
+    with pytest.raises(ValueError, match="tokens"):
+        sk.attention_dense(rng.standard_normal((11, 4, 64)).astype(np.float32), k, k)
+    with pytest.raises(ValueError, match="window"):
+        sk.attention_dense(q, k, k, window=0)
+    with pytest.raises(ValueError, match="overlap"):
+        sk.attention_dense(q[:, :2].copy(), k, k, out=k[:2])

@@ -92,6 +92,21 @@ void attention_check(const KVCache& cache, int layer, int64_t seq, int64_t q_tok
 void attention(const AttentionKernels& kern, const KVCache& cache, int layer, int64_t seq, const float* q, int64_t q_tokens,
                int64_t n_heads, const AttnOptions& opt, float* out);
 
+// Caller-owned dense K/V, read in place (no cache, no copy): k and v (tokens, n_kv_heads,
+// head_dim) in F32 or F16, token t of KV head g at k + t * token_stride + g * head_stride bytes
+// (e.g. a (tokens, n_kv_heads, head_dim) array, or a (n_kv_heads, tokens, head_dim) one
+// transposed); positions 0..tokens-1, q the newest q_tokens of them. The same chunks, the same
+// bits as attention() over a cache holding these rows (its blocks cut at kAttnPartition).
+struct DenseKV {
+    Format format = Format::F32;
+    const uint8_t* k = nullptr;
+    const uint8_t* v = nullptr;
+    int64_t tokens = 0, n_kv_heads = 0, head_dim = 0;
+    int64_t token_stride = 0, head_stride = 0;  // bytes, the same for k and v
+};
+void attention_dense(const AttentionKernels& kern, const DenseKV& kv, const float* q, int64_t q_tokens, int64_t n_heads,
+                     const AttnOptions& opt, float* out);
+
 // One query token for each of `seqs` (q: (n_seqs, n_heads, head_dim)), same numerics as decode.
 void attention_batch(const AttentionKernels& kern, const KVCache& cache, int layer, const int64_t* seqs, int64_t n_seqs,
                      const float* q, int64_t n_heads, const AttnOptions& opt, float* out);

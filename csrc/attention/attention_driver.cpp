@@ -32,22 +32,34 @@ struct Plan {
     int64_t last_pos(int64_t p) const { const Chunk& c = chunks[part[p + 1] - 1]; return c.kpos0 + c.n - 1; }
 };
 
+// Appends `remaining` stored tokens (from (block, slot), positions from pos) to the plan; t counts
+// the tokens planned so far, so partitions are cut every kAttnPartition tokens across runs.
+void plan_run(Plan& pl, int64_t& t, int32_t block, int64_t slot, int64_t pos, int64_t remaining) {
+    while (remaining > 0) {
+        if (t % kAttnPartition == 0) pl.part.push_back(static_cast<int64_t>(pl.chunks.size()));
+        const int64_t take = std::min(remaining, kAttnPartition - t % kAttnPartition);
+        pl.chunks.push_back({block, static_cast<int32_t>(slot), take, pos});
+        slot += take;
+        pos += take;
+        t += take;
+        remaining -= take;
+    }
+}
+
 Plan make_plan(const KVSeqLayer& Ly) {
     Plan pl;
     int64_t t = 0;
-    for (const KVEntry& e : Ly.entries) {
-        int64_t slot = e.lo, pos = e.pos0;
-        int64_t remaining = std::min(e.end(), Ly.written) - e.pos0;
-        while (remaining > 0) {
-            if (t % kAttnPartition == 0) pl.part.push_back(static_cast<int64_t>(pl.chunks.size()));
-            const int64_t take = std::min(remaining, kAttnPartition - t % kAttnPartition);
-            pl.chunks.push_back({e.block, static_cast<int32_t>(slot), take, pos});
-            slot += take;
-            pos += take;
-            t += take;
-            remaining -= take;
-        }
-    }
+    for (const KVEntry& e : Ly.entries) plan_run(pl, t, e.block, e.lo, e.pos0, std::min(e.end(), Ly.written) - e.pos0);
+    pl.part.push_back(static_cast<int64_t>(pl.chunks.size()));
+    return pl;
+}
+
+// Dense K/V: one run of `tokens` rows at positions 0.. (slot = position). Cut like a cache whose
+// blocks hold kAttnPartition tokens (or more), so the same rows give the same chunks and bits.
+Plan make_dense_plan(int64_t tokens) {
+    Plan pl;
+    int64_t t = 0;
+    plan_run(pl, t, 0, 0, 0, tokens);
     pl.part.push_back(static_cast<int64_t>(pl.chunks.size()));
     return pl;
 }
@@ -98,12 +110,23 @@ float* thread_scratch(int64_t floats) {
     return buf.data();
 }
 
+// Where a KV head's rows are: a cache's blocks, or a caller's dense K/V (block 0, slot = token).
 struct Ctx {
-    const KVCache* cache;
+    const KVCache* cache;          // paged rows, or null for dense ones:
+    const uint8_t* dk = nullptr;   // token t of KV head g at dk + t * row_bytes + g * head_bytes
+    const uint8_t* dv = nullptr;
+    int64_t head_bytes = 0;
+    int64_t row_bytes;             // between a head's consecutive rows
     attn_chunk_fn chunk;
-    int64_t D, Dp, G;
+    int64_t D, Dp, G, Hkv;
     int64_t window;  // effective (INT64_MAX: none)
     float softcap;
+    const uint8_t* k_row(int32_t block, int g, int64_t slot) const {
+        return cache ? cache->k_row(block, g, static_cast<int>(slot)) : dk + slot * row_bytes + g * head_bytes;
+    }
+    const uint8_t* v_row(int32_t block, int g, int64_t slot) const {
+        return cache ? cache->v_row(block, g, static_cast<int>(slot)) : dv + slot * row_bytes + g * head_bytes;
+    }
 };
 
 // Runs partition p's chunks for R rows (q [R][Dp], positions qpos), starting from an empty state.
@@ -120,7 +143,7 @@ void run_partition(const Ctx& c, const Plan& pl, int64_t p, int g, const float* 
     a.R = R;
     a.window = c.window;
     a.softcap = c.softcap;
-    a.row_bytes = c.cache->row_bytes;
+    a.row_bytes = c.row_bytes;
     a.head_dim = c.D;
     a.m = m;
     a.l = l;
@@ -131,8 +154,8 @@ void run_partition(const Ctx& c, const Plan& pl, int64_t p, int g, const float* 
         const Chunk& ch = pl.chunks[i];
         if (ch.kpos0 > qmax) break;                                   // causal: all later keys masked
         if (qmin - (ch.kpos0 + ch.n - 1) >= c.window) continue;       // wholly before every row's window
-        a.k = c.cache->k_row(ch.block, g, ch.slot);
-        a.v = c.cache->v_row(ch.block, g, ch.slot);
+        a.k = c.k_row(ch.block, g, ch.slot);
+        a.v = c.v_row(ch.block, g, ch.slot);
         a.n = ch.n;
         a.kpos0 = ch.kpos0;
         // prefetch hint: the plan's chunk after next (into the next partition near its end:
@@ -142,8 +165,8 @@ void run_partition(const Ctx& c, const Plan& pl, int64_t p, int g, const float* 
         a.n_next = 0;
         if (i + 2 < static_cast<int64_t>(pl.chunks.size())) {
             const Chunk& nx = pl.chunks[i + 2];
-            a.k_next = c.cache->k_row(nx.block, g, nx.slot);
-            a.v_next = c.cache->v_row(nx.block, g, nx.slot);
+            a.k_next = c.k_row(nx.block, g, nx.slot);
+            a.v_next = c.v_row(nx.block, g, nx.slot);
             a.n_next = nx.n;
         }
         c.chunk(a);
@@ -157,9 +180,11 @@ bool partition_visible(const Ctx& c, const Plan& pl, int64_t p, int64_t qmin, in
 Ctx make_ctx(const AttentionKernels& kern, const KVCache& cache, int layer, int64_t n_heads, const AttnOptions& opt) {
     Ctx c;
     c.cache = &cache;
+    c.row_bytes = cache.row_bytes;
     c.chunk = kern.chunk(cache.dtype);
     c.D = cache.head_dim;
     c.Dp = cache.head_dim_padded;
+    c.Hkv = cache.n_kv_heads;
     c.G = n_heads / cache.n_kv_heads;
     int64_t w = opt.window > 0 ? opt.window : cache.windows[layer];
     c.window = w > 0 ? w : std::numeric_limits<int64_t>::max();
@@ -180,15 +205,15 @@ std::vector<float> pack_queries(const float* q, int64_t T, int64_t H, int64_t G,
     return out;
 }
 
-float effective_scale(const KVCache& cache, const AttnOptions& opt) {
-    return opt.scale != 0.0f ? opt.scale : 1.0f / std::sqrt(static_cast<float>(cache.head_dim));
+float effective_scale(int64_t head_dim, const AttnOptions& opt) {
+    return opt.scale != 0.0f ? opt.scale : 1.0f / std::sqrt(static_cast<float>(head_dim));
 }
 
 // Decode over several (sequence, plan) pairs with one query token each: work items are
 // (sequence, KV head, partition); partials are folded in partition order afterwards.
 void decode(const Ctx& c, const std::vector<const Plan*>& plans, const std::vector<int64_t>& qposv,
             const std::vector<float>& qpacked /*[S][Hkv][G][Dp]*/, const float* sinks, float* out /*[S][H][D]*/) {
-    const int64_t S = static_cast<int64_t>(plans.size()), Hkv = c.cache->n_kv_heads, G = c.G, D = c.D, Dp = c.Dp;
+    const int64_t S = static_cast<int64_t>(plans.size()), Hkv = c.Hkv, G = c.G, D = c.D, Dp = c.Dp;
     std::vector<int64_t> item0(S + 1, 0);  // first item of each sequence
     for (int64_t s = 0; s < S; ++s) item0[s + 1] = item0[s] + Hkv * plans[s]->n_parts();
     const int64_t n_items = item0[S];
@@ -270,14 +295,13 @@ void attention_check(const KVCache& cache, int layer, int64_t seq, int64_t q_tok
                                     " were freed)");
 }
 
-void attention(const AttentionKernels& kern, const KVCache& cache, int layer, int64_t seq, const float* q, int64_t T,
-               int64_t n_heads, const AttnOptions& opt, float* out) {
-    attention_check(cache, layer, seq, T, n_heads, opt);
-    const KVSequence& S = cache.sequence(seq);
-    const Plan pl = make_plan(S.layers[layer]);
-    const Ctx c = make_ctx(kern, cache, layer, n_heads, opt);
-    const int64_t Hkv = cache.n_kv_heads, G = c.G, D = c.D, Dp = c.Dp, L = S.length;
-    const std::vector<float> qp = pack_queries(q, T, n_heads, G, D, Dp, effective_scale(cache, opt));
+namespace {
+
+// q (T, n_heads, D) for the newest T of L positions, over the rows of c planned in pl.
+void run_attention(const Ctx& c, const Plan& pl, int64_t L, const float* q, int64_t T, int64_t n_heads,
+                   const AttnOptions& opt, float* out) {
+    const int64_t Hkv = c.Hkv, G = c.G, D = c.D, Dp = c.Dp;
+    const std::vector<float> qp = pack_queries(q, T, n_heads, G, D, Dp, effective_scale(D, opt));
     if (pl.n_parts() == 0) {  // nothing stored (all evicted): every row sees nothing
         for (int64_t t = 0; t < T; ++t)
             for (int64_t h = 0; h < n_heads; ++h)
@@ -327,6 +351,37 @@ void attention(const AttentionKernels& kern, const KVCache& cache, int layer, in
     });
 }
 
+}  // namespace
+
+void attention(const AttentionKernels& kern, const KVCache& cache, int layer, int64_t seq, const float* q, int64_t T,
+               int64_t n_heads, const AttnOptions& opt, float* out) {
+    attention_check(cache, layer, seq, T, n_heads, opt);
+    const KVSequence& S = cache.sequence(seq);
+    run_attention(make_ctx(kern, cache, layer, n_heads, opt), make_plan(S.layers[layer]), S.length, q, T, n_heads, opt, out);
+}
+
+void attention_dense(const AttentionKernels& kern, const DenseKV& kv, const float* q, int64_t T, int64_t n_heads,
+                     const AttnOptions& opt, float* out) {
+    if (kv.format != Format::F32 && kv.format != Format::F16)
+        throw std::invalid_argument("dense K/V must be float32 or float16");
+    if (kv.tokens < 1 || kv.n_kv_heads < 1 || kv.head_dim < 1 || n_heads % kv.n_kv_heads != 0 || T < 1 || T > kv.tokens ||
+        opt.window < 0)
+        throw std::invalid_argument("attention_dense: inconsistent shapes");
+    Ctx c;
+    c.cache = nullptr;
+    c.dk = kv.k;
+    c.dv = kv.v;
+    c.row_bytes = kv.token_stride;
+    c.head_bytes = kv.head_stride;
+    c.chunk = kern.chunk(kv.format);
+    c.D = c.Dp = kv.head_dim;  // f32/f16 rows are not padded
+    c.Hkv = kv.n_kv_heads;
+    c.G = n_heads / kv.n_kv_heads;
+    c.window = opt.window > 0 ? opt.window : std::numeric_limits<int64_t>::max();
+    c.softcap = opt.softcap;
+    run_attention(c, make_dense_plan(kv.tokens), kv.tokens, q, T, n_heads, opt, out);
+}
+
 void attention_batch(const AttentionKernels& kern, const KVCache& cache, int layer, const int64_t* seqs, int64_t n_seqs,
                      const float* q, int64_t n_heads, const AttnOptions& opt, float* out) {
     std::vector<Plan> plans(n_seqs);
@@ -338,7 +393,7 @@ void attention_batch(const AttentionKernels& kern, const KVCache& cache, int lay
         qpos[s] = S.length - 1;
     }
     const Ctx c = make_ctx(kern, cache, layer, n_heads, opt);
-    const std::vector<float> qp = pack_queries(q, n_seqs, n_heads, c.G, c.D, c.Dp, effective_scale(cache, opt));
+    const std::vector<float> qp = pack_queries(q, n_seqs, n_heads, c.G, c.D, c.Dp, effective_scale(c.D, opt));
     // pack_queries orders [Hkv][S][G][Dp]; decode wants [S][Hkv][G][Dp]
     const int64_t Hkv = cache.n_kv_heads, GD = c.G * c.Dp;
     std::vector<float> qs(qp.size());

@@ -57,8 +57,7 @@ struct AttnArgs {
     py::array_t<float, py::array::c_style> sinks;
 };
 
-AttnArgs parse_options(const KVCache& c, int64_t n_heads, py::object scale, py::object window, py::object softcap,
-                       py::object sinks) {
+AttnArgs parse_options(int64_t n_heads, py::object scale, py::object window, py::object softcap, py::object sinks) {
     AttnArgs a;
     if (!scale.is_none()) {
         const double s = float_arg(scale, "scale");
@@ -131,6 +130,38 @@ OutArg output_array(py::object out, const Arr& qa, const AttnArgs& a) {
         if (o0 < s0 + a.sinks.size() && s0 < o0 + oa.size()) throw py::value_error("out must not overlap sinks");
     }
     return o;
+}
+
+// A dense K or V of attention_dense: (kv_tokens, n_kv_heads, head_dim) float32 or float16, viewed
+// in place when its last axis is contiguous, its other strides non-negative multiples of the
+// element size and its data aligned (any numpy/torch layout of those axes, e.g. a transposed
+// (n_kv_heads, kv_tokens, head_dim) one); otherwise a C-contiguous copy. bfloat16 (no attention
+// kernel reads it) is widened to a float32 copy.
+py::array dense_kv(const py::handle& a, const char* name, ElemType* e) {
+    bool torch;
+    py::array arr = as_array(a, name, e, &torch);
+    if (*e == ElemType::Other)
+        throw py::type_error(std::string(name) + " must have dtype float32, float16 or bfloat16, got " +
+                             std::string(py::str(arr.dtype())));
+    if (arr.ndim() != 3) throw py::value_error(std::string(name) + " must be 3-D (kv_tokens, n_kv_heads, head_dim)");
+    if (arr.shape(0) < 1 || arr.shape(1) < 1 || arr.shape(2) < 1) throw py::value_error(std::string(name) + " must not be empty");
+    if (*e == ElemType::BF16) {
+        py::array c = py::array::ensure(arr, py::array::c_style | kNpyAligned);
+        *e = ElemType::F32;
+        return widen_rows(c, ElemType::BF16, 1, c.size(), c.size() * 2, {arr.shape(0), arr.shape(1), arr.shape(2)});
+    }
+    const int64_t item = *e == ElemType::F32 ? 4 : 2;
+    const bool in_place = arr.strides(2) == item && arr.strides(0) >= 0 && arr.strides(1) >= 0 && arr.strides(0) % item == 0 &&
+                          arr.strides(1) % item == 0 && reinterpret_cast<uintptr_t>(arr.data()) % item == 0;
+    return in_place ? arr : py::array::ensure(arr, py::array::c_style | kNpyAligned);
+}
+
+// [first, last) bytes a strided 3-D array can touch.
+std::pair<const char*, const char*> extent(const py::array& a) {
+    const char* p = static_cast<const char*>(a.data());
+    int64_t last = a.itemsize();
+    for (int d = 0; d < a.ndim(); ++d) last += (a.shape(d) - 1) * a.strides(d);
+    return {p, p + last};
 }
 
 // The attention result: the new array as q's kind, or the caller's out.
@@ -383,7 +414,7 @@ void bind_kvcache(py::module_& m) {
            py::object sinks, py::object out) {
             ArrayKind qk;
             Arr qa = query_array(q, cache, &qk);
-            AttnArgs a = parse_options(cache, qa.shape(1), scale, window, softcap, sinks);
+            AttnArgs a = parse_options(qa.shape(1), scale, window, softcap, sinks);
             checked_attention(cache, layer, seq, qa.shape(0), qa.shape(1), a.opt);
             OutArg oa = output_array(out, qa, a);
             const float* qp = qa.data();
@@ -406,6 +437,63 @@ void bind_kvcache(py::module_& m) {
         "logit in each head's softmax denominator with a zero value. StreamingLLM sink *tokens* are\n"
         "KVCache.evict(n_sink=...). A row that sees nothing gives zeros.");
     m.def(
+        "attention_dense",
+        [](py::handle q, py::handle k, py::handle v, py::object scale, py::object window, py::object softcap,
+           py::object sinks, py::object out) {
+            ArrayKind qk;
+            Arr qa = require_f32(q, "q", &qk);
+            if (qa.ndim() != 3) throw py::value_error("q must be 3-D (q_tokens, n_heads, head_dim)");
+            ElemType ke, ve;
+            py::array ka = dense_kv(k, "k", &ke), va = dense_kv(v, "v", &ve);
+            for (int d = 0; d < 3; ++d)
+                if (ka.shape(d) != va.shape(d)) throw py::value_error("k and v must have the same shape (kv_tokens, n_kv_heads, head_dim)");
+            if (ke != ve) throw py::type_error("k and v must have the same dtype");
+            if (ka.strides(0) != va.strides(0) || ka.strides(1) != va.strides(1)) {  // one row stride for both
+                ka = py::array::ensure(ka, py::array::c_style | kNpyAligned);
+                va = py::array::ensure(va, py::array::c_style | kNpyAligned);
+            }
+            const int64_t S = ka.shape(0), G = ka.shape(1), D = ka.shape(2), T = qa.shape(0), H = qa.shape(1);
+            if (qa.shape(2) != D) throw py::value_error("q has head_dim " + std::to_string(qa.shape(2)) + ", k and v have " + std::to_string(D));
+            if (T < 1 || H < 1) throw py::value_error("q must not be empty");
+            if (H % G != 0)
+                throw py::value_error("q has " + std::to_string(H) + " heads, not a multiple of k's n_kv_heads (" + std::to_string(G) + ")");
+            if (T > S)
+                throw py::value_error("q has " + std::to_string(T) + " tokens but k holds " + std::to_string(S) +
+                                      " (q is for the newest positions)");
+            AttnArgs a = parse_options(H, scale, window, softcap, sinks);
+            OutArg oa = output_array(out, qa, a);
+            float* op = oa.f32.mutable_data();
+            for (const py::array* kv : {&ka, &va}) {
+                const auto [lo, hi] = extent(*kv);
+                const char* o0 = reinterpret_cast<const char*>(op);
+                if (o0 < hi && lo < o0 + oa.f32.nbytes()) throw py::value_error("out must not overlap k or v");
+            }
+            DenseKV d;
+            d.format = ke == ElemType::F32 ? Format::F32 : Format::F16;
+            d.k = static_cast<const uint8_t*>(ka.data());
+            d.v = static_cast<const uint8_t*>(va.data());
+            d.tokens = S;
+            d.n_kv_heads = G;
+            d.head_dim = D;
+            d.token_stride = ka.strides(0);
+            d.head_stride = ka.strides(1);
+            const float* qp = qa.data();
+            {
+                py::gil_scoped_release rel;
+                attention_dense(kernels(), d, qp, T, H, a.opt, op);
+            }
+            return attention_result(out, oa, qk);
+        },
+        py::arg("q"), py::arg("k"), py::arg("v"), py::kw_only(), py::arg("scale") = py::none(),
+        py::arg("window") = py::none(), py::arg("softcap") = py::none(), py::arg("sinks") = py::none(),
+        py::arg("out") = py::none(),
+        "Causal attention of q (q_tokens, n_heads, head_dim) over caller-owned dense k, v (kv_tokens,\n"
+        "n_kv_heads, head_dim) at positions 0..kv_tokens-1, q the newest q_tokens of them (GQA: n_heads a\n"
+        "multiple of n_kv_heads). k and v are read in place (float32 or float16, any strides with a\n"
+        "contiguous last axis, e.g. a transposed (n_kv_heads, kv_tokens, head_dim) array); bfloat16 is\n"
+        "widened to a float32 copy. Options as attention(); the same bits as attention() over a KVCache\n"
+        "of the same dtype holding k and v.");
+    m.def(
         "attention_batch",
         [](py::handle q, KVCache& cache, int layer, std::vector<int64_t> seqs, py::object scale, py::object window,
            py::object softcap, py::object sinks, py::object out) {
@@ -414,7 +502,7 @@ void bind_kvcache(py::module_& m) {
             if (static_cast<int64_t>(seqs.size()) != qa.shape(0))
                 throw py::value_error("q must have one token per sequence: q_tokens " + std::to_string(qa.shape(0)) +
                                       " != len(seqs) " + std::to_string(seqs.size()));
-            AttnArgs a = parse_options(cache, qa.shape(1), scale, window, softcap, sinks);
+            AttnArgs a = parse_options(qa.shape(1), scale, window, softcap, sinks);
             for (int64_t s : seqs) checked_attention(cache, layer, s, 1, qa.shape(1), a.opt);
             OutArg oa = output_array(out, qa, a);
             const float* qp = qa.data();
