@@ -9,6 +9,7 @@
 #pragma once
 #include <array>
 #include <cstddef>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -98,6 +99,13 @@ struct Kernel {
     std::string name;  // op[_format][_RxC]_isa, e.g. gemm_q4_0_16x4_avx2
 };
 const std::vector<Kernel>& all_kernels();  // every entry of this build, by op, format, then rung
+
+// One entry's function, by the op's type (tests run entries one by one this way).
+template <Op O>
+typename OpFn<O>::type kernel_fn(const Kernel& k) {
+    if (k.e.op != O) throw std::logic_error(k.name + " is not an entry of the op asked for");
+    return *static_cast<const typename OpFn<O>::type*>(k.e.fn);
+}
 
 // One ISA's table: for each (op, format), the entry that runs (its own, or inherited).
 struct KernelTable {

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "core/registry.h"
+
 namespace slmk_test {
 
 inline int& failures() { static int f = 0; return f; }
@@ -47,5 +49,27 @@ inline std::vector<float> test_data(size_t n, uint32_t seed, int kind) {
     return x;
 }
 constexpr int kNumDataKinds = 7;
+
+// ---- the registry's entries under test ----
+// Every entry of `op` the tests compare with its scalar twin: those of the ISAs this CPU runs,
+// the twins themselves only when asked (for checks a kernel makes against itself: thread counts,
+// query splits). Prints what this CPU cannot reach, so a run says what it did not test.
+inline std::vector<const slmk::Kernel*> entries_under_test(slmk::Op op, bool with_scalar = false) {
+    std::vector<const slmk::Kernel*> out;
+    for (const slmk::Kernel& k : slmk::all_kernels()) {
+        if (k.e.op != op || (k.isa == slmk::Isa::scalar && !with_scalar)) continue;
+        if (slmk::isa_supported(k.isa)) out.push_back(&k);
+        else std::printf("not on this CPU: %s\n", k.name.c_str());
+    }
+    return out;
+}
+
+// The scalar table with one entry put in: inside a driver exactly that entry runs for its op and
+// format, every other op is the scalar twin. Its result must equal the plain scalar table's.
+inline slmk::KernelTable scalar_with(const slmk::Kernel& k) {
+    slmk::KernelTable t = slmk::kernels_for(slmk::Isa::scalar);
+    t.at[static_cast<int>(k.e.op)][static_cast<int>(k.e.format)] = &k;
+    return t;
+}
 
 }  // namespace slmk_test

@@ -1,4 +1,4 @@
-// ---- every ISA's attention chunk kernels against the scalar twin, through the driver ----
+// ---- every attention chunk entry of the registry against its scalar twin, through the driver ----
 // Float kernels: SIMD reorders sums and uses a polynomial exp, so results match the scalar
 // twin within kAttnTol relative to max|v| (see tests/test_attention.py for the bound); they
 // must match themselves bit for bit for any thread count and any query split.
@@ -26,6 +26,7 @@ int main() {
     for (Isa i : supported_isas()) std::printf(" %s", isa_name(i));
     std::printf("\n");
     const KernelTable& ref = kernels_for(Isa::scalar);
+    const std::vector<const Kernel*> chunks = entries_under_test(Op::attn_chunk, /*with_scalar=*/true);
     const Format dtypes[] = {Format::F32, Format::F16, Format::Q8_0, Format::Q4_0};
     struct Shape { int D, Hkv, G; int64_t L, T; int bt; int64_t window; float softcap; bool sinks; };
     const Shape shapes[] = {
@@ -51,10 +52,11 @@ int main() {
             attention(ref, c, 0, seq, q.data(), s.T, H, opt, o_ref.data());
             float vmax = 1.0f;
             for (float x : v) vmax = std::max(vmax, std::fabs(x));
-            for (Isa isa : supported_isas()) {
-                const KernelTable& kern = kernels_for(isa);
-                const std::string tag = std::string(isa_name(isa)) + "/" + format_info(f).name + " D=" + std::to_string(s.D) +
-                                        " G=" + std::to_string(s.G) + " L=" + std::to_string(s.L) + " T=" + std::to_string(s.T);
+            for (const Kernel* k : chunks) {
+                if (k->e.format != f) continue;
+                const KernelTable kern = scalar_with(*k);
+                const std::string tag = k->name + " D=" + std::to_string(s.D) + " G=" + std::to_string(s.G) +
+                                        " L=" + std::to_string(s.L) + " T=" + std::to_string(s.T);
                 set_num_threads(2);
                 attention(kern, c, 0, seq, q.data(), s.T, H, opt, o.data());
                 const float err = max_abs_diff(o, o_ref) / vmax;

@@ -1,5 +1,6 @@
-// ---- every ISA's GEMM micro-kernels and activation quantizers against the scalar twin ----
+// ---- every GEMM entry of the registry (tiles, panels, activation quantizers) against its scalar twin ----
 // Integer paths with a float epilogue fixed by the spec (gemm.h): results must be identical bits.
+// Each entry runs alone inside the driver (scalar_with: the scalar table with that entry in).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -95,134 +96,157 @@ static HandActs hand_acts(Format f, int64_t m, int64_t k, int pattern, int qmin)
     return h;
 }
 
-static void test_extreme_tiles(Isa isa, const KernelTable& ref, const KernelTable& kern, const Format* quant_formats, int nq) {
-    for (int fi_ = 0; fi_ < nq; ++fi_) {
-        const Format f = quant_formats[fi_];
-        const int64_t k = 512, nblocks = k / format_info(f).block_size;
-        const std::string tag = std::string(isa_name(isa)) + "/" + format_info(f).name;
-        const int qmin = isa == Isa::neon_dotprod || isa == Isa::neon_i8mm ? -128 : -127;
-        for (int wp = 0; wp < kNumWeightPatterns; ++wp) {
-            for (int nvalid : {16, 15, 1}) {
-                const std::vector<uint8_t> w = extreme_weights(f, nvalid, k, wp);
-                std::vector<uint8_t> grp(nblocks * packed_tile_bytes(f));
-                pack_group(f, w.data(), row_bytes(f, k), nvalid, nblocks, grp.data());
-                for (int ap = 0; ap < kNumActPatterns; ++ap) {
-                    const HandActs h = hand_acts(f, 4, k, ap, qmin);
-                    for (int mr = 1; mr <= 4; ++mr) {
-                        std::vector<float> oa(4 * 16, -1.0f), ob(4 * 16, -1.0f);
-                        GemmKernels(ref).tile(f)(grp.data(), nblocks, h.rows, 0, mr, oa.data(), 16, nvalid);
-                        GemmKernels(kern).tile(f)(grp.data(), nblocks, h.rows, 0, mr, ob.data(), 16, nvalid);
-                        check(std::memcmp(oa.data(), ob.data(), oa.size() * 4) == 0,
-                              tag + " extreme tile w" + std::to_string(wp) + " x" + std::to_string(ap) +
-                                  " mr=" + std::to_string(mr) + " nvalid=" + std::to_string(nvalid));
-                    }
+// ---- a tile entry on hand-made extremes: its function called directly, then through the driver ----
+static void test_extreme_tiles(const Kernel& k, const KernelTable& ref) {
+    const Format f = k.e.format;
+    if (f == Format::F32 || f == Format::F16 || f == Format::BF16) return;
+    const int64_t kk = 512, nblocks = kk / format_info(f).block_size;
+    const gemm_tile_fn tile = kernel_fn<Op::gemm>(k), twin = GemmKernels(ref).tile(f);
+    // sdot / smmla take all of int8; the others rely on |q| <= 127 (see above)
+    const int qmin = k.isa == Isa::neon_dotprod || k.isa == Isa::neon_i8mm ? -128 : -127;
+    for (int wp = 0; wp < kNumWeightPatterns; ++wp) {
+        for (int nvalid : {16, 15, 1}) {
+            const std::vector<uint8_t> w = extreme_weights(f, nvalid, kk, wp);
+            std::vector<uint8_t> grp(nblocks * packed_tile_bytes(f));
+            pack_group(f, w.data(), row_bytes(f, kk), nvalid, nblocks, grp.data());
+            for (int ap = 0; ap < kNumActPatterns; ++ap) {
+                const HandActs h = hand_acts(f, 4, kk, ap, qmin);
+                for (int mr = 1; mr <= 4; ++mr) {
+                    std::vector<float> oa(4 * 16, -1.0f), ob(4 * 16, -1.0f);
+                    twin(grp.data(), nblocks, h.rows, 0, mr, oa.data(), 16, nvalid);
+                    tile(grp.data(), nblocks, h.rows, 0, mr, ob.data(), 16, nvalid);
+                    check(std::memcmp(oa.data(), ob.data(), oa.size() * 4) == 0,
+                          k.name + " extreme tile w" + std::to_string(wp) + " x" + std::to_string(ap) +
+                              " mr=" + std::to_string(mr) + " nvalid=" + std::to_string(nvalid));
                 }
             }
         }
-        // the same weights through the driver, activations at the quantizer's extremes (+-127)
-        for (int wp : {0, 1, 4}) {
-            const int64_t n = 17;
-            const std::vector<uint8_t> w = extreme_weights(f, n, k, wp);
-            auto pm = pack_matrix(f, w.data(), n, k, row_bytes(f, k));
-            for (int64_t m : {1, 2, 3, 4, 7, 8, 16, 33}) {
-                std::vector<float> x(m * k);
-                for (size_t i = 0; i < x.size(); ++i) x[i] = (wp == 0 || i % 3) ? -1.0f : 1.0f;
-                std::vector<float> oa(m * n, -1.0f), ob(m * n, -2.0f);
-                gemm(ref, f, nullptr, w.data(), row_bytes(f, k), n, k, x.data(), m, k, oa.data(), n);
-                gemm(kern, f, pm.get(), nullptr, 0, n, k, x.data(), m, k, ob.data(), n);
-                check(std::memcmp(oa.data(), ob.data(), oa.size() * 4) == 0,
-                      tag + " extreme gemm w" + std::to_string(wp) + " m=" + std::to_string(m));
-            }
+    }
+    // the same weights through the driver, activations at the quantizer's extremes (+-127)
+    const KernelTable t = scalar_with(k);
+    for (int wp : {0, 1, 4}) {
+        const int64_t n = 17;
+        const std::vector<uint8_t> w = extreme_weights(f, n, kk, wp);
+        auto pm = pack_matrix(f, w.data(), n, kk, row_bytes(f, kk));
+        for (int64_t m : {1, 2, 3, 4, 7, 8, 16, 33}) {
+            std::vector<float> x(m * kk);
+            for (size_t i = 0; i < x.size(); ++i) x[i] = (wp == 0 || i % 3) ? -1.0f : 1.0f;
+            std::vector<float> oa(m * n, -1.0f), ob(m * n, -2.0f);
+            gemm(ref, f, nullptr, w.data(), row_bytes(f, kk), n, kk, x.data(), m, kk, oa.data(), n);
+            gemm(t, f, pm.get(), nullptr, 0, n, kk, x.data(), m, kk, ob.data(), n);
+            check(std::memcmp(oa.data(), ob.data(), oa.size() * 4) == 0,
+                  k.name + " extreme gemm w" + std::to_string(wp) + " m=" + std::to_string(m));
         }
     }
 }
 
-// ---- batch invariance: row i of a 512-row GEMM has the bits of the same row computed alone ----
-static void test_batch_invariance(Isa isa, const KernelTable& kern, const Format* quant_formats, int nq) {
-    for (int fi_ = 0; fi_ < nq; ++fi_) {
-        const Format f = quant_formats[fi_];
-        const int64_t k = 256, n = 17, m = 512;
-        std::vector<float> wf = test_data(n * k, 3, 0);
-        std::vector<uint8_t> w(n * row_bytes(f, k));
-        QuantKernels(kernels_for(Isa::scalar)).quantize(f)(wf.data(), w.data(), n * k);
+// Weights (n, k) in format f: quantized random data, or (quantized formats, when `raw`) random
+// bytes, NaN and Inf scales included.
+static std::vector<uint8_t> test_weights(const KernelTable& ref, Format f, int64_t n, int64_t k, int kind, bool raw) {
+    std::vector<uint8_t> w(n * row_bytes(f, k));
+    if (f == Format::F32 || f == Format::F16 || f == Format::BF16 || !raw) {
+        const std::vector<float> wf = test_data(n * k, 7 + n, kind == 3 ? 0 : kind);
+        QuantKernels(ref).quantize(f)(wf.data(), w.data(), n * k);
+    } else {
+        for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<uint8_t>(i * 2654435761u >> 13);
+    }
+    return w;
+}
+
+// One GEMM through the driver: the table under test with packed weights (or unpacked: packed on
+// the fly) against the scalar table with unpacked weights. Same bits (NaN payloads aside).
+static void check_gemm(const std::string& what, const KernelTable& t, const KernelTable& ref, Format f, int64_t m,
+                       int64_t n, int64_t k, int kind, bool raw, bool packed) {
+    const std::vector<uint8_t> w = test_weights(ref, f, n, k, kind, raw);
+    const std::vector<float> x = test_data(m * k, 11 + m, kind);
+    std::vector<float> oa(m * n, -1.0f), ob(m * n, -2.0f);
+    gemm(ref, f, nullptr, w.data(), row_bytes(f, k), n, k, x.data(), m, k, oa.data(), n);
+    if (packed) {
         auto pm = pack_matrix(f, w.data(), n, k, row_bytes(f, k));
-        std::vector<float> x = test_data(m * k, 4, 0);
-        std::vector<float> all(m * n);
-        gemm(kern, f, pm.get(), nullptr, 0, n, k, x.data(), m, k, all.data(), n);
-        bool same = true;
-        for (int64_t i : {0, 1, 2, 3, 4, 5, 6, 7, 254, 255, 509, 510, 511}) {
-            std::vector<float> one(n);
-            gemm(kern, f, pm.get(), nullptr, 0, n, k, x.data() + i * k, 1, k, one.data(), n);
-            same &= std::memcmp(one.data(), all.data() + i * n, n * 4) == 0;
+        gemm(t, f, pm.get(), nullptr, 0, n, k, x.data(), m, k, ob.data(), n);
+    } else {
+        gemm(t, f, nullptr, w.data(), row_bytes(f, k), n, k, x.data(), m, k, ob.data(), n);
+    }
+    check(same_results(oa, ob), what + " k=" + std::to_string(k) + " n=" + std::to_string(n) + " m=" +
+                                    std::to_string(m) + (packed ? " packed" : " unpacked") + (raw ? " raw bytes" : ""));
+}
+
+// ---- a tile entry (Op::gemm) inside the driver: every row count a 4-row tile can be handed ----
+static void test_tile_entry(const Kernel& k, const KernelTable& ref) {
+    const KernelTable t = scalar_with(k);
+    const Format f = k.e.format;
+    const int bs = format_info(f).block_size;
+    for (int64_t kk : {256, 512, 2816}) {
+        if (kk % bs) continue;
+        for (int64_t n : {1, 15, 17, 33}) {
+            // 1..9: one to two tiles of 4 rows and every tail; 33: many tiles + 1; 130 only at one K
+            for (int64_t m : {1, 2, 3, 4, 5, 7, 8, 9, 33, 130}) {
+                if (m == 130 && kk != 256) continue;
+                if ((m == 2 || m == 7 || m == 8) && kk == 2816) continue;  // qemu time
+                const int kind = static_cast<int>((kk + n + m) % kNumDataKinds);
+                check_gemm(k.name, t, ref, f, m, n, kk, kind, (n + m) % 3 == 0, (m + n) % 2 == 0);
+            }
         }
-        check(same, std::string(isa_name(isa)) + "/" + format_info(f).name + " batch invariance M=1 vs M=512");
+    }
+    test_extreme_tiles(k, ref);
+    // batch invariance: row i of a 512-row GEMM has the bits of the same row computed alone
+    const int64_t kk = 256, n = 17, m = 512;
+    if (kk % bs) return;
+    const std::vector<uint8_t> w = test_weights(ref, f, n, kk, 0, false);
+    auto pm = pack_matrix(f, w.data(), n, kk, row_bytes(f, kk));
+    const std::vector<float> x = test_data(m * kk, 4, 0);
+    std::vector<float> all(m * n);
+    gemm(t, f, pm.get(), nullptr, 0, n, kk, x.data(), m, kk, all.data(), n);
+    bool same = true;
+    for (int64_t i : {0, 1, 2, 3, 4, 5, 6, 7, 254, 255, 509, 510, 511}) {
+        std::vector<float> one(n);
+        gemm(t, f, pm.get(), nullptr, 0, n, kk, x.data() + i * kk, 1, kk, one.data(), n);
+        same &= std::memcmp(one.data(), all.data() + i * n, n * 4) == 0;
+    }
+    check(same, k.name + " batch invariance M=1 vs M=512");
+}
+
+// ---- a panel entry (Op::gemm_panel): M below, at and above its min_m and past one call's rows;
+//      K of one block, several k_chunks, and several chunks plus a partial one ----
+static void test_panel_entry(const Kernel& k, const KernelTable& ref) {
+    const KernelTable t = scalar_with(k);
+    const Format f = k.e.format;
+    const Tile& tl = k.e.tile;
+    const int64_t bs = format_info(f).block_size, kc = tl.k_chunk > 0 ? tl.k_chunk : 4 * bs;
+    const int64_t ms[] = {tl.min_m - 1, tl.min_m, tl.min_m + 1, tl.cols, tl.cols + 1, 2 * tl.cols + tl.min_m + 3};
+    for (int64_t kk : {bs, 2 * kc, 2 * kc + bs}) {
+        for (int64_t n : {17, 33}) {
+            for (int64_t m : ms) {
+                const int kind = static_cast<int>((kk + n + m) % kNumDataKinds);
+                check_gemm(k.name, t, ref, f, m, n, kk, kind, (n + m) % 3 == 0, true);
+            }
+        }
+    }
+    check_gemm(k.name, t, ref, f, tl.min_m, 17, 2 * kc + bs, 0, false, false);  // unpacked: the tiles
+}
+
+// ---- an activation quantizer (Op::act_quant) against the scalar one, bit for bit ----
+static void test_act_quant(const Kernel& k, const KernelTable& ref) {
+    const act_quant_fn aq = kernel_fn<Op::act_quant>(k), twin = ref.get<Op::act_quant>(k.e.format);
+    const int64_t kk = 1024;
+    const int64_t nd = k.e.format == Format::Q8_K ? kk / 256 : kk / 32, ns = k.e.format == Format::Q8_K ? kk / 16 : kk / 32;
+    for (int kind = 0; kind < kNumDataKinds; ++kind) {
+        std::vector<float> x = test_data(kk, 5 + kind, kind);
+        if (kind == 2) x[17] = NAN;
+        std::vector<int8_t> qa(kk), qb(kk);
+        std::vector<float> da(nd), db(nd);
+        std::vector<int32_t> sa(ns), sb(ns);
+        twin(x.data(), kk, qa.data(), da.data(), sa.data());
+        aq(x.data(), kk, qb.data(), db.data(), sb.data());
+        check(qa == qb && std::memcmp(da.data(), db.data(), nd * 4) == 0 && sa == sb,
+              k.name + " kind " + std::to_string(kind));
     }
 }
 
 int main() {
     const KernelTable& ref = kernels_for(Isa::scalar);
-    const Format formats[] = {Format::Q8_0, Format::Q4_0, Format::Q4_1, Format::Q5_0, Format::Q5_1, Format::Q4_K,
-                              Format::Q5_K, Format::Q6_K, Format::F32, Format::F16, Format::BF16};
-    for (Isa isa : supported_isas()) {
-        if (isa == Isa::scalar) continue;
-        const KernelTable& kern = kernels_for(isa);
-        for (Format f : formats) {
-            const FormatInfo& fi = format_info(f);
-            const std::string tag = std::string(isa_name(isa)) + "/" + fi.name;
-            for (int64_t k : {256, 512, 2816}) {
-                if (k % fi.block_size) continue;
-                for (int64_t n : {1, 15, 17, 33}) {
-                    // m >= 16: panel kernels (AMX) where the ISA has them; 130 = a full 128-row
-                    // panel chunk + a 2-row tail, 33 = two full 16-row tiles + a 1-row tail
-                    // 2, 7, 8: a single smmla row pair, pairs plus a padded odd row, two full tiles
-                    for (int64_t m : {1, 2, 3, 4, 5, 7, 8, 9, 16, 33, 130}) {
-                        if (m == 130 && k != 256) continue;
-                        if ((m == 2 || m == 7 || m == 8) && k == 2816) continue;  // qemu time
-                        const int kind = static_cast<int>((k + n + m) % kNumDataKinds);
-                        // weights: quantize random data with the scalar quantizer; also random bytes
-                        std::vector<float> wf = test_data(n * k, 7 + n, kind == 3 ? 0 : kind);
-                        std::vector<uint8_t> w(n * row_bytes(f, k));
-                        if (f == Format::F32 || f == Format::F16 || f == Format::BF16 || (n + m) % 3 != 0)
-                            QuantKernels(ref).quantize(f)(wf.data(), w.data(), n * k);
-                        else
-                            for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<uint8_t>(i * 2654435761u >> 13);
-                        std::vector<float> x = test_data(m * k, 11 + m, kind);
-                        std::vector<float> oa(m * n, -1.0f), ob(m * n, -2.0f);
-                        gemm(ref, f, nullptr, w.data(), row_bytes(f, k), n, k, x.data(), m, k, oa.data(), n);
-                        auto pm = pack_matrix(f, w.data(), n, k, row_bytes(f, k));
-                        gemm(kern, f, pm.get(), nullptr, 0, n, k, x.data(), m, k, ob.data(), n);
-                        check(same_results(oa, ob),
-                              tag + " gemm bits k=" + std::to_string(k) + " n=" + std::to_string(n) + " m=" + std::to_string(m));
-                    }
-                }
-            }
-        }
-        const Format quant_formats[] = {Format::Q8_0, Format::Q4_0, Format::Q4_1, Format::Q5_0,
-                                        Format::Q5_1, Format::Q4_K, Format::Q5_K, Format::Q6_K};
-        if (isa == Isa::neon_i8mm)  // the rung runs its own smmla tiles, not the dotprod ones it inherits
-            for (Format f : quant_formats)
-                check(kern.find(Op::gemm, f)->isa == Isa::neon_i8mm,
-                      std::string("neon_i8mm tile for ") + format_info(f).name + " is " + kern.find(Op::gemm, f)->name);
-        test_extreme_tiles(isa, ref, kern, quant_formats, 8);
-        test_batch_invariance(isa, kern, quant_formats, 8);
-        // activation quantizers
-        for (int kind = 0; kind < kNumDataKinds; ++kind) {
-            const int64_t k = 1024;
-            std::vector<float> x = test_data(k, 5 + kind, kind);
-            if (kind == 2) x[17] = NAN;
-            std::vector<int8_t> qa(k), qb(k);
-            std::vector<float> da(k / 32), db(k / 32);
-            std::vector<int32_t> sa(k / 16), sb(k / 16);
-            GemmKernels(ref).act_quant(ActKind::Q8_32)(x.data(), k, qa.data(), da.data(), sa.data());
-            GemmKernels(kern).act_quant(ActKind::Q8_32)(x.data(), k, qb.data(), db.data(), sb.data());
-            check(qa == qb && std::memcmp(da.data(), db.data(), da.size() * 4) == 0 &&
-                      std::memcmp(sa.data(), sb.data(), (k / 32) * 4) == 0,
-                  std::string(isa_name(isa)) + " act_quant_32 kind " + std::to_string(kind));
-            GemmKernels(ref).act_quant(ActKind::Q8_256)(x.data(), k, qa.data(), da.data(), sa.data());
-            GemmKernels(kern).act_quant(ActKind::Q8_256)(x.data(), k, qb.data(), db.data(), sb.data());
-            check(qa == qb && std::memcmp(da.data(), db.data(), (k / 256) * 4) == 0 && sa == sb,
-                  std::string(isa_name(isa)) + " act_quant_256 kind " + std::to_string(kind));
-        }
-    }
+    for (const Kernel* k : entries_under_test(Op::act_quant)) test_act_quant(*k, ref);
+    for (const Kernel* k : entries_under_test(Op::gemm)) test_tile_entry(*k, ref);
+    for (const Kernel* k : entries_under_test(Op::gemm_panel)) test_panel_entry(*k, ref);
     return finish("test_gemm");
 }

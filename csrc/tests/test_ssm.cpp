@@ -1,6 +1,7 @@
-// ---- every ISA's Mamba-2 kernels against the scalar twin ----
+// ---- every Mamba-2 entry of the registry against its scalar twin ----
 // The scans (sequential and chunked) and the conv before SiLU: the same bits. SiLU and the
 // gated norm: within 64 ulp (a polynomial exp and lane-order sums, as tests/test_ops.py).
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -67,98 +68,129 @@ struct ScanData {
     }
 };
 
-int main() {
-    const KernelTable& ref = kernels_for(Isa::scalar);
-    const float rtol = 64.0f / 16777216.0f;
-    const ScanCase cases[] = {{1, 4, 64, 128, 1}, {3, 6, 24, 16, 2}, {64, 2, 5, 7, 1},
-                              {65, 4, 32, 17, 2}, {130, 2, 64, 64, 1}, {7, 3, 1, 1, 3}};
-    for (Isa isa : supported_isas()) {
-        const KernelTable& k = kernels_for(isa);
-        const std::string name = isa_name(isa);
-        // ---- scans ----
-        for (const ScanCase& c : cases) {
-            const std::string what = name + " T=" + std::to_string(c.T) + " nh=" + std::to_string(c.nh) +
-                                     " hd=" + std::to_string(c.hd) + " ds=" + std::to_string(c.ds);
-            ScanData d(c, 7 + c.T);
-            const size_t ny = size_t(c.T) * c.nh * c.hd;
-            std::vector<float> s_ref = d.state, s_got = d.state, y_ref(ny), y_got(ny);
-            ssm_scan(ref, d.args(s_ref.data(), y_ref.data()));
-            ssm_scan(k, d.args(s_got.data(), y_got.data()));
-            check(same_bits(y_ref, y_got) && same_bits(s_ref, s_got), what + " scan: bits of the scalar twin");
-            std::vector<float> c_ref = d.state, c_got = d.state, yc_ref(ny), yc_got(ny);
-            ssm_scan_chunked(ref, d.args(c_ref.data(), yc_ref.data()));
-            ssm_scan_chunked(k, d.args(c_got.data(), yc_got.data()));
-            check(same_bits(yc_ref, yc_got) && same_bits(c_ref, c_got), what + " chunked: bits of the scalar twin");
-            if (isa == Isa::scalar) {
-                // chunked vs sequential: the reassociation only (tests/test_ssm.py bounds it
-                // against float64; here a loose sanity bound)
-                float worst = 0.0f, big = 0.0f;
-                for (size_t i = 0; i < ny; ++i) {
-                    worst = std::max(worst, std::fabs(yc_ref[i] - y_ref[i]));
-                    big = std::max(big, std::fabs(y_ref[i]));
-                }
-                check(worst <= 1e-4f * big, what + " chunked vs sequential");
-            }
-            // decode steps one token at a time: the same bits as one call over all tokens
-            std::vector<float> s_step = d.state, y_step(ny);
-            for (int t = 0; t < c.T; ++t) {
-                SsmScanArgs a = d.args(s_step.data(), y_step.data() + size_t(t) * c.nh * c.hd);
-                a.x += t * d.ld;
-                a.B += t * d.ld;
-                a.C += t * d.ld;
-                a.dt += t * d.ld;
-                a.T = 1;
-                ssm_scan(k, a);
-            }
-            check(same_bits(y_step, y_got) && same_bits(s_step, s_got), what + " token by token = one call");
+static const ScanCase kCases[] = {{1, 4, 64, 128, 1}, {3, 6, 24, 16, 2}, {64, 2, 5, 7, 1},
+                                  {65, 4, 32, 17, 2}, {130, 2, 64, 64, 1}, {7, 3, 1, 1, 3}};
+
+static std::string case_name(const std::string& who, const ScanCase& c) {
+    return who + " T=" + std::to_string(c.T) + " nh=" + std::to_string(c.nh) + " hd=" + std::to_string(c.hd) +
+           " ds=" + std::to_string(c.ds);
+}
+
+// A token-by-token scan entry: the scalar twin's bits, and stepping one token at a time gives the
+// bits of one call over all tokens (decode = prefill).
+static void test_scan_entry(const Kernel& k, const KernelTable& ref) {
+    const KernelTable t = scalar_with(k);
+    for (const ScanCase& c : kCases) {
+        const std::string what = case_name(k.name, c);
+        ScanData d(c, 7 + c.T);
+        const size_t ny = size_t(c.T) * c.nh * c.hd;
+        std::vector<float> s_ref = d.state, s_got = d.state, y_ref(ny), y_got(ny);
+        ssm_scan(ref, d.args(s_ref.data(), y_ref.data()));
+        ssm_scan(t, d.args(s_got.data(), y_got.data()));
+        check(same_bits(y_ref, y_got) && same_bits(s_ref, s_got), what + " scan: bits of the scalar twin");
+        std::vector<float> s_step = d.state, y_step(ny);
+        for (int tok = 0; tok < c.T; ++tok) {
+            SsmScanArgs a = d.args(s_step.data(), y_step.data() + size_t(tok) * c.nh * c.hd);
+            a.x += tok * d.ld;
+            a.B += tok * d.ld;
+            a.C += tok * d.ld;
+            a.dt += tok * d.ld;
+            a.T = 1;
+            ssm_scan(t, a);
         }
-        // ---- conv ----
-        for (int K : {2, 4}) {
-            for (int64_t T : {1, 2, 5, 40}) {
-                for (int64_t C : {1, 7, 16, 33, 200}) {
-                    const std::string what = name + " conv K=" + std::to_string(K) + " T=" + std::to_string(T) +
-                                             " C=" + std::to_string(C);
-                    const int64_t ldx = C + 5;
-                    std::vector<float> x = test_data(size_t(T * ldx), 11 + C, 0), w = test_data(size_t(K * C), 12, 0),
-                                       b = test_data(size_t(C), 13, 0), st0 = test_data(size_t((K - 1) * C), 14, 0);
-                    for (auto& v : x) v *= 3.0f;
-                    for (bool act : {false, true}) {
-                        std::vector<float> s_ref = st0, s_got = st0, y_ref(size_t(T * C)), y_got(size_t(T * C));
-                        SsmConvArgs a;
-                        a.x = x.data();
-                        a.ldx = ldx;
-                        a.w = w.data();
-                        a.b = b.data();
-                        a.ldy = C;
-                        a.T = T;
-                        a.C = C;
-                        a.K = K;
-                        a.silu = act;
-                        a.state = s_ref.data();
-                        a.y = y_ref.data();
-                        ssm_conv(ref, a);
-                        a.state = s_got.data();
-                        a.y = y_got.data();
-                        ssm_conv(k, a);
-                        check(same_bits(s_ref, s_got), what + " state");
-                        check(act ? close(y_ref, y_got, rtol) : same_bits(y_ref, y_got),
-                              what + (act ? " silu within 64 ulp" : " bits"));
-                    }
+        check(same_bits(y_step, y_got) && same_bits(s_step, s_got), what + " token by token = one call");
+    }
+}
+
+// A chunked-scan entry (the gram or the chunk kernel): the chunked scan with it in, the scalar
+// twin's bits.
+static void test_chunked_entry(const Kernel& k, const KernelTable& ref) {
+    const KernelTable t = scalar_with(k);
+    for (const ScanCase& c : kCases) {
+        ScanData d(c, 7 + c.T);
+        const size_t ny = size_t(c.T) * c.nh * c.hd;
+        std::vector<float> s_ref = d.state, s_got = d.state, y_ref(ny), y_got(ny);
+        ssm_scan_chunked(ref, d.args(s_ref.data(), y_ref.data()));
+        ssm_scan_chunked(t, d.args(s_got.data(), y_got.data()));
+        check(same_bits(y_ref, y_got) && same_bits(s_ref, s_got), case_name(k.name, c) + " chunked: bits of the scalar twin");
+    }
+}
+
+// A conv entry: the state and (without SiLU) the outputs bit for bit; with SiLU within 64 ulp.
+static void test_conv_entry(const Kernel& k, const KernelTable& ref, float rtol) {
+    const KernelTable t = scalar_with(k);
+    for (int K : {2, 4}) {
+        for (int64_t T : {1, 2, 5, 40}) {
+            for (int64_t C : {1, 7, 16, 33, 200}) {
+                const std::string what = k.name + " K=" + std::to_string(K) + " T=" + std::to_string(T) +
+                                         " C=" + std::to_string(C);
+                const int64_t ldx = C + 5;
+                std::vector<float> x = test_data(size_t(T * ldx), 11 + C, 0), w = test_data(size_t(K * C), 12, 0),
+                                   b = test_data(size_t(C), 13, 0), st0 = test_data(size_t((K - 1) * C), 14, 0);
+                for (auto& v : x) v *= 3.0f;
+                for (bool act : {false, true}) {
+                    std::vector<float> s_ref = st0, s_got = st0, y_ref(size_t(T * C)), y_got(size_t(T * C));
+                    SsmConvArgs a;
+                    a.x = x.data();
+                    a.ldx = ldx;
+                    a.w = w.data();
+                    a.b = b.data();
+                    a.ldy = C;
+                    a.T = T;
+                    a.C = C;
+                    a.K = K;
+                    a.silu = act;
+                    a.state = s_ref.data();
+                    a.y = y_ref.data();
+                    ssm_conv(ref, a);
+                    a.state = s_got.data();
+                    a.y = y_got.data();
+                    ssm_conv(t, a);
+                    check(same_bits(s_ref, s_got), what + " state");
+                    check(act ? close(y_ref, y_got, rtol) : same_bits(y_ref, y_got),
+                          what + (act ? " silu within 64 ulp" : " bits"));
                 }
-            }
-        }
-        // ---- gated norm ----
-        for (int64_t n : {8, 24, 64, 3072}) {
-            for (int64_t group : {n, n / 2, n / 8}) {
-                if (group < 1 || n % group) continue;
-                std::vector<float> y = test_data(size_t(n), 21, 0), z = test_data(size_t(n), 22, 0),
-                                   w = test_data(size_t(n), 23, 0), a(n), b(n);
-                for (auto& v : z) v *= 4.0f;
-                SsmKernels(ref).gated_norm()(y.data(), z.data(), w.data(), a.data(), n, group, 1e-5f);
-                SsmKernels(k).gated_norm()(y.data(), z.data(), w.data(), b.data(), n, group, 1e-5f);
-                check(close(a, b, rtol), name + " gated norm n=" + std::to_string(n) + " group=" + std::to_string(group));
             }
         }
     }
+}
+
+static void test_gated_norm_entry(const Kernel& k, const KernelTable& ref, float rtol) {
+    for (int64_t n : {8, 24, 64, 3072}) {
+        for (int64_t group : {n, n / 2, n / 8}) {
+            if (group < 1 || n % group) continue;
+            std::vector<float> y = test_data(size_t(n), 21, 0), z = test_data(size_t(n), 22, 0),
+                               w = test_data(size_t(n), 23, 0), a(n), b(n);
+            for (auto& v : z) v *= 4.0f;
+            SsmKernels(ref).gated_norm()(y.data(), z.data(), w.data(), a.data(), n, group, 1e-5f);
+            kernel_fn<Op::ssm_gated_norm>(k)(y.data(), z.data(), w.data(), b.data(), n, group, 1e-5f);
+            check(close(a, b, rtol), k.name + " n=" + std::to_string(n) + " group=" + std::to_string(group));
+        }
+    }
+}
+
+int main() {
+    const KernelTable& ref = kernels_for(Isa::scalar);
+    const float rtol = 64.0f / 16777216.0f;
+    // chunked vs sequential, on the scalar twins: the reassociation only (tests/test_ssm.py bounds
+    // it against float64; here a loose sanity bound)
+    for (const ScanCase& c : kCases) {
+        ScanData d(c, 7 + c.T);
+        const size_t ny = size_t(c.T) * c.nh * c.hd;
+        std::vector<float> s1 = d.state, s2 = d.state, y1(ny), y2(ny);
+        ssm_scan(ref, d.args(s1.data(), y1.data()));
+        ssm_scan_chunked(ref, d.args(s2.data(), y2.data()));
+        float worst = 0.0f, big = 0.0f;
+        for (size_t i = 0; i < ny; ++i) {
+            worst = std::max(worst, std::fabs(y2[i] - y1[i]));
+            big = std::max(big, std::fabs(y1[i]));
+        }
+        check(worst <= 1e-4f * big, case_name("scalar", c) + " chunked vs sequential");
+    }
+    for (const Kernel* k : entries_under_test(Op::ssm_scan, /*with_scalar=*/true)) test_scan_entry(*k, ref);
+    for (const Kernel* k : entries_under_test(Op::ssm_gram)) test_chunked_entry(*k, ref);
+    for (const Kernel* k : entries_under_test(Op::ssm_chunk)) test_chunked_entry(*k, ref);
+    for (const Kernel* k : entries_under_test(Op::ssm_conv)) test_conv_entry(*k, ref, rtol);
+    for (const Kernel* k : entries_under_test(Op::ssm_gated_norm)) test_gated_norm_entry(*k, ref, rtol);
     return finish("test_ssm");
 }
