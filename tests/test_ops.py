@@ -8,11 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import slmkernels as sk
-
-# Float ops: the scalar twin uses libm's expf/sqrtf; SIMD paths reorder the sum of squares
-# (4-32 lanes) and use a degree-6 Cephes exp (~2 ulp). Relative error stays below 64 ulp of
-# float32 for n <= 8192.
-OPS_RTOL = 64 * 2**-24
+from slmkernels.tolerances import OPS_RTOL  # 64 ulp; where it comes from: there
 
 
 def ref_rmsnorm(x, w, eps):

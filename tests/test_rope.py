@@ -10,9 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import slmkernels as sk
-
-# float32 rotation of float32 inputs with float32-rounded cos/sin: a few ulps of |x|.
-ROPE_RTOL = 4e-7 * 8
+from slmkernels.tolerances import ROPE_RTOL  # a few ulps of |x|; where it comes from: there
 
 
 def ref_freqs(theta, rot, scaling=None, freq_factors=None):

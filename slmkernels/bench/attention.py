@@ -9,13 +9,11 @@ import slmkernels as sk
 
 from . import Bench, case, entry_name
 from .gemm import ratio as _ratio  # max |got - ref| / bound (inf on shape or NaN)
+from ..tolerances import ATTN_TOL  # the tests' tolerance, relative to max|v|
 from .peers import torch_or_reason
 
 CONTEXTS = (512, 2048)  # cached tokens
 
-# float32 scores carry ~D 2^-24 |q||k| error, the softmax ~L 2^-24 relative, the weighted sum
-# of values the same again: relative to max|v|, a generous multiple of those for D, L <= 4096.
-ATTN_TOL = 2e-5
 
 
 def ref_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:

@@ -8,13 +8,9 @@ import slmkernels as sk
 
 from . import Bench, case, entry_name
 from .gemm import ratio as _ratio  # max |got - ref| / bound (inf on shape or NaN)
+from ..tolerances import OPS_RTOL, ROPE_RTOL  # the tests' tolerances
 from .peers import torch_or_reason
 
-F32_EPS = 2.0**-24
-
-# rope: float32 rotation with float32-rounded cos/sin, a few ulps of the row's |x| (the same
-# constant as tests/test_rope.py).
-ROPE_RTOL = 4e-7 * 8
 
 
 def ref_rope(x: np.ndarray, pos: np.ndarray, theta: float, mode: str) -> np.ndarray:
@@ -70,8 +66,7 @@ def rmsnorm(ctx):
             out = np.empty_like(x)
             x64 = x.astype(np.float64)
             ref = x64 / np.sqrt((x64 * x64).mean(axis=1, keepdims=True) + 1e-6) * w
-            # the mean of squares of n terms (n 2^-24 relative), sqrt, a few roundings more
-            bound = (n / 2 + 8) * F32_EPS * np.abs(ref) + 1e-30
+            bound = OPS_RTOL * np.abs(ref) + 1e-30
             common = dict(area="ops", name="rmsnorm", format="f32", shape=f"{T}x{n}", params=dict(T=T, n=n, preset=p.name),
                           check=lambda got, ref=ref, b=bound: _ratio(got, ref, b), flops=4.0 * T * n,
                           bytes=2.0 * x.nbytes + w.nbytes, compute="fp32")
@@ -95,8 +90,7 @@ def swiglu(ctx):
             out = np.empty_like(g)
             g64 = g.astype(np.float64)
             ref = g64 / (1 + np.exp(-g64)) * u
-            # exp approximation and two roundings: relative to |g u| (>= |silu(g) u|)
-            bound = 1e-5 * np.abs(g64 * u) + 1e-30
+            bound = OPS_RTOL * np.abs(ref) + 1e-30
             common = dict(area="ops", name="swiglu", format="f32", shape=f"{T}x{n}", params=dict(T=T, n=n, preset=p.name),
                           check=lambda got, ref=ref, b=bound: _ratio(got, ref, b), flops=5.0 * T * n,
                           bytes=3.0 * g.nbytes, compute="fp32")

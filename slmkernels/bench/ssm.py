@@ -15,14 +15,12 @@ import slmkernels as sk
 
 from . import Bench, case, entry_name
 from .gemm import copies_for, cycler
+from ..tolerances import OPS_RTOL, SSM_RTOL  # the tests' bounds
 from .gemm import ratio as _ratio
 
 # Granite 4.0 H-1B's mixer (config.json: hidden_size 1536, mamba_expand 2, mamba_n_heads 48,
 # mamba_d_head 64, mamba_d_state 128, mamba_n_groups 1, mamba_d_conv 4)
 SHAPE = dict(hidden=1536, nh=48, hd=64, ds=128, ng=1, K=4)
-# float32 against float64, relative to the largest |term| a head sums (tests/test_ssm.py SSM_RTOL)
-SSM_RTOL = 2.0**-14
-OPS_RTOL = 64 * 2.0**-24
 
 
 def _tokens(ctx) -> list:
