@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import slmkernels as sk
+from quant_data import TIE_FORMATS, k_quant_decode, k_quant_tie_block, tie_rows
 
 # Formats whose quantizer gguf-py implements: our bytes must equal its bytes.
 REFERENCE_QUANTIZED = ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"]
@@ -100,6 +101,14 @@ class TestAgainstGguf:
         same = (bits(ours) == bits(ref)) | (np.isnan(ours) & np.isnan(ref))
         assert same.all()
 
+    @pytest.mark.parametrize("fmt", TIE_FORMATS)
+    def test_rounding_ties_equal_gguf(self, isa, fmt):
+        """Every value on an exact rounding tie (tests/quant_data.py): a quantizer that rounds
+        ties another way than the gguf package differs here, where random data almost never
+        reaches a tie."""
+        x = tie_rows(fmt, 8, 256, seed=5)
+        np.testing.assert_array_equal(sk.quantize(x, fmt).data, gguf_quantize(x, fmt).view(np.uint8).reshape(-1))
+
     def test_real_model_tensor_in_place(self, smollm2_path):
         """A tensor of a real GGUF file, viewed in place through an mmap, decodes as gguf-py does."""
         reader = gguf.GGUFReader(str(smollm2_path))
@@ -158,6 +167,28 @@ class TestKQuantError:
                 blk = x[r, b : b + 256].astype(np.float64)
                 span = max(blk.max() - min(blk.min(), 0.0), abs(blk).max() * 2)
                 assert np.abs(blk - y[r, b : b + 256]).max() <= span * 0.55 + 1e-30
+
+
+class TestKQuantTies:
+    @pytest.mark.parametrize("fmt", K_QUANTS)
+    def test_requantization_rounds_half_away(self, fmt):
+        """The last step of our K-quant quantizers (quant_kquant_ref.cpp): every value becomes
+        q = round-half-away((x + ml) / dl), clamped, against the scales the block stores, in
+        float32 as the C++ computes it; on blocks built so that hundreds of values sit exactly
+        on a tie (tests/quant_data.py)."""
+        rng = np.random.default_rng(9)
+        x = np.stack([k_quant_tie_block(fmt, rng) for _ in range(16)])
+        raw = sk.quantize(x, fmt).data.reshape(16, -1)
+        nmax = {"q4_k": 15, "q5_k": 31, "q6_k": 31}[fmt]
+        lo = -32 if fmt == "q6_k" else 0
+        ties = 0
+        for r in range(16):
+            q, dl, ml = k_quant_decode(fmt, raw[r])
+            v = (x[r] + ml).astype(np.float32) / dl  # float32, as the C++
+            ties += int(np.sum(np.abs(v - np.floor(v)) == 0.5))
+            want = np.clip(np.sign(v) * np.floor(np.abs(v) + 0.5), lo, nmax)  # half away from zero
+            np.testing.assert_array_equal(q, want)
+        assert ties >= 16 * 20, f"only {ties} exact ties: the construction lost its grip on the scales"
 
 
 class TestQuantizedTensor:
