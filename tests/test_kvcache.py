@@ -453,17 +453,78 @@ TestKVCacheMachine = KVCacheMachine.TestCase
 def test_fork_shares_full_blocks_and_copies_the_tail_on_write():
     c = sk.KVCache(1, 1, 32, capacity_tokens=64, block_tokens=8, dtype="f32")
     s = c.new_sequence()
-    x = np.arange(20 * 32, dtype=np.float32).reshape(20, 1, 32)
+    x = np.arange(20 * 32, dtype=np.float32).reshape(20, 1, 32)  # blocks of 8, 8 and a tail of 4
     c.append(0, s, x, -x)
     used = c.stats()["blocks_used"]
     t = c.fork(s)
     assert c.stats()["blocks_used"] == used  # fork copies nothing
-    assert [e[0] for e in c._block_table(0, s)] == [e[0] for e in c._block_table(0, t)]
-    c.append(0, t, np.ones((1, 1, 32), np.float32), np.ones((1, 1, 32), np.float32))
+    assert c._block_table(0, s) == c._block_table(0, t)
+    assert all(c._refcount(b) == 2 for b, *_ in c._block_table(0, s))
+    a = np.full((1, 1, 32), 7.0, np.float32)
+    c.append(0, t, a, -a)
     assert c.stats()["blocks_used"] == used + 1  # the shared partial tail was copied
-    assert np.array_equal(c.keys(0, s), x)  # the original never sees the fork's token
-    assert c._block_table(0, s)[:2] == c._block_table(0, t)[:2]
+    # the fork's own table: the full blocks still shared, its tail a block of its own holding
+    # the copied 4 tokens and the new one
+    st, tt = c._block_table(0, s), c._block_table(0, t)
+    assert tt[:2] == st[:2] and tt[2][0] != st[2][0] and tt[2][1:] == (0, 5, 16) and st[2][1:] == (0, 4, 16)
+    assert [c._refcount(b) for b, *_ in st] == [2, 2, 1] and c._refcount(tt[2][0]) == 1
+    # the parent now grows its own tail in place (no copy: nobody else holds it)
+    b = np.full((1, 1, 32), -3.0, np.float32)
+    c.append(0, s, b, -b)
+    assert c.stats()["blocks_used"] == used + 1
+    # contents: each sequence sees its own history and only its own token, keys and values
+    np.testing.assert_array_equal(c.keys(0, s), np.concatenate([x, b]))
+    np.testing.assert_array_equal(c.values(0, s), -np.concatenate([x, b]))
+    np.testing.assert_array_equal(c.keys(0, t), np.concatenate([x, a]))
+    np.testing.assert_array_equal(c.values(0, t), -np.concatenate([x, a]))
+    np.testing.assert_array_equal(c.positions(0, t), np.arange(21))
+    # freeing the parent leaves the fork whole
+    c.free(s)
+    np.testing.assert_array_equal(c.keys(0, t), np.concatenate([x, a]))
+    assert [c._refcount(b) for b, *_ in c._block_table(0, t)] == [1, 1, 1]
 
+
+
+def test_truncate_keeps_the_prefix_frees_the_rest_and_leaves_forks_alone():
+    c = sk.KVCache(2, 1, 32, capacity_tokens=64, block_tokens=8, dtype="f32")
+    s = c.new_sequence()
+    x = np.arange(20 * 32, dtype=np.float32).reshape(20, 1, 32)
+    c.extend(s, 20)
+    for layer in (0, 1):
+        c.write(layer, s, x + layer, -x)
+    t = c.fork(s)
+    used = c.stats()["blocks_used"]
+    # truncating the fork into its shared middle block frees nothing (the parent holds it all)
+    c.truncate(t, 11)
+    assert c.length(t) == 11 and c.stats()["blocks_used"] == used
+    assert [e[1:3] for e in c._block_table(0, t)] == [(0, 8), (0, 3)]
+    # the fork's next token goes into a copy of the shared block: the parent's tokens 11.. stay
+    a = np.full((1, 1, 32), 9.0, np.float32)
+    c.extend(t, 1)
+    for layer in (0, 1):
+        c.write(layer, t, a + layer, -a)
+    for layer in (0, 1):
+        np.testing.assert_array_equal(c.keys(layer, s), x + layer)
+        np.testing.assert_array_equal(c.values(layer, s), -x)
+        np.testing.assert_array_equal(c.keys(layer, t), np.concatenate([x[:11], a]) + layer)
+        np.testing.assert_array_equal(c.values(layer, t), -np.concatenate([x[:11], a]))
+    np.testing.assert_array_equal(c.positions(0, t), np.arange(12))
+    # truncating the parent on a block boundary frees its own blocks past it, keeps the prefix
+    before = c.stats()["blocks_used"]
+    c.truncate(s, 8)
+    assert c.stats()["blocks_used"] < before and c.length(s) == 8
+    np.testing.assert_array_equal(c.keys(1, s), x[:8] + 1)
+    np.testing.assert_array_equal(c.keys(1, t), np.concatenate([x[:11], a]) + 1)
+    # to zero and back: new contents, nothing of the old left in view
+    c.truncate(s, 0)
+    assert c.length(s) == 0 and c.keys(0, s).shape == (0, 1, 32)
+    b = np.full((3, 1, 32), -5.0, np.float32)
+    c.extend(s, 3)
+    for layer in (0, 1):
+        c.write(layer, s, b, b)
+    np.testing.assert_array_equal(c.keys(1, s), b)
+    np.testing.assert_array_equal(c.positions(0, s), np.arange(3))
+    np.testing.assert_array_equal(c.keys(0, t), np.concatenate([x[:11], a]))
 
 def test_capacity_error_changes_nothing():
     c = sk.KVCache(2, 1, 32, capacity_tokens=16, block_tokens=8, dtype="q8_0")
