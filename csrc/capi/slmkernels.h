@@ -36,16 +36,23 @@ typedef enum slmk_status {
     SLMK_ERR_STATE = 3,    /* a KV cache operation on an unknown sequence or unwritten positions */
     SLMK_ERR_CAPACITY = 4, /* the KV cache pool is full */
     SLMK_ERR_MEMORY = 5,   /* allocation failed */
-    SLMK_ERR_INTERNAL = 6
+    SLMK_ERR_INTERNAL = 6,
+    SLMK_STATUS_MAX_ENUM_ = 0x7FFFFFFF
 } slmk_status;
 
-/* GGUF block formats; the values are GGML type ids. */
+/* GGUF block formats; the values are GGML type ids. Every enum here ends with a *_MAX_ENUM_
+   sentinel so its range is all of int32 in C and C++ alike: a caller's out-of-range value then
+   reaches the library's own check (SLMK_ERR_FORMAT / SLMK_ERR_ARGUMENT) instead of being an
+   invalid enum value in C++ (undefined behaviour; UBSan flagged it). */
 typedef enum slmk_format {
     SLMK_F32 = 0, SLMK_F16 = 1, SLMK_Q4_0 = 2, SLMK_Q4_1 = 3, SLMK_Q5_0 = 6, SLMK_Q5_1 = 7,
-    SLMK_Q8_0 = 8, SLMK_Q4_K = 12, SLMK_Q5_K = 13, SLMK_Q6_K = 14, SLMK_BF16 = 30
+    SLMK_Q8_0 = 8, SLMK_Q4_K = 12, SLMK_Q5_K = 13, SLMK_Q6_K = 14, SLMK_BF16 = 30,
+    SLMK_FORMAT_MAX_ENUM_ = 0x7FFFFFFF
 } slmk_format;
 
-typedef enum slmk_rope_mode { SLMK_ROPE_NORMAL = 0, SLMK_ROPE_NEOX = 1 } slmk_rope_mode;
+typedef enum slmk_rope_mode {
+    SLMK_ROPE_NORMAL = 0, SLMK_ROPE_NEOX = 1, SLMK_ROPE_MODE_MAX_ENUM_ = 0x7FFFFFFF
+} slmk_rope_mode;
 
 SLMK_API const char* slmk_version(void);    /* SLMK_VERSION_STRING of the library loaded */
 SLMK_API const char* slmk_last_error(void); /* "" after a successful call */
