@@ -22,7 +22,6 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = ROOT.parent / "shared" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 # A varied sample: plain English, contractions, digits and numbers, whitespace runs, tabs and
 # newlines, code, unicode (accents, CJK, Cyrillic, Arabic, Devanagari, emoji with ZWJ and skin
@@ -141,7 +140,8 @@ def vocab_only_copy(src: Path, pre: str, dst: Path) -> Path:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    ap.add_argument("--model", type=Path, default=None,
+                    help="default: SmolLM2-135M-Instruct.Q4_1.gguf from $SLMK_MODEL_DIR or ../shared/models")
     ap.add_argument("--peer-python", default=os.environ.get("SLMK_PEER_PYTHON"),
                     help="a Python with llama-cpp-python installed (default: $SLMK_PEER_PYTHON)")
     ap.add_argument("--write-fixture", type=Path, default=None)
@@ -157,6 +157,12 @@ def main() -> int:
     args = ap.parse_args()
     if not args.peer_python:
         ap.error("--peer-python (or SLMK_PEER_PYTHON) is required: a Python with llama-cpp-python")
+    if args.model is None:
+        from slmkernels.model.files import SMOLLM2, find_model
+
+        args.model, why = find_model(SMOLLM2, anchors=[ROOT])
+        if args.model is None:
+            ap.error(f"--model: {why}")
 
     from slmkernels.model import GGUFReader, Tokenizer
 

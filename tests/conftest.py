@@ -9,6 +9,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import slmkernels as sk
+from slmkernels.model import files
+from slmkernels.model.files import find_model
 
 # CI: derandomized so a run is reproducible; locally: random, a few more examples.
 settings.register_profile(
@@ -34,8 +36,9 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 ALL_ISAS = [i["name"] for i in sk.isas()]
 SUPPORTED_ISAS = sk.cpu_info()["supported_isas"]
 
-MODEL_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "models"
-SMOLLM2 = MODEL_DIR / "SmolLM2-135M-Instruct.Q4_1.gguf"
+# The real model: $SLMK_MODEL_DIR or ../shared/models beside the checkout, size and sha256
+# checked (slmkernels/model/files.py); (None, why) when it is missing or wrong.
+SMOLLM2, SMOLLM2_MISSING = find_model(files.SMOLLM2, anchors=[Path(__file__).resolve().parents[1]])
 
 
 @pytest.fixture(params=ALL_ISAS)
@@ -50,8 +53,47 @@ def isa(request):
     sk.set_isa(before)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def smollm2_path():
-    if not SMOLLM2.exists():
-        pytest.skip(f"model file not found at {SMOLLM2} (the tests look for ../shared/models beside the project)")
+    if SMOLLM2 is None:
+        pytest.skip(SMOLLM2_MISSING)
     return SMOLLM2
+
+
+# ---- the real-model tests: marked, and listed at the end when they were skipped ----
+REAL_MODEL_FIXTURES = {"smollm2_path"}
+_model_skips: list = []
+_model_ran: list = []
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if REAL_MODEL_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.model)
+
+
+def pytest_runtest_logreport(report):
+    if "model" not in report.keywords:
+        return
+    if report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _model_skips.append((report.nodeid, reason.removeprefix("Skipped: ")))
+    elif report.when == "call":
+        _model_ran.append(report.nodeid)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own short summary: the last thing before the counts
+def pytest_terminal_summary(terminalreporter):
+    if not _model_skips and not _model_ran:
+        return
+    tr = terminalreporter
+    tr.section("real-model tests")
+    if _model_ran:
+        tr.write_line(f"{len(_model_ran)} ran on {SMOLLM2}")
+    by_reason: dict = {}
+    for nodeid, reason in _model_skips:
+        by_reason.setdefault(reason, []).append(nodeid)
+    for reason, ids in by_reason.items():
+        tr.write_line(f"{len(ids)} skipped: {reason}")
+        for nodeid in ids:
+            tr.write_line(f"    {nodeid}")

@@ -221,12 +221,8 @@ def test_sampler():
 
 # ---- the real model ----
 @pytest.fixture(scope="module")
-def smollm2(request):
-    from conftest import SMOLLM2
-
-    if not SMOLLM2.exists():
-        pytest.skip(f"model file not found at {SMOLLM2}")
-    return SMOLLM2, Model.from_gguf(SMOLLM2, context=512)
+def smollm2(smollm2_path):
+    return smollm2_path, Model.from_gguf(smollm2_path, context=512)
 
 
 def test_smollm2_matches_reference(smollm2):

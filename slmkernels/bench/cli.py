@@ -59,7 +59,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--llama-python", metavar="PATH", help="a python with llama-cpp-python: llama.cpp model peer")
     p.add_argument("--model", action="append", default=None, metavar="GGUF",
                    help="model files for the model area, comma-separated or repeated; 'llama-1b-q4_k_m' writes (once) "
-                        "and uses a synthetic Llama-3.2-1B-shaped Q4_K_M file (default: ../shared/models/SmolLM2-135M)")
+                        "and uses a synthetic Llama-3.2-1B-shaped Q4_K_M file (default: SmolLM2-135M-Instruct.Q4_1.gguf from $SLMK_MODEL_DIR "
+                        "or ../shared/models, sha256 checked)")
     m = p.add_argument_group("model area (llama-bench's tests, ours and llama.cpp interleaved)")
     m.add_argument("--n-prompt", type=integer(1, 1 << 20), default=None, help="pp test: prompt tokens (default 512)")
     m.add_argument("--n-gen", type=integer(1, 1 << 20), default=None, help="tg test: generated tokens (default 128)")
@@ -93,7 +94,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import slmkernels as sk  # noqa: PLC0415
 
     from . import runner  # noqa: PLC0415
-    from .peers import default_model_path  # noqa: PLC0415
+    from .peers import default_model  # noqa: PLC0415
     from .shapes import Context, parse_shape  # noqa: PLC0415
 
     areas = _split(args.areas) or ["all"]
@@ -155,7 +156,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(report.render_limits(limits, threads), file=sys.stderr)
     ctx = Context(presets=presets, formats=formats, rows=rows, working_set=working_set, threads=threads, isa=isas[0],
                   seed=args.seed, llama_python=args.llama_python,
-                  model_path=models[0] if models else default_model_path())
+                  model_path=models[0] if models else None)
+    if not models and "model" in areas:
+        ctx.model_path, ctx.model_missing = default_model()
     ctx.extra.update(model_bench=mb, models=models or None)
     results = runner.run(areas, ctx, isas, args.repeat, args.min_time, limits, peers=not args.no_peers)
 

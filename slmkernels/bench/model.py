@@ -115,7 +115,8 @@ def llama_bench(ctx):
     common = dict(area="model", op="model", compute=None, kind="end-to-end", unit="token", format="gguf", run=None,
                   check=None)
     if not specs:
-        yield Bench(**common, name="pp/tg", flops=0, bytes=0, skip="skipped: needs --model PATH")
+        why = ctx.model_missing or "none given"
+        yield Bench(**common, name="pp/tg", flops=0, bytes=0, skip=f"skipped: needs --model PATH ({why})")
         return
     peers = ctx.extra.get("peers", True) and bool(ctx.llama_python)
     before_threads = sk.get_num_threads()

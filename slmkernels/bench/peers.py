@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Optional, Tuple
 
 
 def torch_or_reason():
@@ -28,17 +28,12 @@ def set_peer_threads(threads: int) -> None:
         pass  # numpy's BLAS keeps its own default (OPENBLAS_NUM_THREADS)
 
 
-def default_model_path() -> Optional[str]:
-    """shared/models/SmolLM2-135M-Instruct.Q4_1.gguf in a parent of the working directory or
-    of the installed package (the project keeps models beside the checkout), if there."""
-    for base in (os.getcwd(), os.path.dirname(os.path.abspath(__file__))):
-        d = base
-        while True:
-            cand = os.path.join(d, "shared", "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
-            if os.path.exists(cand):
-                return cand
-            if os.path.dirname(d) == d:
-                break
-            d = os.path.dirname(d)
-    return None
+def default_model() -> Tuple[Optional[str], str]:
+    """(SmolLM2-135M-Instruct.Q4_1.gguf, "") from $SLMK_MODEL_DIR or a shared/models folder in a
+    parent of the working directory or of the installed package, size and sha256 checked; or
+    (None, why not)."""
+    from ..model.files import SMOLLM2, find_model  # noqa: PLC0415
+
+    path, why = find_model(SMOLLM2, anchors=[os.path.dirname(os.path.abspath(__file__))])
+    return (str(path) if path else None), why
 

@@ -77,6 +77,7 @@ class Context:
     seed: int = 0
     llama_python: Optional[str] = None
     model_path: Optional[str] = None
+    model_missing: str = ""  # why no model file was found (model_path None)
     extra: dict = field(default_factory=dict)
 
     @property
