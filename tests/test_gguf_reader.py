@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import random
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -295,6 +296,9 @@ def test_random_mutations_never_crash(tmp_path):
 
 # ---- the malformed-file corpus ----
 
+# one Q8_0 block (34 bytes: f16 scale + 32 int8) and its padding to 64
+RELABEL_DATA = struct.pack("<e", 0.5) + bytes(range(32)) + b"\0" * 30
+
 MALFORMED = {
     # header
     "empty file": (b"", "24 bytes"),
@@ -364,7 +368,46 @@ MALFORMED = {
     "offset 2^64-32 (wraps when added)": (base(tinfos=[tinfo("a", [8], 0, 2**64 - 32)]), "past the end of the file"),
     "duplicate tensor name": (base(tinfos=[tinfo("a", [8], 0, 0), tinfo("a", [8], 0, 32)]), "duplicate tensor name 'a'"),
     "data section missing": (build(BASE_KVS, BASE_TENSORS, b"")[:-1] + b"", "truncated|past the end"),
+    # data that the declared types and shapes do not tile (each tensor padded to the alignment
+    # must reach the next one's offset; the file must end in the last one's padding)
+    "Q8_0 data declared Q4_0, then a tensor": (
+        base(tinfos=[tinfo("a", [32], 2, 0), tinfo("b", [8], 0, 64)], data=RELABEL_DATA + BASE_DATA[:32]),
+        r"tensor 'a' \(Q4_0, shape \[32\]\) is 18 bytes \(32 padded to the alignment 32\), but the next tensor 'b' starts 64",
+    ),
+    "Q8_0 data declared Q4_0, last tensor": (
+        base(tinfos=[tinfo("b", [8], 0, 0), tinfo("a", [32], 2, 32)], data=BASE_DATA[:32] + RELABEL_DATA),
+        r"tensor 'a' \(Q4_0, shape \[32\]\), the last in the file, is 18 bytes .* but 64 bytes follow",
+    ),
+    "first tensor not at the data start": (base(tinfos=[tinfo("b", [8], 0, 32)]), "tensor 'b': its data starts 32 bytes into"),
 }
+
+
+def relabel(data: bytes, name: str, new_type: int) -> bytes:
+    """The file with tensor `name`'s type id in its info rewritten (the data left as it is)."""
+    at = data.index(gstr(name))
+    pos = at + len(gstr(name))
+    n_dims = struct.unpack_from("<I", data, pos)[0]
+    pos += 4 + 8 * n_dims
+    return data[:pos] + u32(new_type) + data[pos + 4:]
+
+
+def test_every_relabelled_tensor_of_a_model_is_named(tmp_path):
+    """A tiny model written by the gguf package (tests/tiny_models.py): each tensor in turn,
+    Q8_0 data declared Q4_0 or F32 declared F16 (the first, a middle and the last tensor in the
+    data section), is a GGUFError naming that tensor; the file itself loads."""
+    from tiny_models import write_tiny_model
+
+    path = Path(write_tiny_model(tmp_path / "m.gguf", "llama", fmt="q8_0", n_layers=2))
+    data = path.read_bytes()
+    with GGUFReader(path) as r:
+        infos = sorted(r.tensors.values(), key=lambda t: t.offset)
+    assert {t.type_name for t in infos} >= {"Q8_0", "F32"}
+    for t in infos:
+        new_type = {"Q8_0": 2, "F32": 1}[t.type_name]  # Q4_0, F16
+        bad = write(tmp_path, relabel(data, t.name, new_type), "bad.gguf")
+        with pytest.raises(GGUFError, match=f"tensor '{t.name}' \\({'Q4_0' if new_type == 2 else 'F16'}") as ei:
+            GGUFReader(bad)
+        assert "does not describe its data" in str(ei.value)
 
 
 @pytest.mark.parametrize("case", list(MALFORMED))

@@ -362,13 +362,46 @@ class GGUFReader:
                     f"(field at {o_at}) runs past the end of the file ({data_len} data bytes)"
                 )
             self.tensors[name] = TensorInfo(name, dims, ttype, tname, data_start + offset, nbytes)
+        self._check_tiling(data_start)
+
+    def _check_tiling(self, data_start: int) -> None:
+        """The tensors tile the data section: in offset order the first starts at 0 and each
+        one's bytes, padded to the alignment, end exactly where the next starts; the file ends
+        inside the last one's padding. llama.cpp's gguf.cpp requires the same (each tensor's
+        offset must equal the running sum of GGML_PAD(ggml_nbytes, alignment)), and gguf-py's
+        writer pads after every tensor, the last too. A gap or leftover bytes mean a type or
+        shape that does not describe the bytes (Q8_0 data declared as Q4_0 is 18/34 of its size):
+        loading it would compute on garbage."""
+        pad = lambda n: -(-n // self.alignment) * self.alignment  # noqa: E731
         ordered = sorted(self.tensors.values(), key=lambda t: t.offset)
-        for a, b in zip(ordered, ordered[1:]):
-            if a.offset + a.nbytes > b.offset:
+        prev = None
+        expect = data_start
+        for t in ordered:
+            if prev is not None and t.offset < prev.offset + prev.nbytes:
                 raise GGUFError(
-                    f"tensors {a.name!r} [{a.offset}, {a.offset + a.nbytes}) and {b.name!r} "
-                    f"[{b.offset}, {b.offset + b.nbytes}) overlap"
+                    f"tensors {prev.name!r} [{prev.offset}, {prev.offset + prev.nbytes}) and {t.name!r} "
+                    f"[{t.offset}, {t.offset + t.nbytes}) overlap"
                 )
+            if t.offset != expect:
+                if prev is None:
+                    raise GGUFError(
+                        f"tensor {t.name!r}: its data starts {t.offset - data_start} bytes into the data "
+                        f"section, but the first tensor must start at 0 (nothing describes those bytes)"
+                    )
+                raise GGUFError(
+                    f"tensor {prev.name!r} ({prev.type_name}, shape {list(prev.dims)}) is {prev.nbytes} bytes "
+                    f"({pad(prev.nbytes)} padded to the alignment {self.alignment}), but the next tensor "
+                    f"{t.name!r} starts {t.offset - prev.offset} bytes after it: its type or shape does not "
+                    f"describe its data"
+                )
+            prev, expect = t, t.offset + pad(t.nbytes)
+        if prev is not None and self.file_size > expect:
+            raise GGUFError(
+                f"tensor {prev.name!r} ({prev.type_name}, shape {list(prev.dims)}), the last in the file, is "
+                f"{prev.nbytes} bytes ({pad(prev.nbytes)} padded to the alignment {self.alignment}), but "
+                f"{self.file_size - prev.offset} bytes follow its offset: its type or shape does not describe "
+                f"its data"
+            )
 
     @staticmethod
     def _value_type(raw: int, key: str, at: int) -> GGUFValueType:

@@ -103,6 +103,15 @@ def main() -> None:
     full = (CORPUS / "valid_llama_q8_0.gguf").read_bytes()
     (CORPUS / "truncated_in_data.gguf").write_bytes(full[: len(full) - 100])
     (CORPUS / "truncated_in_metadata.gguf").write_bytes(full[:300])
+    # a tensor whose type is relabelled (Q8_0 data declared Q4_0, F32 declared F16): the data
+    # no longer tiles the data section; one tensor in the middle, and the last one
+    from slmkernels.model import GGUFReader
+
+    with GGUFReader(CORPUS / "valid_llama_q8_0.gguf") as r:
+        last = max(r.tensors.values(), key=lambda ti: ti.offset)
+    (CORPUS / "relabelled_q8_0_as_q4_0.gguf").write_bytes(t.relabel(full, "blk.0.attn_q.weight", 2))
+    (CORPUS / "relabelled_last_tensor.gguf").write_bytes(
+        t.relabel(full, last.name, {"Q8_0": 2, "F32": 1}[last.type_name]))
     total = sum(f.stat().st_size for f in CORPUS.iterdir())
     print(f"{len(list(CORPUS.iterdir()))} files, {total} bytes")
 
