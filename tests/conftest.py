@@ -82,8 +82,15 @@ def pytest_runtest_logreport(report):
         _model_ran.append(report.nodeid)
 
 
-@pytest.hookimpl(trylast=True)  # after pytest's own short summary: the last thing before the counts
+# A wrapper outside the terminal reporter's own (tryfirst): its code after the yield runs after
+# pytest's short test summary, so this is the last thing before the counts.
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_terminal_summary(terminalreporter):
+    yield
+    _report_model_tests(terminalreporter)
+
+
+def _report_model_tests(terminalreporter):
     if not _model_skips and not _model_ran:
         return
     tr = terminalreporter

