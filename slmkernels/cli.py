@@ -67,11 +67,8 @@ def _main(argv: list[str] | None = None) -> int:
     p_info.add_argument("--kernels", action="store_true",
                         help="list every kernel of the registry and mark the one that runs for each operation")
     p_info.set_defaults(func=_cmd_info)
-    # bench keeps argparse's usage block with its errors (its tests read it); the other commands
-    # report a bad value in one line
-    sub._parser_class = argparse.ArgumentParser
+    # every subcommand reports a bad value in one line (OneLineParser, inherited from `parser`)
     add_bench_parser(sub)
-    sub._parser_class = OneLineParser
     add_generate_parser(sub)
     add_serve_parser(sub)
     add_eval_parser(sub)

@@ -10,6 +10,8 @@ import sys
 import tempfile
 import time
 
+from ..cli_args import integer, max_threads
+
 EPILOG = """\
 examples:
   slmkernels eval --model SmolLM2-135M-Instruct.Q4_1.gguf --text /usr/share/common-licenses/GPL-3
@@ -30,9 +32,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
                        description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, metavar="GGUF", help="the model file")
     p.add_argument("--text", required=True, metavar="FILE", help="UTF-8 text to score")
-    p.add_argument("--ctx", type=int, default=512, help="tokens per chunk (default 512; the second half is scored)")
-    p.add_argument("--chunks", type=int, default=0, help="at most this many chunks (default: all whole chunks)")
-    p.add_argument("--threads", type=int, default=None, help="threads (default: physical cores)")
+    p.add_argument("--ctx", type=integer(8, 1 << 20), default=512,
+                   help="tokens per chunk, even (default 512; the second half is scored)")
+    p.add_argument("--chunks", type=integer(0), default=0, help="at most this many chunks (default: all whole chunks)")
+    p.add_argument("--threads", type=integer(1, max_threads()), default=None,
+                   help=f"threads, 1..{max_threads()} (default: physical cores)")
     p.add_argument("--kv-dtype", default="f16", choices=("f32", "f16", "q8_0", "q4_0"), help="our KV cache (default f16)")
     p.add_argument("--act", default="q8", help="our GEMV/GEMM activation modes to evaluate, comma-separated "
                                                "(see slmkernels.act_modes(); default q8)")
@@ -67,12 +71,8 @@ def _read_exact(fh, n: int) -> bytes:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     parser: argparse.ArgumentParser = args.parser
-    if args.ctx < 8 or args.ctx % 2:
-        parser.error("--ctx must be an even number >= 8")
-    if args.chunks < 0:
-        parser.error("--chunks must be >= 0")
-    if args.threads is not None and args.threads < 1:
-        parser.error("--threads must be >= 1")
+    if args.ctx % 2:
+        parser.error(f"argument --ctx: must be an even integer in 8..{1 << 20}, got {args.ctx}")
     if args.llama_python and not os.path.exists(args.llama_python):
         parser.error(f"--llama-python {args.llama_python!r} not found")
     try:
