@@ -203,7 +203,8 @@ def test_unsupported_architecture(tmp_path):
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
-    with pytest.raises(ValueError, match="unsupported architecture 'mamba' \\(supported: gemma3, granite, llama"):
+    with pytest.raises(ValueError, match="^unsupported architecture 'mamba' \\(supported: gemma3, granite, "
+                                         "granitehybrid, llama, mistral, phi3, qwen2, qwen3, smollm3\\)$"):
         Model.from_gguf(tmp_path / "x.gguf")
 
 

@@ -63,6 +63,8 @@ ARCHS: dict[str, _Arch] = {
     "phi3": _Arch("neox", fused_up=True, longrope="always"),
 }
 SUPPORTED_ARCHITECTURES = tuple(sorted(ARCHS))
+# what Model.from_gguf runs besides: Mamba-2 + attention hybrids (slmkernels/model/hybrid.py)
+HYBRID_ARCHITECTURES = ("granitehybrid",)
 
 # Range limits: far above every model this package targets (and above e.g. Llama-3-405B:
 # 126 layers, hidden 16384, 128 heads, vocab 128256), low enough that a hostile file cannot ask
@@ -160,7 +162,8 @@ def _build(reader: GGUFReader) -> ModelConfig:
     m = _Meta(reader)
     arch = m.str("general.architecture")
     if arch not in ARCHS:
-        raise GGUFError(f"unsupported architecture {arch!r} (supported: {', '.join(SUPPORTED_ARCHITECTURES)})")
+        names = sorted(SUPPORTED_ARCHITECTURES + HYBRID_ARCHITECTURES)
+        raise GGUFError(f"unsupported architecture {arch!r} (supported: {', '.join(names)})")
     rules = ARCHS[arch]
     a = arch + "."
     tensors = reader.tensors
