@@ -178,6 +178,9 @@ def rmsnorm(
 def swiglu(
     gate: FloatArray, up: FloatArray, out: FloatArray | None = None
 ) -> FloatArray: ...
+def geglu(
+    gate: FloatArray, up: FloatArray, out: FloatArray | None = None
+) -> FloatArray: ...
 def embedding(
     table: QuantizedTensor, ids: npt.NDArray[np.integer[Any]], out: FloatArray | None = None
 ) -> FloatArray: ...

@@ -409,20 +409,26 @@ API_RMSNORM = Api(
     + out_wrongs(overlap_with=("x", "w")),
 )
 
-API_SWIGLU = Api(
-    "swiglu",
-    lambda gate, up, out: sk.swiglu(gate, up, out=out),
-    lambda draw: _rows_build(draw, two=True),
-    array_wrongs("gate", allow_1d=True, names="gate")
-    + [
-        w("up", lambda kw: None),
-        w("up", lambda kw: kw["up"].astype(np.float64), label="float64"),
-        w("up", lambda kw: np.ones(kw["up"].shape[:-1] + (kw["up"].shape[-1] + 1,), np.float32), label="shape"),
-        w("up", lambda kw: kw["up"][None], label="rank"),
-        w("up", lambda kw: strided(kw["up"]), label="strided"),
-    ]
-    + out_wrongs(overlap_with=("gate", "up")),
-)
+def _gated_api(name, fn):
+    """swiglu and geglu take the same arguments (gate, up, out) and check them alike."""
+    return Api(
+        name,
+        lambda gate, up, out: fn(gate, up, out=out),
+        lambda draw: _rows_build(draw, two=True),
+        array_wrongs("gate", allow_1d=True, names="gate")
+        + [
+            w("up", lambda kw: None),
+            w("up", lambda kw: kw["up"].astype(np.float64), label="float64"),
+            w("up", lambda kw: np.ones(kw["up"].shape[:-1] + (kw["up"].shape[-1] + 1,), np.float32), label="shape"),
+            w("up", lambda kw: kw["up"][None], label="rank"),
+            w("up", lambda kw: strided(kw["up"]), label="strided"),
+        ]
+        + out_wrongs(overlap_with=("gate", "up")),
+    )
+
+
+API_SWIGLU = _gated_api("swiglu", sk.swiglu)
+API_GEGLU = _gated_api("geglu", sk.geglu)
 
 
 def _embedding_build(draw):

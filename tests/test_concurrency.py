@@ -70,6 +70,7 @@ def _kernel_jobs(rng):
         ("dequantize q4_k", lambda: sk.dequantize(wq)),
         ("rmsnorm", lambda: sk.rmsnorm(x, nw, 1e-5)),
         ("swiglu", lambda: sk.swiglu(x, g)),
+        ("geglu", lambda: sk.geglu(x, g)),
         ("rope", lambda: sk.rope(r, pos, theta=10000.0, mode="neox")),
         ("embedding", lambda: sk.embedding(table, ids)),
         ("attention", lambda: sk.attention(q, cache, 0, s, window=40)),

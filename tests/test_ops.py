@@ -1,4 +1,4 @@
-"""rmsnorm, swiglu, embedding against numpy (float64), every ISA."""
+"""rmsnorm, swiglu, geglu, embedding against numpy (float64), every ISA."""
 
 from __future__ import annotations
 
@@ -32,15 +32,43 @@ def test_rmsnorm(isa, rows, n, seed, scale):
     assert np.allclose(got, ref, rtol=OPS_RTOL, atol=OPS_RTOL * np.abs(w).max() * 1e-3)
 
 
+def ref_geglu(g, u):
+    """GELU's tanh approximation (Hendrycks & Gimpel 2016) times up, float64:
+    0.5 g (1 + tanh(z)), z = sqrt(2/pi)(g + 0.044715 g^3), written as g / (1 + exp(-2z)) (the same
+    value; 1 + tanh(z) would cancel to 0 in float64 below z of about -18)."""
+    g64 = g.astype(np.float64)
+    z = np.sqrt(2 / np.pi) * (g64 + 0.044715 * g64**3)
+    with np.errstate(over="ignore"):
+        return g64 / (1 + np.exp(-2 * z)) * u
+
+
+def geglu_rtol(g):
+    """The kernels take exp(-t), t = g (c1 + c3 g^2): t's few float32 roundings (~3 ulp) become a
+    relative error |t| times that, so the bound grows by 4 ulp per unit of |t| over OPS_RTOL."""
+    g64 = g.astype(np.float64)
+    t = np.abs(g64 * (2 * np.sqrt(2 / np.pi)) * (1 + 0.044715 * g64**2))
+    return OPS_RTOL + 4 * 2**-24 * t
+
+
+@pytest.mark.parametrize("op", ["swiglu", "geglu"])
 @given(rows=st.integers(1, 5), n=st.sampled_from([1, 5, 16, 33, 1536]), seed=st.integers(0, 2**32 - 1),
        scale=st.sampled_from([0.1, 3.0, 30.0]))
-def test_swiglu(isa, rows, n, seed, scale):
+def test_gated(isa, op, rows, n, seed, scale):
     rng = np.random.default_rng(seed)
     gu = (rng.standard_normal((rows, 2 * n)) * scale).astype(np.float32)
     g, u = gu[:, :n], gu[:, n:]  # strided halves of a fused projection
-    got = sk.swiglu(g, u)
-    ref = ref_swiglu(g, u)
-    assert np.allclose(got, ref, rtol=OPS_RTOL, atol=1e-30)
+    got = getattr(sk, op)(g, u)
+    ref, rtol = (ref_swiglu(g, u), OPS_RTOL) if op == "swiglu" else (ref_geglu(g, u), geglu_rtol(g))
+    assert (np.abs(got - ref) <= rtol * np.abs(ref) + 1e-30).all()
+
+
+def test_geglu_extremes_and_nan(isa):
+    g = np.array([-1e20, -200.0, -10.0, -5.0, -1.0, 0.0, 0.5, 5.0, 200.0, 1e20, np.inf, np.nan, -np.inf], np.float32)
+    u = np.full_like(g, 2.0)
+    y = sk.geglu(g, u)
+    assert np.isnan(y[-2:]).all() and y[-3] == np.inf and np.isfinite(y[:-3]).all()
+    ref = ref_geglu(g[:-3], u[:-3])
+    assert (np.abs(y[:-3] - ref) <= geglu_rtol(g[:-3]) * np.abs(ref) + 1e-30).all()
 
 
 def test_swiglu_extremes_and_nan():

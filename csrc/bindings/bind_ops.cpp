@@ -1,4 +1,4 @@
-// ---- rmsnorm, swiglu, embedding ----
+// ---- rmsnorm, swiglu, geglu, embedding ----
 #include <pybind11/stl.h>
 
 #include <algorithm>
@@ -134,22 +134,28 @@ void bind_ops(py::module_& m) {
         },
         py::arg("x"), py::arg("w"), py::arg("eps"), py::arg("out") = py::none(),
         "RMSNorm of each row of x (float32, rows contiguous), times w; out may be x itself.");
-    m.def(
-        "swiglu",
-        [](py::handle g, py::handle u, py::handle out) {
+    // silu(gate) * up and gelu_tanh(gate) * up: the same checks, the same row driver shape
+    auto gated = [](void (*driver)(const OpsKernels&, const float*, int64_t, const float*, int64_t, float*, int64_t,
+                                   int64_t, int64_t)) {
+        return [driver](py::handle g, py::handle u, py::handle out) {
             RowsView gv = rows_view(g, "gate", false);
             RowsView uv = rows_view(u, "up", false);
-            if (gv.rows != uv.rows || gv.n != uv.n || gv.vec != uv.vec) throw py::value_error("gate and up must have the same shape");
+            if (gv.rows != uv.rows || gv.n != uv.n || gv.vec != uv.vec)
+                throw py::value_error("gate and up must have the same shape");
             RowsView ov;
             make_out(out, gv, "out", {&gv, &uv}, &ov, true);
             {
                 py::gil_scoped_release rel;
-                swiglu(kernels(), gv.ptr, gv.ld, uv.ptr, uv.ld, ov.ptr, ov.ld, gv.rows, gv.n);
+                driver(kernels(), gv.ptr, gv.ld, uv.ptr, uv.ld, ov.ptr, ov.ld, gv.rows, gv.n);
             }
             return finish_out(out, ov, gv);
-        },
-        py::arg("gate"), py::arg("up"), py::arg("out") = py::none(),
-        "silu(gate) * up, row by row (rows may be strided views, e.g. halves of a fused projection).");
+        };
+    };
+    m.def("swiglu", gated(swiglu), py::arg("gate"), py::arg("up"), py::arg("out") = py::none(),
+          "silu(gate) * up, row by row (rows may be strided views, e.g. halves of a fused projection).");
+    m.def("geglu", gated(geglu), py::arg("gate"), py::arg("up"), py::arg("out") = py::none(),
+          "gelu_tanh(gate) * up (Gemma's GeGLU), row by row (rows may be strided views, e.g. halves of a fused "
+          "projection).");
     m.def(
         "embedding",
         [](const QuantizedTensor& table, py::handle ids, py::handle out) {

@@ -13,7 +13,8 @@ namespace {
 
 const char* const kOpNames[kNumOps] = {
     "quantize", "dequantize", "act_quant", "gemm",      "gemm_panel",     "attn_chunk", "rmsnorm",    "swiglu",
-    "ssm_conv", "ssm_scan",   "ssm_gram",  "ssm_chunk", "ssm_gated_norm", "probe_read", "probe_int8", "probe_fp32"};
+    "geglu",    "ssm_conv",   "ssm_scan",  "ssm_gram",  "ssm_chunk", "ssm_gated_norm", "probe_read", "probe_int8",
+    "probe_fp32"};
 
 std::string generated_name(const KernelEntry& e, Isa isa) {
     std::string n = op_name(e.op);

@@ -11,7 +11,6 @@
 #include <string>
 
 #include "../core/thread_pool.h"
-#include "../ops/geglu.h"
 #include "../ops/ops.h"
 
 namespace slmk {
@@ -232,7 +231,7 @@ void Transformer::run(const int64_t* ids, int64_t T, int64_t first, float* logit
         if (S.activation == FfnActivation::SiLU)
             swiglu(kern, gu_.data(), 2 * F, gu_.data() + F, 2 * F, f_.data(), F, T, F);
         else
-            geglu(gu_.data(), 2 * F, gu_.data() + F, 2 * F, f_.data(), F, T, F);
+            geglu(kern, gu_.data(), 2 * F, gu_.data() + F, 2 * F, f_.data(), F, T, F);
         project({L.down}, f_.data(), T, h_.data(), hid);
         add_bias(h_.data(), hid, T, L.down_bias);
         if (!L.post_ffn_norm.empty())

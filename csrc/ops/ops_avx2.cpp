@@ -52,28 +52,42 @@ void rmsnorm_row_avx2(const float* x, const float* w, float* y, int64_t n, float
     for (; i < n; ++i) y[i] = (x[i] * sc) * w[i];
 }
 
-// expf(-g) overflows float for g below this (-ln(FLT_MAX))
+// expf(-t) overflows float for t below this (-ln(FLT_MAX))
 constexpr float kSiluZeroBelow = -88.72283f;
 
-void swiglu_row_avx2(const float* g, const float* u, float* y, int64_t n) {
+// g / (1 + exp(-t)) * u with t = g (SwiGLU) or t = g (kGeluT1 + kGeluT3 g^2) (GeGLU, ops.h)
+template <bool Gelu>
+void gated_row_avx2(const float* g, const float* u, float* y, int64_t n) {
     const __m256 one = _mm256_set1_ps(1.0f);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         const __m256 gv = _mm256_loadu_ps(g + i);
-        const __m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), gv));
+        __m256 t = gv;
+        if (Gelu)
+            t = _mm256_mul_ps(gv, _mm256_add_ps(_mm256_set1_ps(kGeluT1),
+                                                _mm256_mul_ps(_mm256_set1_ps(kGeluT3), _mm256_mul_ps(gv, gv))));
+        const __m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), t));
         __m256 s = _mm256_div_ps(gv, _mm256_add_ps(one, e));
-        // where expf(-g) overflows, the scalar twin divides by inf: -0, or NaN for g = -inf
+        // where expf(-t) overflows, the scalar twin divides by inf: -0, or NaN for g = -inf
         // (exp256 saturates instead, which gave -inf for g = -inf)
-        const __m256 big = _mm256_cmp_ps(gv, _mm256_set1_ps(kSiluZeroBelow), _CMP_LT_OQ);
+        const __m256 big = _mm256_cmp_ps(t, _mm256_set1_ps(kSiluZeroBelow), _CMP_LT_OQ);
         s = _mm256_blendv_ps(s, _mm256_mul_ps(gv, _mm256_setzero_ps()), big);
         _mm256_storeu_ps(y + i, _mm256_mul_ps(s, _mm256_loadu_ps(u + i)));
     }
-    for (; i < n; ++i) y[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+    for (; i < n; ++i) {
+        const float x = g[i];
+        const float t = Gelu ? x * (kGeluT1 + kGeluT3 * (x * x)) : x;
+        y[i] = x / (1.0f + std::exp(-t)) * u[i];
+    }
 }
 
-constexpr std::array<KernelEntry, 2> kEntries = {
+void swiglu_row_avx2(const float* g, const float* u, float* y, int64_t n) { gated_row_avx2<false>(g, u, y, n); }
+void geglu_row_avx2(const float* g, const float* u, float* y, int64_t n) { gated_row_avx2<true>(g, u, y, n); }
+
+constexpr std::array<KernelEntry, 3> kEntries = {
     entry<Op::rmsnorm, rmsnorm_row_avx2>(Format::F32),
     entry<Op::swiglu, swiglu_row_avx2>(Format::F32),
+    entry<Op::geglu, geglu_row_avx2>(Format::F32),
 };
 
 }  // namespace

@@ -49,27 +49,37 @@ void rmsnorm_row_avx512(const float* x, const float* w, float* y, int64_t n, flo
     }
 }
 
-// expf(-g) overflows float for g below this (-ln(FLT_MAX))
+// expf(-t) overflows float for t below this (-ln(FLT_MAX))
 constexpr float kSiluZeroBelow = -88.72283f;
 
-void swiglu_row_avx512(const float* g, const float* u, float* y, int64_t n) {
+// g / (1 + exp(-t)) * u with t = g (SwiGLU) or t = g (kGeluT1 + kGeluT3 g^2) (GeGLU, ops.h)
+template <bool Gelu>
+void gated_row_avx512(const float* g, const float* u, float* y, int64_t n) {
     const __m512 one = _mm512_set1_ps(1.0f);
     for (int64_t i = 0; i < n; i += 16) {
         const __mmask16 m = n - i >= 16 ? 0xffff : static_cast<__mmask16>((1u << (n - i)) - 1);
         const __m512 gv = _mm512_maskz_loadu_ps(m, g + i);
-        const __m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), gv));
+        __m512 t = gv;
+        if (Gelu)
+            t = _mm512_mul_ps(gv, _mm512_add_ps(_mm512_set1_ps(kGeluT1),
+                                                _mm512_mul_ps(_mm512_set1_ps(kGeluT3), _mm512_mul_ps(gv, gv))));
+        const __m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), t));
         __m512 s = _mm512_div_ps(gv, _mm512_add_ps(one, e));
-        // where expf(-g) overflows, the scalar twin divides by inf: -0, or NaN for g = -inf
+        // where expf(-t) overflows, the scalar twin divides by inf: -0, or NaN for g = -inf
         // (exp512 saturates instead, which gave -inf for g = -inf)
-        const __mmask16 big = _mm512_cmp_ps_mask(gv, _mm512_set1_ps(kSiluZeroBelow), _CMP_LT_OQ);
+        const __mmask16 big = _mm512_cmp_ps_mask(t, _mm512_set1_ps(kSiluZeroBelow), _CMP_LT_OQ);
         s = _mm512_mask_mul_ps(s, big, gv, _mm512_setzero_ps());
         _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(s, _mm512_maskz_loadu_ps(m, u + i)));
     }
 }
 
-constexpr std::array<KernelEntry, 2> kEntries = {
+void swiglu_row_avx512(const float* g, const float* u, float* y, int64_t n) { gated_row_avx512<false>(g, u, y, n); }
+void geglu_row_avx512(const float* g, const float* u, float* y, int64_t n) { gated_row_avx512<true>(g, u, y, n); }
+
+constexpr std::array<KernelEntry, 3> kEntries = {
     entry<Op::rmsnorm, rmsnorm_row_avx512>(Format::F32),
     entry<Op::swiglu, swiglu_row_avx512>(Format::F32),
+    entry<Op::geglu, geglu_row_avx512>(Format::F32),
 };
 
 }  // namespace

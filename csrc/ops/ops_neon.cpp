@@ -45,27 +45,40 @@ void rmsnorm_row_neon(const float* x, const float* w, float* y, int64_t n, float
     for (; i < n; ++i) y[i] = (x[i] * sc) * w[i];
 }
 
-// expf(-g) overflows float for g below this (-ln(FLT_MAX))
+// expf(-t) overflows float for t below this (-ln(FLT_MAX))
 constexpr float kSiluZeroBelow = -88.72283f;
 
-void swiglu_row_neon(const float* g, const float* u, float* y, int64_t n) {
+// g / (1 + exp(-t)) * u with t = g (SwiGLU) or t = g (kGeluT1 + kGeluT3 g^2) (GeGLU, ops.h)
+template <bool Gelu>
+void gated_row_neon(const float* g, const float* u, float* y, int64_t n) {
     int64_t i = 0;
     for (; i + 4 <= n; i += 4) {
         const float32x4_t gv = vld1q_f32(g + i);
-        const float32x4_t e = exp_neon(vnegq_f32(gv));
+        float32x4_t t = gv;
+        if (Gelu)
+            t = vmulq_f32(gv, vaddq_f32(vdupq_n_f32(kGeluT1), vmulq_f32(vdupq_n_f32(kGeluT3), vmulq_f32(gv, gv))));
+        const float32x4_t e = exp_neon(vnegq_f32(t));
         float32x4_t s = vdivq_f32(gv, vaddq_f32(vdupq_n_f32(1.0f), e));
-        // where expf(-g) overflows, the scalar twin divides by inf: -0, or NaN for g = -inf
+        // where expf(-t) overflows, the scalar twin divides by inf: -0, or NaN for g = -inf
         // (exp_neon saturates instead, which gave -inf for g = -inf)
-        const uint32x4_t big = vcltq_f32(gv, vdupq_n_f32(kSiluZeroBelow));
+        const uint32x4_t big = vcltq_f32(t, vdupq_n_f32(kSiluZeroBelow));
         s = vbslq_f32(big, vmulq_f32(gv, vdupq_n_f32(0.0f)), s);
         vst1q_f32(y + i, vmulq_f32(s, vld1q_f32(u + i)));
     }
-    for (; i < n; ++i) y[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+    for (; i < n; ++i) {
+        const float x = g[i];
+        const float t = Gelu ? x * (kGeluT1 + kGeluT3 * (x * x)) : x;
+        y[i] = x / (1.0f + std::exp(-t)) * u[i];
+    }
 }
 
-constexpr std::array<KernelEntry, 2> kEntries = {
+void swiglu_row_neon(const float* g, const float* u, float* y, int64_t n) { gated_row_neon<false>(g, u, y, n); }
+void geglu_row_neon(const float* g, const float* u, float* y, int64_t n) { gated_row_neon<true>(g, u, y, n); }
+
+constexpr std::array<KernelEntry, 3> kEntries = {
     entry<Op::rmsnorm, rmsnorm_row_neon>(Format::F32),
     entry<Op::swiglu, swiglu_row_neon>(Format::F32),
+    entry<Op::geglu, geglu_row_neon>(Format::F32),
 };
 
 }  // namespace

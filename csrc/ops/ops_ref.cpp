@@ -23,9 +23,19 @@ void swiglu_row_scalar(const float* g, const float* u, float* y, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
 
-constexpr std::array<KernelEntry, 2> kEntries = {
+// GeGLU: gelu_tanh(g) * u, gelu_tanh(g) = g / (1 + exp(-t)), t = g (kGeluT1 + kGeluT3 g^2) (ops.h)
+void geglu_row_scalar(const float* g, const float* u, float* y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) {
+        const float x = g[i];
+        const float t = x * (kGeluT1 + kGeluT3 * (x * x));
+        y[i] = x / (1.0f + std::exp(-t)) * u[i];
+    }
+}
+
+constexpr std::array<KernelEntry, 3> kEntries = {
     entry<Op::rmsnorm, rmsnorm_row_scalar>(Format::F32),
     entry<Op::swiglu, swiglu_row_scalar>(Format::F32),
+    entry<Op::geglu, geglu_row_scalar>(Format::F32),
 };
 
 }  // namespace
@@ -40,12 +50,26 @@ void rmsnorm(const OpsKernels& k, const float* x, int64_t ldx, const float* w, f
     });
 }
 
-void swiglu(const OpsKernels& k, const float* g, int64_t ldg, const float* u, int64_t ldu, float* y, int64_t ldy,
-            int64_t rows, int64_t n) {
-    const swiglu_row_fn fn = k.swiglu();
+namespace {
+
+template <typename RowFn>
+void gated_rows(RowFn fn, const float* g, int64_t ldg, const float* u, int64_t ldu, float* y, int64_t ldy, int64_t rows,
+                int64_t n) {
     parallel_for(rows, std::max<int64_t>(1, 16384 / n), [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) fn(g + r * ldg, u + r * ldu, y + r * ldy, n);
     });
+}
+
+}  // namespace
+
+void swiglu(const OpsKernels& k, const float* g, int64_t ldg, const float* u, int64_t ldu, float* y, int64_t ldy,
+            int64_t rows, int64_t n) {
+    gated_rows(k.swiglu(), g, ldg, u, ldu, y, ldy, rows, n);
+}
+
+void geglu(const OpsKernels& k, const float* g, int64_t ldg, const float* u, int64_t ldu, float* y, int64_t ldy,
+           int64_t rows, int64_t n) {
+    gated_rows(k.geglu(), g, ldg, u, ldu, y, ldy, rows, n);
 }
 
 }  // namespace slmk

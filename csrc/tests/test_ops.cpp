@@ -16,10 +16,24 @@ static bool close(const std::vector<float>& a, const std::vector<float>& b, floa
     return true;
 }
 
+// GeGLU's exp(-t), t = x (c1 + c3 x^2): the few roundings of t (relative ~3 ulp) become a relative
+// error of |t| times that in exp(-t), so each element may differ by 64 ulp + 4 ulp per unit of |t|.
+static bool geglu_close(const std::vector<float>& x, const std::vector<float>& a, const std::vector<float>& b,
+                        float rtol) {
+    for (size_t i = 0; i < a.size(); ++i) {
+        if (std::isnan(a[i]) != std::isnan(b[i])) return false;
+        if (std::isnan(a[i])) continue;
+        const float t = std::fabs(x[i] * (kGeluT1 + kGeluT3 * x[i] * x[i]));
+        if (std::fabs(a[i] - b[i]) > rtol * (1.0f + t / 16.0f) * std::fabs(a[i]) + 1e-30f) return false;
+    }
+    return true;
+}
+
 int main() {
     const KernelTable& ref = kernels_for(Isa::scalar);
     const float rtol = 64.0f / 16777216.0f;  // 64 ulp: lane-order sums and a ~2 ulp polynomial exp
-    const std::vector<const Kernel*> rmsnorms = entries_under_test(Op::rmsnorm), swiglus = entries_under_test(Op::swiglu);
+    const std::vector<const Kernel*> rmsnorms = entries_under_test(Op::rmsnorm), swiglus = entries_under_test(Op::swiglu),
+                                     geglus = entries_under_test(Op::geglu);
     for (int64_t n : {1, 3, 8, 17, 64, 576, 1536, 4099}) {
         std::vector<float> x = test_data(n, 3 + n, 0), w = test_data(n, 4 + n, 0), u = test_data(n, 5 + n, 0);
         for (auto& v : x) v *= 4.0f;  // silu over its whole curve
@@ -33,6 +47,11 @@ int main() {
             ref.get<Op::swiglu>(Format::F32)(x.data(), u.data(), a.data(), n);
             kernel_fn<Op::swiglu>(*k)(x.data(), u.data(), b.data(), n);
             check(close(a, b, rtol), k->name + " n=" + std::to_string(n));
+        }
+        for (const Kernel* k : geglus) {
+            ref.get<Op::geglu>(Format::F32)(x.data(), u.data(), a.data(), n);
+            kernel_fn<Op::geglu>(*k)(x.data(), u.data(), b.data(), n);
+            check(geglu_close(x, a, b, rtol), k->name + " n=" + std::to_string(n));
         }
     }
     return finish("test_ops");

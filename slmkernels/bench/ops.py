@@ -1,4 +1,4 @@
-"""Ops area: rope, rmsnorm, swiglu, embedding rows (each registered when the build has it)."""
+"""Ops area: rope, rmsnorm, swiglu, geglu, embedding rows (each registered when the build has it)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import slmkernels as sk
 
 from . import Bench, case, entry_name
 from .gemm import ratio as _ratio  # max |got - ref| / bound (inf on shape or NaN)
-from ..tolerances import OPS_RTOL, ROPE_RTOL  # the tests' tolerances
+from ..tolerances import F32_EPS, OPS_RTOL, ROPE_RTOL  # the tests' tolerances
 from .peers import torch_or_reason
 
 
@@ -78,10 +78,10 @@ def rmsnorm(ctx):
                             run=lambda xt=xt, wt=wt: torch.nn.functional.rms_norm(xt, (n,), wt, 1e-6).numpy())
 
 
-@case("ops", requires=("swiglu",))
-def swiglu(ctx):
+def _gated(ctx, op):
+    """swiglu / geglu rows: (T, ffn) gate and up, checked against float64 numpy, then timed."""
     rng = ctx.rng
-    torch, why = torch_or_reason()
+    torch = torch_or_reason()[0] if op == "swiglu" else None
     for p in ctx.presets:
         n = p.ffn
         for T in _token_counts(ctx, p):
@@ -89,17 +89,33 @@ def swiglu(ctx):
             u = rng.standard_normal((T, n)).astype(np.float32)
             out = np.empty_like(g)
             g64 = g.astype(np.float64)
-            ref = g64 / (1 + np.exp(-g64)) * u
-            bound = OPS_RTOL * np.abs(ref) + 1e-30
-            common = dict(area="ops", name="swiglu", format="f32", shape=f"{T}x{n}", params=dict(T=T, n=n, preset=p.name),
-                          check=lambda got, ref=ref, b=bound: _ratio(got, ref, b), flops=5.0 * T * n,
-                          bytes=3.0 * g.nbytes, compute="fp32")
-            yield Bench(**common, op="swiglu", kernel=entry_name("swiglu", "f32"),
-                        run=lambda g=g, u=u, out=out: sk.swiglu(g, u, out=out))
+            if op == "swiglu":
+                ref = g64 / (1 + np.exp(-g64)) * u
+                bound = OPS_RTOL * np.abs(ref) + 1e-30
+            else:
+                t = g64 * 2 * np.sqrt(2 / np.pi) * (1 + 0.044715 * g64**2)
+                ref = g64 / (1 + np.exp(-t)) * u  # gelu_tanh(g) u, as tests/test_ops.py ref_geglu
+                # exp of a computed t: grows by 4 ulp per unit of |t| (tests/test_ops.py geglu_rtol)
+                bound = (OPS_RTOL + 4 * F32_EPS * np.abs(t)) * np.abs(ref) + 1e-30
+            common = dict(area="ops", name=op, format="f32", shape=f"{T}x{n}", params=dict(T=T, n=n, preset=p.name),
+                          check=lambda got, ref=ref, b=bound: _ratio(got, ref, b),
+                          flops=(5.0 if op == "swiglu" else 9.0) * T * n, bytes=3.0 * g.nbytes, compute="fp32")
+            fn = getattr(sk, op)
+            yield Bench(**common, op=op, kernel=entry_name(op, "f32"), run=lambda g=g, u=u, out=out, fn=fn: fn(g, u, out=out))
             if ctx.extra.get("peers") and torch is not None:
                 gt, ut = torch.from_numpy(g), torch.from_numpy(u)
                 yield Bench(**common, impl="torch", op="torch.silu_mul", kernel="torch silu(g) * u",
                             run=lambda gt=gt, ut=ut: (torch.nn.functional.silu(gt) * ut).numpy())
+
+
+@case("ops", requires=("swiglu",))
+def swiglu(ctx):
+    yield from _gated(ctx, "swiglu")
+
+
+@case("ops", requires=("geglu",))
+def geglu(ctx):
+    yield from _gated(ctx, "geglu")
 
 
 @case("ops", requires=("embedding",))
