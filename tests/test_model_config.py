@@ -198,6 +198,21 @@ def test_bad_metadata_is_rejected(tmp_path, case):
         load(p)
 
 
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_metadata_is_refused_before_the_model_is_built(tmp_path, monkeypatch, case):
+    """Model.from_gguf raises the same GGUFError, and never reaches the constructor that packs
+    weights and allocates the KV cache."""
+    from slmkernels.model.runtime import Model
+
+    def built(*args, **kw):
+        raise AssertionError("Model.__init__ ran on a file whose metadata does not fit its tensors")
+
+    monkeypatch.setattr(Model, "__init__", built)
+    kw, match = BAD[case]
+    with pytest.raises(GGUFError, match=match):
+        Model.from_gguf(write_tiny_model(tmp_path / "bad.gguf", **kw))
+
+
 def test_mutated_model_files_raise_only_gguf_error(tmp_path):
     """Random byte edits in the metadata and tensor-info part of a complete tiny model: reading,
     the config, the tokenizer and the chat template either work or raise GGUFError."""
