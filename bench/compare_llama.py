@@ -138,10 +138,14 @@ def tiny_table(rows: list[dict]) -> list[str]:
 # Fidelity of quantized files, as llama.cpp measures it (llama-perplexity --kl-divergence): the
 # mean over positions of KL(P_ref || P) between next-token distributions, P_ref from a float64
 # forward pass over the same dequantized weights (tests/model_reference.py). Each variant is
-# written again with Q4_0 matrices and run on a 96-token prompt with each side's default KV
-# cache (F16); ours must be no worse than llama.cpp's.
+# written again with Q4_0 matrices and run on a 192-token prompt with each side's default KV
+# cache (F16); ours must be no worse than llama.cpp's. On a tiny random-weight file the two
+# means differ by a few percent either way (which rows round up in the activation quantization,
+# F16 casts of Q and of the softmax in llama.cpp's attention), so "no worse" is judged per
+# position, paired: the mean of KL_ours - KL_llama must not exceed twice its standard error.
 KLD_FORMAT = "q4_0"
-KLD_IDS = [int(t) for t in np.random.default_rng(5).integers(3, 268, size=96)]
+KLD_IDS = [int(t) for t in np.random.default_rng(5).integers(3, 268, size=192)]
+KLD_SIGMAS = 2.0
 
 
 def write_kld_files(tmp: Path) -> list[dict]:
@@ -156,13 +160,14 @@ def write_kld_files(tmp: Path) -> list[dict]:
     return files
 
 
-def mean_kld(ref: np.ndarray, x: np.ndarray) -> float:
+def position_kld(ref: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """KL(P_ref || P_x) of each position's next-token distribution."""
     def logp(z):
         z = z - z.max(axis=1, keepdims=True)
         return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
-    lr, lx = logp(ref), logp(np.asarray(x, np.float64))
-    return float((np.exp(lr) * (lr - lx)).sum(axis=1).mean())
+    lr, lx = logp(np.asarray(ref, np.float64)), logp(np.asarray(x, np.float64))
+    return (np.exp(lr) * (lr - lx)).sum(axis=1)
 
 
 def kld_rows(files: list[dict], llama_python: str, threads: int) -> list[dict]:
@@ -182,23 +187,29 @@ def kld_rows(files: list[dict], llama_python: str, threads: int) -> list[dict]:
         m = Model.from_gguf(f["model"], context=f["n_ctx"])  # F16 KV cache, as llama.cpp's default
         s = m.new_sequence()
         ours = m.forward(s, f["ids"], all_logits=True)
-        k_ours, k_llama = mean_kld(exact, ours), mean_kld(exact, np.asarray(theirs))
-        rows.append({"variant": f["name"], "arch": f["kw"]["arch"], "kld_ours": k_ours, "kld_llama": k_llama,
-                     "ok": k_ours <= k_llama * 1.05 + 1e-7})
+        p_ours, p_llama = position_kld(exact, ours), position_kld(exact, theirs)
+        d = p_ours - p_llama
+        se = float(d.std(ddof=1) / np.sqrt(len(d)))
+        rows.append({"variant": f["name"], "arch": f["kw"]["arch"], "kld_ours": float(p_ours.mean()),
+                     "kld_llama": float(p_llama.mean()), "diff_mean": float(d.mean()), "diff_se": se,
+                     "ok": bool(d.mean() <= KLD_SIGMAS * se)})
     return rows
 
 
 def kld_table(rows: list[dict]) -> list[str]:
     md = [f"Fidelity of {KLD_FORMAT.upper()} tiny files (F16 KV cache on both sides, {len(KLD_IDS)} tokens): "
           "mean KL divergence of the next-token distributions from a float64 forward pass over the same "
-          "dequantized weights (lower is better).", "",
-          "| variant | architecture | KLD slmkernels | KLD llama.cpp | ratio |", "| --- | --- | --- | --- | --- |"]
+          f"dequantized weights (lower is better); ok: the per-position paired difference (ours - llama.cpp) "
+          f"has a mean of at most {KLD_SIGMAS:g} standard errors.", "",
+          "| variant | architecture | KLD slmkernels | KLD llama.cpp | ratio | mean diff / its SE | ok |",
+          "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         if r["kld_ours"] is None:
-            md.append(f"| {r['variant']} | {r['arch']} | - | - | not run: {r['error']} |")
+            md.append(f"| {r['variant']} | {r['arch']} | - | - | | not run: {r['error']} | |")
             continue
+        z = r["diff_mean"] / r["diff_se"] if r["diff_se"] > 0 else 0.0
         md.append(f"| {r['variant']} | {r['arch']} | {r['kld_ours']:.3e} | {r['kld_llama']:.3e} | "
-                  f"{r['kld_ours'] / r['kld_llama']:.2f} |")
+                  f"{r['kld_ours'] / r['kld_llama']:.2f} | {z:+.1f} | {'yes' if r['ok'] else 'NO'} |")
     return md
 
 
