@@ -128,6 +128,72 @@ class TestExactIntegers:
             np.testing.assert_array_equal(sk.matmul(x, qt), (x.astype(np.int64) @ w.T).astype(np.float32))
 
 
+class TestActModeQ8x2:
+    """Two int8 planes per activation block (set_act_mode("q8x2")): 254x tighter bound, and the
+    invariances of the single-plane mode (ISA, packing, batch, threads) still bit for bit."""
+
+    @pytest.fixture(autouse=True)
+    def q8x2(self):
+        sk.set_act_mode("q8x2")
+        yield
+        sk.set_act_mode("q8")
+
+    @pytest.mark.parametrize("fmt", QUANT_FORMATS)
+    def test_within_the_tighter_bound(self, isa, fmt):
+        rng = np.random.default_rng(31)
+        k = 512
+        w, wd = make_weights(rng, fmt, 37, k)
+        x = rng.standard_normal((20, k)).astype(np.float32)
+        x[:, 5] *= 40.0  # an outlier channel: the blocks holding it get a coarse first plane
+        ref = x.astype(np.float64) @ wd.astype(np.float64).T
+        for wt in (w, sk.pack(w)):
+            err = np.abs(sk.matmul(x, wt) - ref)
+            assert (err <= error_bound(x, wd, fmt, "q8x2")).all()
+        sk.set_act_mode("q8")
+        assert np.abs(sk.matmul(x, w) - ref).max() > 20 * err.max()  # the second plane does work
+
+    @pytest.mark.parametrize("fmt", ["q4_1", "q8_0", "q4_k", "q6_k"])
+    def test_same_bits_every_isa_batch_and_threads(self, fmt):
+        rng = np.random.default_rng(32)
+        w, _ = make_weights(rng, fmt, 40, 2304)
+        pw = sk.pack(w)
+        x = rng.standard_normal((150, 2304)).astype(np.float32)
+        before, threads = sk.get_isa(), sk.get_num_threads()
+        try:
+            sk.set_isa("scalar")
+            ref = sk.matmul(x[:9], w)
+            for name in sk.cpu_info()["supported_isas"]:
+                sk.set_isa(name)
+                np.testing.assert_array_equal(sk.matmul(x[:9], pw), ref, err_msg=name)
+                full = sk.matmul(x, pw)  # the panel path where the ISA has one
+                np.testing.assert_array_equal(full[:9], ref, err_msg=name + " batch")
+                for t in (1, 3):
+                    sk.set_num_threads(t)
+                    np.testing.assert_array_equal(sk.matmul(x[:37], pw), full[:37], err_msg=f"{name} {t} threads")
+                sk.set_num_threads(threads)
+        finally:
+            sk.set_isa(before)
+            sk.set_num_threads(threads)
+
+    def test_nan_row_stays_nan_and_others_untouched(self):
+        rng = np.random.default_rng(33)
+        w, _ = make_weights(rng, "q4_0", 16, 64)
+        x = rng.standard_normal((3, 64)).astype(np.float32)
+        clean = sk.matmul(x, w)
+        x[1, 7] = np.nan
+        got = sk.matmul(x, w)
+        assert np.isnan(got[1]).all()
+        np.testing.assert_array_equal(got[[0, 2]], clean[[0, 2]])
+
+    def test_modes_and_bad_values(self):
+        assert sk.act_modes() == ("q8", "q8x2") and sk.get_act_mode() == "q8x2"
+        with pytest.raises(ValueError, match="mode"):
+            sk.set_act_mode("q16")
+        with pytest.raises(TypeError, match="mode"):
+            sk.set_act_mode(2)
+        assert sk.get_act_mode() == "q8x2"  # a refused value changes nothing
+
+
 class TestInvariance:
     @pytest.mark.parametrize("fmt", ALL_FORMATS)
     def test_same_bits_on_every_isa_packed_or_not(self, fmt):

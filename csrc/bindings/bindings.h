@@ -27,6 +27,7 @@ void bind_ops(py::module_& m);
 void bind_model(py::module_& m);
 void bind_sample(py::module_& m);
 void bind_ssm(py::module_& m);
+void bind_act(py::module_& m);
 
 // A format given as a name ("q4_0", case-insensitive) or a GGML type id (int, or an IntEnum
 // such as gguf.GGMLQuantizationType). Raises ValueError for anything else.

@@ -17,4 +17,5 @@ PYBIND11_MODULE(_core, m) {
     slmk::bind_model(m);
     slmk::bind_sample(m);
     slmk::bind_ssm(m);
+    slmk::bind_act(m);
 }

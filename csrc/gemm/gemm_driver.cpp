@@ -8,6 +8,7 @@
 #include "gemm_driver.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include "../core/thread_pool.h"
@@ -35,45 +36,105 @@ std::unique_ptr<PackedMatrix> pack_matrix(Format f, const uint8_t* src, int64_t 
 
 namespace {
 
+std::atomic<int> g_act_mode{static_cast<int>(ActMode::Q8)};
+
 // Per-thread scratch: quantized activations (shared by all threads of one call, owned by the
-// caller's thread) and an on-the-fly packing buffer (one per worker).
+// caller's thread), an on-the-fly packing buffer and the second plane's partial outputs (one
+// per worker), the residual row of Q8x2 (one per worker).
 thread_local AlignedBytes tls_act;
 thread_local AlignedBytes tls_pack;
 thread_local AlignedBytes tls_panel;  // the panel copy of the activations (caller's thread)
+thread_local AlignedBytes tls_plane2;
+thread_local AlignedBytes tls_resid;
+
+// One plane of quantized activation rows, laid out in `buf` as q [m][qs] | d [m][nd] | sum
+// [m][nsum]. Row stride qs = k + 64: with k a multiple of 4096 a stride of k would put the rows
+// that one tile reads together in the same L1 set.
+struct Plane {
+    int64_t qs, nd, nsum, q_bytes, d_bytes, bytes;
+    Plane(int64_t m, int64_t k, int bs, ActKind kind)
+        : qs(k + 64), nd(k / bs), nsum(kind == ActKind::Q8_32 ? k / 32 : k / 16) {
+        q_bytes = (m * qs + 63) / 64 * 64;
+        d_bytes = (m * nd * 4 + 63) / 64 * 64;
+        bytes = (q_bytes + d_bytes + m * nsum * 4 + 63) / 64 * 64;
+    }
+    ActRows rows(uint8_t* buf) const {
+        ActRows a;
+        a.q = reinterpret_cast<int8_t*>(buf);
+        a.d = reinterpret_cast<float*>(buf + q_bytes);
+        a.sum = reinterpret_cast<int32_t*>(buf + q_bytes + d_bytes);
+        a.q_stride = qs;
+        a.d_stride = nd;
+        a.sum_stride = nsum;
+        return a;
+    }
+};
+
+// The panel copy of one plane: [m-tile of 16][k slab of 64][16 rows][64], zero past m and k.
+void panel_copy(const ActRows& a, int64_t m, int64_t k, int8_t* qp) {
+    const int64_t mtiles = (m + 15) / 16, slabs = (k + 63) / 64;
+    parallel_for(mtiles, 1, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t)
+            for (int64_t sl = 0; sl < slabs; ++sl) {
+                int8_t* dst = qp + (t * slabs + sl) * 1024;
+                const int64_t kw = std::min<int64_t>(64, k - 64 * sl);
+                for (int i = 0; i < 16; ++i) {
+                    const int64_t row = 16 * t + i;
+                    if (row < m) std::memcpy(dst + 64 * i, a.q + row * a.q_stride + 64 * sl, kw);
+                    if (row >= m || kw < 64) std::memset(dst + 64 * i + (row < m ? kw : 0), 0, row < m ? 64 - kw : 64);
+                }
+            }
+    });
+}
+
+// out[i][r] += part[i][r] for the mr x nvalid outputs of one group (part: 16 floats per row)
+inline void add_plane(float* out, int64_t ldo, const float* part, int mr, int nvalid) {
+    for (int i = 0; i < mr; ++i)
+        for (int r = 0; r < nvalid; ++r) out[i * ldo + r] = out[i * ldo + r] + part[i * kGroupRows + r];
+}
 
 }  // namespace
+
+void set_act_mode(ActMode m) { g_act_mode.store(static_cast<int>(m), std::memory_order_relaxed); }
+ActMode act_mode() { return static_cast<ActMode>(g_act_mode.load(std::memory_order_relaxed)); }
 
 void gemm(const GemmKernels& gk, Format f, const PackedMatrix* packed, const uint8_t* raw, int64_t row_stride,
           int64_t n, int64_t k, const float* x, int64_t m, int64_t ldx, float* out, int64_t ldo) {
     const gemm_tile_fn tile = gk.tile(f);
     const int bs = format_info(f).block_size;
     const int64_t nblocks = k / bs;
-    ActRows a;
+    ActRows a, a2;  // a2: the second plane (Q8x2), else unused
     const ActKind kind = act_kind(f);
+    const bool two = kind != ActKind::Float && act_mode() == ActMode::Q8x2;
     if (kind == ActKind::Float) {
         a.xf = x;
         a.xf_stride = ldx;
     } else {
-        const int64_t nsum = kind == ActKind::Q8_32 ? k / 32 : k / 16;
-        const int64_t nd = k / bs;
-        // layout: q [m][qs] | d [m][nd] | sum [m][nsum]. Row stride qs = k + 64: with k a multiple
-        // of 4096 a stride of k would put the rows that one tile reads together in the same L1 set.
-        const int64_t qs = k + 64;
-        const int64_t q_bytes = (m * qs + 63) / 64 * 64, d_bytes = (m * nd * 4 + 63) / 64 * 64;
-        tls_act.reserve(q_bytes + d_bytes + m * nsum * 4);
-        int8_t* q = reinterpret_cast<int8_t*>(tls_act.ptr);
-        float* d = reinterpret_cast<float*>(tls_act.ptr + q_bytes);
-        int32_t* s = reinterpret_cast<int32_t*>(tls_act.ptr + q_bytes + d_bytes);
+        const Plane pl(m, k, bs, kind);
+        tls_act.reserve(pl.bytes * (two ? 2 : 1));
+        a = pl.rows(tls_act.ptr);
+        if (two) a2 = pl.rows(tls_act.ptr + pl.bytes);
         const act_quant_fn aq = gk.act_quant(kind);
         parallel_for(m, std::max<int64_t>(1, 16384 / k), [&](int64_t r0, int64_t r1) {
-            for (int64_t r = r0; r < r1; ++r) aq(x + r * ldx, k, q + r * qs, d + r * nd, s + r * nsum);
+            for (int64_t r = r0; r < r1; ++r) {
+                const float* xr = x + r * ldx;
+                int8_t* q = const_cast<int8_t*>(a.q) + r * pl.qs;
+                float* d = const_cast<float*>(a.d) + r * pl.nd;
+                aq(xr, k, q, d, const_cast<int32_t*>(a.sum) + r * pl.nsum);
+                if (!two) continue;
+                // the residual of plane 1, quantized as plane 2 (float32 ops, no FMA: the same
+                // bits on every ISA; a non-finite block has d = NaN, so its residual is NaN too)
+                tls_resid.reserve(k * 4);
+                float* res = reinterpret_cast<float*>(tls_resid.ptr);
+                for (int64_t b = 0; b < k / bs; ++b)
+                    for (int j = 0; j < bs; ++j) {
+                        const float dq = d[b] * static_cast<float>(q[b * bs + j]);
+                        res[b * bs + j] = xr[b * bs + j] - dq;
+                    }
+                aq(res, k, const_cast<int8_t*>(a2.q) + r * pl.qs, const_cast<float*>(a2.d) + r * pl.nd,
+                   const_cast<int32_t*>(a2.sum) + r * pl.nsum);
+            }
         });
-        a.q = q;
-        a.d = d;
-        a.sum = s;
-        a.q_stride = qs;
-        a.d_stride = nd;
-        a.sum_stride = nsum;
     }
     const int64_t n_groups = (n + kGroupRows - 1) / kGroupRows;
     const int64_t group_bytes = nblocks * packed_tile_bytes(f);
@@ -84,36 +145,42 @@ void gemm(const GemmKernels& gk, Format f, const PackedMatrix* packed, const uin
         // 0.5 MB at K = 4096) stays in L2 while this thread's weight groups stream past it once
         // per chunk.
         const int64_t panel_rows = panel_tile.cols;
-        // activations again, tiled for the panel: [m-tile of 16][k slab of 64][16 rows][64]
-        const int64_t mtiles = (m + 15) / 16, slabs = (k + 63) / 64;
-        tls_panel.reserve(mtiles * slabs * 1024);
-        int8_t* qp = reinterpret_cast<int8_t*>(tls_panel.ptr);
-        parallel_for(mtiles, 1, [&](int64_t t0, int64_t t1) {
-            for (int64_t t = t0; t < t1; ++t)
-                for (int64_t sl = 0; sl < slabs; ++sl) {
-                    int8_t* dst = qp + (t * slabs + sl) * 1024;
-                    const int64_t kw = std::min<int64_t>(64, k - 64 * sl);
-                    for (int i = 0; i < 16; ++i) {
-                        const int64_t row = 16 * t + i;
-                        if (row < m) std::memcpy(dst + 64 * i, a.q + row * a.q_stride + 64 * sl, kw);
-                        if (row >= m || kw < 64) std::memset(dst + 64 * i + (row < m ? kw : 0), 0, row < m ? 64 - kw : 64);
-                    }
-                }
-        });
-        a.q_panel = qp;
+        const int64_t slab_bytes = (m + 15) / 16 * ((k + 63) / 64) * 1024;
+        tls_panel.reserve(slab_bytes * (two ? 2 : 1));
+        a.q_panel = reinterpret_cast<int8_t*>(tls_panel.ptr);
+        panel_copy(a, m, k, const_cast<int8_t*>(a.q_panel));
+        if (two) {
+            a2.q_panel = reinterpret_cast<int8_t*>(tls_panel.ptr + slab_bytes);
+            panel_copy(a2, m, k, const_cast<int8_t*>(a2.q_panel));
+        }
         parallel_for(n_groups, 1, [&](int64_t g0, int64_t g1) {
+            float* part = nullptr;
+            if (two) {
+                tls_plane2.reserve(panel_rows * kGroupRows * 4);
+                part = reinterpret_cast<float*>(tls_plane2.ptr);
+            }
             for (int64_t m0 = 0; m0 < m; m0 += panel_rows) {
                 const int mr = static_cast<int>(std::min<int64_t>(panel_rows, m - m0));
                 for (int64_t g = g0; g < g1; ++g) {
                     const int nvalid = static_cast<int>(std::min<int64_t>(kGroupRows, n - g * kGroupRows));
-                    panel(packed->data.ptr + g * group_bytes, nblocks, a, m0, mr, out + m0 * ldo + g * kGroupRows,
-                          ldo, nvalid);
+                    const uint8_t* grp = packed->data.ptr + g * group_bytes;
+                    float* o = out + m0 * ldo + g * kGroupRows;
+                    panel(grp, nblocks, a, m0, mr, o, ldo, nvalid);
+                    if (two) {
+                        panel(grp, nblocks, a2, m0, mr, part, kGroupRows, nvalid);
+                        add_plane(o, ldo, part, mr, nvalid);
+                    }
                 }
             }
         });
         return;
     }
     parallel_for(n_groups, 1, [&](int64_t g0, int64_t g1) {
+        float* part = nullptr;
+        if (two) {
+            tls_plane2.reserve(kMaxMR * kGroupRows * 4);
+            part = reinterpret_cast<float*>(tls_plane2.ptr);
+        }
         for (int64_t g = g0; g < g1; ++g) {
             const int nvalid = static_cast<int>(std::min<int64_t>(kGroupRows, n - g * kGroupRows));
             const uint8_t* grp;
@@ -126,7 +193,12 @@ void gemm(const GemmKernels& gk, Format f, const PackedMatrix* packed, const uin
             }
             for (int64_t m0 = 0; m0 < m; m0 += kMaxMR) {
                 const int mr = static_cast<int>(std::min<int64_t>(kMaxMR, m - m0));
-                tile(grp, nblocks, a, m0, mr, out + m0 * ldo + g * kGroupRows, ldo, nvalid);
+                float* o = out + m0 * ldo + g * kGroupRows;
+                tile(grp, nblocks, a, m0, mr, o, ldo, nvalid);
+                if (two) {
+                    tile(grp, nblocks, a2, m0, mr, part, kGroupRows, nvalid);
+                    add_plane(o, ldo, part, mr, nvalid);
+                }
             }
         }
     });

@@ -21,6 +21,19 @@ struct PackedMatrix {
 // Packs a GGUF-layout (N, K) matrix (rows `row_stride` bytes apart). Runs on the thread pool.
 std::unique_ptr<PackedMatrix> pack_matrix(Format f, const uint8_t* src, int64_t n, int64_t k, int64_t row_stride);
 
+// ---- activation precision (process-wide, like the ISA: applies to calls that start after) ----
+// Q8:   each activation block is one int8 plane (gemm.h): x ~ d q.
+// Q8x2: two int8 planes, x ~ d1 q1 + d2 q2: q1 as Q8, then the residual r = x - d1 * q1
+//       (float32, no FMA) quantized by the same rule, so |x - d1 q1 - d2 q2| <= d2 / 2 with
+//       d2 = amax(r) / 127 <= d1 / 254: about 16-bit activations. Each plane runs the Q8 kernels
+//       unchanged (the spec of gemm.h per plane), and out = out_1 + out_2 (one float32 add per
+//       output), so batch and thread invariance carry over; the weights of a group are read from
+//       memory once (plane 2 runs while they are still in cache): the extra cost is compute.
+// Float-weight formats (F32/F16/BF16) use float activations in both modes.
+enum class ActMode : int { Q8 = 0, Q8x2 = 1 };
+void set_act_mode(ActMode m);
+ActMode act_mode();
+
 // out (M, N) = x (M, K) @ w^T. `packed` may be null: then `raw` (GGUF layout, rows `row_stride`
 // apart) is packed group by group on the fly with the same kernels, so results are identical.
 void gemm(const GemmKernels& kern, Format f, const PackedMatrix* packed, const uint8_t* raw, int64_t row_stride,

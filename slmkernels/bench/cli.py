@@ -67,6 +67,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     m.add_argument("--depth", default=None, help="cached tokens before each test, comma-separated (default 0,4096)")
     m.add_argument("--model-threads", default=None, help="thread counts, comma-separated (default 1,2)")
     m.add_argument("--model-reps", type=integer(1, 1000), default=None, help="repetitions of every test (default 3)")
+    m.add_argument("--model-act", default=None,
+                   help="our activation modes, comma-separated, each a candidate (default q8; see act_modes())")
     p.add_argument("--seed", type=integer(0, 2**63 - 1), default=0)
     p.set_defaults(func=cmd_bench, parser=p)
     return p
@@ -150,6 +152,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if mb["threads"] is not None and (min(mb["threads"]) < 1 or max(mb["threads"]) > ncpu):
         parser.error(f"--model-threads: integers in 1..{ncpu} (the CPU count)")
     models = _split(args.model) if args.model else []
+    if args.model_act:
+        mb["acts"] = tuple(_split([args.model_act]))
+        for a in mb["acts"]:
+            if a not in sk.act_modes():
+                parser.error(f"--model-act {a!r}: choose from {', '.join(sk.act_modes())}")
     sk.set_num_threads(threads)
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     limits = runner.measure_limits(isas, args.bandwidth_mib * 2**20, args.peak_seconds)

@@ -26,12 +26,15 @@ def act_block(fmt: str) -> int:
     return 256 if fmt.endswith("_k") else 32
 
 
-def error_bound(x: np.ndarray, w: np.ndarray, fmt: str) -> np.ndarray:
+def error_bound(x: np.ndarray, w: np.ndarray, fmt: str, act: str = "q8") -> np.ndarray:
     """Worst-case |matmul - x @ w.T| (M, N); tests/test_gemm.py asserts it too.
 
     Activations are quantized per block of B values to q = rne(x/d), d = amax/127, so each
     |x - q*d| <= d/2 (plus float rounding of x/d, 2^-24 relative); weights are decoded exactly.
-    The float epilogue adds ~K/B roundings of 2^-24 relative: 1e-5 * (|x| @ |w|.T)."""
+    The float epilogue adds ~K/B roundings of 2^-24 relative: 1e-5 * (|x| @ |w|.T).
+    act "q8x2" (set_act_mode): the residual r = x - q*d (|r| <= d/2) is quantized again with
+    d2 = amax(r)/127 <= d/254, so the error is d2/2 <= (d/2)/254, plus the residual's own float
+    rounding (2^-24 |x| per element, inside the 1e-5 term)."""
     x64, w64 = x.astype(np.float64), w.astype(np.float64)
     rounding = 1e-5 * (np.abs(x64) @ np.abs(w64).T) + 1e-30
     if fmt in FLOAT_FORMATS:
@@ -40,6 +43,8 @@ def error_bound(x: np.ndarray, w: np.ndarray, fmt: str) -> np.ndarray:
     M, K = x.shape
     d = np.abs(x64).reshape(M, K // B, B).max(axis=2) / 127.0  # (M, K/B)
     wl1 = np.abs(w64).reshape(w.shape[0], K // B, B).sum(axis=2)  # (N, K/B)
+    if act == "q8x2":
+        d = d / 254.0 * (1 + 1e-5)
     return (d / 2 * (1 + 1e-6)) @ wl1.T + rounding
 
 

@@ -34,7 +34,7 @@ from . import Bench, case
 
 SYNTHETIC = "llama-1b-q4_k_m"
 DEFAULTS = dict(n_prompt=512, n_gen=128, depths=(0, 4096), threads=(1, 2), reps=3, bandwidth_bytes=1 << 30,
-                peak_seconds=0.1)
+                peak_seconds=0.1, acts=("q8",))
 _PEER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "llama_bench_peer.py")
 
 
@@ -119,7 +119,10 @@ def llama_bench(ctx):
         yield Bench(**common, name="pp/tg", flops=0, bytes=0, skip=f"skipped: needs --model PATH ({why})")
         return
     peers = ctx.extra.get("peers", True) and bool(ctx.llama_python)
-    before_threads = sk.get_num_threads()
+    before_threads, before_act = sk.get_num_threads(), sk.get_act_mode()
+    # our candidates: one per activation mode (set_act_mode), "slmkernels" being the default q8
+    impl_act = {("slmkernels" if a == "q8" else f"slmkernels act={a}"): a for a in o["acts"]}
+    ours_impls = list(impl_act)
     for spec in specs:
         path = resolve_model(spec)
         name = os.path.basename(path)
@@ -162,7 +165,8 @@ def llama_bench(ctx):
         probes: dict = {}
         seq = m.new_sequence()
 
-        def ours(kind: str, d: int) -> float:
+        def ours(kind: str, d: int, act: str) -> float:
+            sk.set_act_mode(act)
             t0 = time.perf_counter()
             if kind == "pp":
                 for s in range(0, P, 512):
@@ -188,10 +192,12 @@ def llama_bench(ctx):
                             _core._probe_read_bandwidth(int(o["bandwidth_bytes"]), 1)["gb_per_s"])
                         probes.setdefault(("int8", t), []).append(_core._probe_peak("int8", o["peak_seconds"])["gops"])
                         for kind, ids in (("pp", pp_ids), ("tg", tg_ids)):
-                            order = ["ours", "llama.cpp"] if (rep + (kind == "tg")) % 2 == 0 else ["llama.cpp", "ours"]
+                            order = [*ours_impls, "llama.cpp"]
+                            if (rep + (kind == "tg")) % 2:
+                                order.reverse()
                             for impl in order:
-                                if impl == "ours":
-                                    s = ours(kind, d)
+                                if impl != "llama.cpp":
+                                    s = ours(kind, d, impl_act[impl])
                                 elif peer:
                                     s = peer.ask(op=kind, ids=ids, threads=t)["seconds"]
                                 else:
@@ -200,6 +206,7 @@ def llama_bench(ctx):
         finally:
             m.free(seq)
             sk.set_num_threads(before_threads)
+            sk.set_act_mode(before_act)
             if peer:
                 peer.close()
         for d in D:
@@ -218,15 +225,15 @@ def llama_bench(ctx):
                         bytes_tok = (costs["weight_bytes"] + costs["kv_bytes_per_token"] * (d + P / 2)) / P
                         roof, limit = peak * 1e9 / ops_tok, f"int8 peak ({peak:.0f} GOPS)"
                     test = f"{kind}{n}"
-                    for impl in ("ours", "llama.cpp"):
+                    for impl in (*ours_impls, "llama.cpp"):
                         key = (impl, kind, d, t)
-                        label = "slmkernels" if impl == "ours" else "llama.cpp"
+                        label = impl
                         params = dict(model=name, test=test, depth=d, n_tokens=n, bytes_per_token=bytes_tok,
                                       roofline_tok_s=roof, roofline_limit=limit, read_gb_per_s=bw, int8_gops=peak,
                                       samples=samples.get(key, []))
                         row = dict(common, impl=label, name=f"{test} {name}", shape=f"depth {d}, {t} thr",
                                    threads=t, flops=float(n), bytes=bytes_tok * n, params=params,
-                                   kernel="Model.forward" if impl == "ours" else "llama_decode")
+                                   kernel="llama_decode" if impl == "llama.cpp" else "Model.forward")
                         if key not in samples:
                             if impl == "llama.cpp":
                                 yield Bench(**dict(row, skip=why or "skipped: llama.cpp peer needs --llama-python PATH"))
@@ -234,28 +241,35 @@ def llama_bench(ctx):
                         med, spread = _median_spread(samples[key])
                         yield Bench(**row, seconds=med, timing=dict(
                             seconds=med, seconds_min=min(samples[key]), seconds_max=max(samples[key]), spread=spread,
-                            reps=len(samples[key]), err_ratio=0.0 if impl == "ours" else None))
+                            reps=len(samples[key]), err_ratio=None if impl == "llama.cpp" else 0.0))
         del m
 
 
 def summary_table(rows: list) -> str:
-    """llama-bench's view of the model rows: tokens/s of both sides (median ± spread), their ratio,
-    and each side's share of the row's roofline. Empty when there are no measured model rows."""
+    """llama-bench's view of the model rows: tokens/s of each candidate (median ± spread), the
+    ratio of ours to llama.cpp, and each candidate's share of the row's roofline. Empty when
+    there are no measured model rows."""
     ok = [r for r in rows if r["area"] == "model" and r["status"] == "ok" and r["params"].get("test")]
     if not ok:
         return ""
+    impls = list(dict.fromkeys(r["impl"] for r in ok))
     key = lambda r: (r["params"]["model"], r["params"]["test"], r["params"]["depth"], r["threads"])  # noqa: E731
-    by = {}
+    by: dict = {}
     for r in ok:
         by.setdefault(key(r), {})[r["impl"]] = r
-    lines = ["| model | test | depth | threads | slmkernels tok/s | llama.cpp tok/s | ratio | roofline tok/s | "
-             "limit | slmkernels of roofline | llama.cpp of roofline |", "|" + " --- |" * 11]
+    ours = [i for i in impls if i != "llama.cpp"]
+    ratio_cols = [f"{i} / llama.cpp" for i in ours] if "llama.cpp" in impls else []
+    head = (["model", "test", "depth", "threads"] + [f"{i} tok/s" for i in impls] + ratio_cols
+            + ["roofline tok/s", "limit"] + [f"{i} of roofline" for i in impls])
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for k, pair in by.items():
-        us, ll = pair.get("slmkernels"), pair.get("llama.cpp")
-        ref = us or ll
-        cell = lambda r: f"{r['rate']:.1f} ± {100 * r['spread']:.0f}%" if r else "-"  # noqa: E731
-        frac = lambda r: f"{100 * r['frac_of_limit']:.0f}%" if r and r.get("frac_of_limit") else "-"  # noqa: E731
-        ratio = f"{us['rate'] / ll['rate']:.2f}x" if us and ll else "-"
-        lines.append(f"| {k[0]} | {k[1]} | {k[2]} | {k[3]} | {cell(us)} | {cell(ll)} | {ratio} | "
-                     f"{ref['params']['roofline_tok_s']:.1f} | {ref['params']['roofline_limit']} | {frac(us)} | {frac(ll)} |")
+        ref = next(iter(pair.values()))
+        cells = [str(v) for v in k]
+        cells += [f"{pair[i]['rate']:.1f} ± {100 * pair[i]['spread']:.0f}%" if i in pair else "-" for i in impls]
+        ll = pair.get("llama.cpp")
+        cells += [f"{pair[i]['rate'] / ll['rate']:.2f}x" if i in pair and ll else "-" for i in ours][: len(ratio_cols)]
+        cells += [f"{ref['params']['roofline_tok_s']:.1f}", ref["params"]["roofline_limit"]]
+        cells += [f"{100 * pair[i]['frac_of_limit']:.0f}%" if i in pair and pair[i].get("frac_of_limit") else "-"
+                  for i in impls]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
