@@ -2,6 +2,7 @@
 the file pages it was packed from are released, anonymous memory never is."""
 
 import mmap
+import os
 import sys
 
 import numpy as np
@@ -78,3 +79,20 @@ def test_mmap_backed_tensor_does_not_double_its_rss(tmp_path):
     assert sk.release_pages(mm) >= qt.nbytes - 4096
     np.testing.assert_array_equal(np.frombuffer(mm, np.uint8), qt0.data)
     del qt, cow
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="page accounting through /proc/self/smaps")
+def test_model_load_keeps_one_copy_of_the_weights(tmp_path):
+    """Model.from_gguf packs every matrix and gives back the file pages it packed from, so peak RSS
+    is the packed weights + the KV cache, not twice the weights (issue 16's RSS target)."""
+    from tiny_models import write_tiny_model
+
+    path = write_tiny_model(tmp_path / "m.gguf", "llama", hidden=256, n_heads=4, n_kv=2, ffn=768, fmt="q8_0")
+    m = sk.Model.from_gguf(path, context=64)
+    t = m.reader.tensor("blk.0.ffn_down.weight")
+    size = os.path.getsize(path)
+    # what stays resident of the file: the header, norms (read as float32) and page-rounding edges
+    assert resident_bytes(t.data.ctypes.data, t.nbytes) < 0.1 * size
+    seq = m.new_sequence()
+    logits = m.forward(seq, [5, 6, 7])  # the embedding rows come back from the file
+    assert np.isfinite(logits).all()

@@ -18,6 +18,14 @@ from .config import LayerTensors, ModelConfig
 from .gguf_reader import GGUFError, GGUFReader
 
 
+def _pack(t):
+    """t packed, and the file pages t was read from given back: the packed copy is what the
+    kernels read, so without this the weights would be resident twice (peak RSS ~2x the file)."""
+    p = sk.pack(t)
+    sk.release_pages(t)
+    return p
+
+
 def _stack(reader: GGUFReader, names: tuple[str, ...]):
     """The tensors as packed matrices: one matrix of their rows stacked when their formats and
     widths agree (one GEMM for Q, K and V, or for gate and up), else one each."""
@@ -25,8 +33,11 @@ def _stack(reader: GGUFReader, names: tuple[str, ...]):
     if len(ts) > 1 and len({t.format for t in ts}) == 1 and len({t.shape[1] for t in ts}) == 1:
         raw = np.concatenate([np.asarray(t.data) for t in ts])
         rows = sum(t.shape[0] for t in ts)
-        return [sk.pack(sk.QuantizedTensor(raw, ts[0].format, (rows, ts[0].shape[1])))]
-    return [sk.pack(t) for t in ts]
+        packed = sk.pack(sk.QuantizedTensor(raw, ts[0].format, (rows, ts[0].shape[1])))
+        for t in ts:
+            sk.release_pages(t)
+        return [packed]
+    return [_pack(t) for t in ts]
 
 
 def _int_array(v, name: str) -> np.ndarray:
@@ -58,13 +69,13 @@ def _layer_weights(reader: GGUFReader, lt: LayerTensors, sizes: tuple[int, ...])
     w.q_norm, w.k_norm = f32(lt.q_norm), f32(lt.k_norm)
     w.qkv = _stack(reader, lt.qkv)
     w.qkv_bias = biases(lt.qkv_bias, sizes[:3])
-    w.wo = sk.pack(reader.tensor(lt.wo))
+    w.wo = _pack(reader.tensor(lt.wo))
     w.wo_bias = f32(lt.wo_bias)
     w.post_attention_norm = f32(lt.post_attention_norm)
     w.ffn_norm = f32(lt.ffn_norm)
     w.gate_up = _stack(reader, lt.gate_up)
     w.gate_up_bias = biases(lt.gate_up_bias, sizes[3:])
-    w.down = sk.pack(reader.tensor(lt.down))
+    w.down = _pack(reader.tensor(lt.down))
     w.down_bias = f32(lt.down_bias)
     w.post_ffn_norm = f32(lt.post_ffn_norm)
     return w
@@ -104,7 +115,8 @@ class Model:
             q, kv = at.n_heads * at.head_dim, at.n_kv_heads * at.head_dim
             self.layer_weights.append(_layer_weights(reader, lt, (q, kv, kv, ls.ffn, ls.ffn)))
         self.out_norm = reader.tensor_f32("output_norm.weight")
-        self.head = sk.pack(self.tok_embd if c.tied_embeddings else reader.tensor("output.weight"))
+        # (the embedding rows a step reads come back from the file page by page)
+        self.head = _pack(self.tok_embd if c.tied_embeddings else reader.tensor("output.weight"))
         head_bias = reader.tensor_f32(c.head_bias) if c.head_bias else None
         # Sliding-window layers keep only their window in the cache (extend frees what no query
         # of the new chunk can see); attention applies the window.
