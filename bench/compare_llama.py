@@ -57,7 +57,9 @@ TINY_IDS = [1, 40, 7, 99, 23, 64, 12, 5, 77, 31, 18, 50, 200, 3, 150]  # 15: lon
 TINY_RTOL = 1e-3  # the bar: max |logit diff| <= 1e-3 of the largest logit, argmax equal everywhere
 # variants llama.cpp cannot run, with the reason
 TINY_SKIP = {"mistral-window": "llama.cpp has no 'mistral' architecture (its converter writes Mistral as "
-                               "'llama', whose graph ignores attention.sliding_window)"}
+                               "'llama', whose graph ignores attention.sliding_window)",
+             "phonelm": "llama.cpp has no PhoneLM architecture (ReLU-gated FFN); tests/test_model.py checks it "
+                        "against the numpy reference"}
 
 
 def write_tiny_files(tmp: Path) -> list[dict]:

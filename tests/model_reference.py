@@ -26,7 +26,9 @@ llama.cpp's (src/models/<arch>.cpp, src/llama-model.cpp, gguf-py constants):
   logits soft-capped by final_logit_softcapping.
 - Granite: embeddings times embedding_scale, each residual branch times residual_scale, logits
   divided by logit_scale.
-- FFN: down(silu(gate(h)) * up(h)) (SwiGLU, Shazeer 2020); phi3 stores [gate; up] in ffn_up.
+- FFN: down(silu(gate(h)) * up(h)) (SwiGLU, Shazeer 2020); phi3 stores [gate; up] in ffn_up;
+  phonelm (BUPT's PhoneLM, as Model.from_pretrained writes it): down(relu(gate(h)) * up(h))
+  (ReGLU, Shazeer 2020; PhoneLMMLP of modeling_phonelm.py), NeoX pairing.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import numpy as np
 from gguf import GGUFReader
 from gguf.quants import dequantize
 
-NEOX = {"qwen2", "qwen3", "phi3", "gemma3"}
+NEOX = {"qwen2", "qwen3", "phi3", "gemma3", "phonelm"}
 WINDOW_ALL = {"llama", "mistral"}
 ROPE_FREQS = {"llama", "mistral", "granite"}
 
@@ -205,7 +207,12 @@ class ReferenceModel:
             else:  # phi3: ffn_up holds [gate; up]
                 gu = self.linear(h, p + "ffn_up.weight")
                 gate, up = np.split(gu, 2, axis=1)
-            act = self.gelu_tanh(gate) if self.arch == "gemma3" else gate / (1 + np.exp(-gate))
+            if self.arch == "gemma3":
+                act = self.gelu_tanh(gate)
+            elif self.arch == "phonelm":
+                act = np.maximum(gate, 0.0)  # ReGLU
+            else:
+                act = gate / (1 + np.exp(-gate))
             f = self.linear(act * up, p + "ffn_down.weight", p + "ffn_down.bias")
             if p + "post_ffw_norm.weight" in self.t:
                 f = self.rmsnorm(f, self.t[p + "post_ffw_norm.weight"])
@@ -219,3 +226,61 @@ class ReferenceModel:
         if self.final_softcap:
             logits = self.final_softcap * np.tanh(logits / self.final_softcap)
         return logits
+
+
+# ---- PhoneLM from its Hugging Face checkpoint (no GGUF in between) ----
+def phonelm_hf_logits(directory, ids, *, int8_rope: bool = False) -> np.ndarray:
+    """float64 logits (T, vocab) of a PhoneLMForCausalLM checkpoint (config.json + float32
+    model.safetensors), written from the published modeling_phonelm.py (mllmTeam/PhoneLM-*):
+    RMSNorm w * x / sqrt(mean(x^2) + eps); rotate-half RoPE, inv_freq = base^(-2i/D), cos/sin of
+    cat(freqs, freqs); causal GQA attention scaled by 1/sqrt(D); MLP down(relu(gate(h)) * up(h));
+    tied or separate head. ``int8_rope``: cos and sin rounded as that file's
+    apply_rotary_pos_emb_i8 does (round(c / max|c| * 127) / 127 * max|c| over the call's positions)."""
+    import json
+    from pathlib import Path
+
+    from safetensors.numpy import load_file
+
+    d = Path(directory)
+    cfg = json.loads((d / "config.json").read_text())
+    t = {k: v.astype(np.float64) for k, v in load_file(str(d / "model.safetensors")).items()}
+    ids = np.asarray(ids)
+    T, H, KV = len(ids), cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    D = cfg["hidden_size"] // H
+    eps = cfg["rms_norm_eps"]
+
+    def norm(x, w):
+        return w * (x / np.sqrt((x * x).mean(-1, keepdims=True) + eps))
+
+    inv_freq = 1.0 / cfg.get("rope_theta", 10000.0) ** (np.arange(0, D, 2) / D)
+    freqs = np.arange(T)[:, None] * inv_freq[None, :]
+    emb = np.concatenate([freqs, freqs], axis=-1)
+    cos, sin = np.cos(emb), np.sin(emb)
+    if int8_rope:
+        cos = np.round(cos / np.abs(cos).max() * 127) / 127 * np.abs(cos).max()
+        sin = np.round(sin / np.abs(sin).max() * 127) / 127 * np.abs(sin).max()
+
+    def rope(x):  # (T, heads, D)
+        rot = np.concatenate([-x[..., D // 2 :], x[..., : D // 2]], axis=-1)
+        return x * cos[:, None, :] + rot * sin[:, None, :]
+
+    x = t["model.embed_tokens.weight"][ids]
+    mask = np.triu(np.ones((T, T), bool), 1)
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        h = norm(x, t[p + "input_layernorm.weight"])
+        q = rope((h @ t[p + "self_attn.q_proj.weight"].T).reshape(T, H, D))
+        k = rope((h @ t[p + "self_attn.k_proj.weight"].T).reshape(T, KV, D))
+        v = (h @ t[p + "self_attn.v_proj.weight"].T).reshape(T, KV, D)
+        out = np.empty((T, H, D))
+        for hq in range(H):
+            kv = hq // (H // KV)  # repeat_kv
+            s = np.where(mask, -np.inf, q[:, hq] @ k[:, kv].T / math.sqrt(D))
+            s = np.exp(s - s.max(1, keepdims=True))
+            out[:, hq] = (s / s.sum(1, keepdims=True)) @ v[:, kv]
+        x = x + out.reshape(T, H * D) @ t[p + "self_attn.o_proj.weight"].T
+        h = norm(x, t[p + "post_attention_layernorm.weight"])
+        gate, up = h @ t[p + "mlp.gate_proj.weight"].T, h @ t[p + "mlp.up_proj.weight"].T
+        x = x + (np.maximum(gate, 0.0) * up) @ t[p + "mlp.down_proj.weight"].T
+    x = norm(x, t["model.norm.weight"])
+    return x @ t.get("lm_head.weight", t["model.embed_tokens.weight"]).T

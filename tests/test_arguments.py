@@ -429,6 +429,7 @@ def _gated_api(name, fn):
 
 API_SWIGLU = _gated_api("swiglu", sk.swiglu)
 API_GEGLU = _gated_api("geglu", sk.geglu)
+API_REGLU = _gated_api("reglu", sk.reglu)
 
 
 def _embedding_build(draw):
@@ -835,7 +836,7 @@ API_SET_ISA = Api(
     ],
 )
 
-APIS = [API_MATMUL, API_PACK, API_QUANTIZE, API_DEQUANTIZE, API_QT, API_RMSNORM, API_SWIGLU, API_EMBEDDING,
+APIS = [API_MATMUL, API_PACK, API_QUANTIZE, API_DEQUANTIZE, API_QT, API_RMSNORM, API_SWIGLU, API_REGLU, API_EMBEDDING,
         API_ROPE, API_ATTENTION, API_ATTENTION_BATCH, API_KVCACHE, *KV_METHODS, API_RESTORE, API_SET_NUM_THREADS,
         API_SET_ISA]
 CASES = [(api, i) for api in APIS for i in range(len(api.wrongs))]

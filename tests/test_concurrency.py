@@ -71,6 +71,7 @@ def _kernel_jobs(rng):
         ("rmsnorm", lambda: sk.rmsnorm(x, nw, 1e-5)),
         ("swiglu", lambda: sk.swiglu(x, g)),
         ("geglu", lambda: sk.geglu(x, g)),
+        ("reglu", lambda: sk.reglu(x, g)),
         ("rope", lambda: sk.rope(r, pos, theta=10000.0, mode="neox")),
         ("embedding", lambda: sk.embedding(table, ids)),
         ("attention", lambda: sk.attention(q, cache, 0, s, window=40)),

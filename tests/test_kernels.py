@@ -160,7 +160,7 @@ def check_attn_chunk(k):
 
 
 def check_row_op(k):
-    # rmsnorm, and the gated ops (swiglu, geglu: sk.<op>(gate, up)) through their Python names
+    # rmsnorm, and the gated ops (swiglu, geglu, reglu: sk.<op>(gate, up)) through their Python names
     rng = np.random.default_rng(13)
     for n in (1, 7, 17, 576, 1536):
         x = (rng.standard_normal((3, n)) * 4).astype(np.float32)
@@ -173,6 +173,9 @@ def check_row_op(k):
             if k["op"] == "geglu":  # exp(-t), t = x (c1 + c3 x^2): t's roundings grow with |t| (tests/test_ops.py)
                 rtol = OPS_RTOL + 4 * 2.0**-24 * np.abs(x * 1.5957691216057308 * (1 + 0.044715 * x * x))
         got, ref = twin_runs(k, fn)
+        if k["op"] == "reglu":  # one rounding per element: the twin's bits
+            assert same_bits(got, ref), f"{k['name']} n={n}"
+            continue
         assert (np.abs(got - ref) <= rtol * np.abs(ref) + 1e-30).all(), f"{k['name']} n={n}"
 
 
@@ -256,6 +259,7 @@ CHECKS = {
     "rmsnorm": check_row_op,
     "swiglu": check_row_op,
     "geglu": check_row_op,
+    "reglu": check_row_op,
     "ssm_conv": check_ssm_conv,
     "ssm_scan": check_ssm_scan,
     "ssm_gram": check_ssm_scan,

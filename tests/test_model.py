@@ -204,7 +204,7 @@ def test_unsupported_architecture(tmp_path):
     w.write_tensors_to_file()
     w.close()
     with pytest.raises(ValueError, match="^unsupported architecture 'mamba' \\(supported: gemma3, granite, "
-                                         "granitehybrid, llama, mistral, phi3, qwen2, qwen3, smollm3\\)$"):
+                                         "granitehybrid, llama, mistral, phi3, phonelm, qwen2, qwen3, smollm3\\)$"):
         Model.from_gguf(tmp_path / "x.gguf")
 
 

@@ -39,7 +39,7 @@ def test_tiny_architectures(tmp_path, arch):
     assert c.architecture == arch
     assert (c.n_layers, c.hidden, c.n_heads, c.n_kv_heads) == (TINY["n_layers"], TINY["hidden"], TINY["n_heads"], TINY["n_kv_heads"])
     assert c.head_dim == TINY["hidden"] // TINY["n_heads"]
-    assert c.rope_type == ("neox" if arch in ("qwen2", "qwen3", "phi3", "gemma3") else "norm")
+    assert c.rope_type == ("neox" if arch in ("qwen2", "qwen3", "phi3", "gemma3", "phonelm") else "norm")
     assert c.qkv_bias == (arch == "qwen2")
     assert len(c.spec.layers) == c.n_layers
     if arch == "granite":
@@ -269,6 +269,9 @@ def test_per_layer_descriptions(tmp_path):
     scal = [ls.attention.rope_spec.scaling for ls in c.spec.layers]
     assert scal == [_core.RopeScaling.none, _core.RopeScaling.none, _core.RopeScaling.linear, _core.RopeScaling.none]
     assert c.spec.layers[2].attention.rope_spec.factor == 8.0 and c.spec.final_logit_softcap == 3.0
+    c = cfg("phonelm")
+    assert all(ls.activation == _core.FfnActivation.relu for ls in c.spec.layers)
+    assert c.spec.layers[0].attention.rope_spec.mode == _core.RopeMode.neox and c.n_kv_heads == 4
     c = cfg("phi3")
     r = c.spec.layers[0].attention.rope_spec
     assert (r.rotary_dim, r.scaling, r.original_context, len(r.freq_factors), len(r.long_factors)) == (

@@ -1,4 +1,4 @@
-"""rmsnorm, swiglu, geglu, embedding against numpy (float64), every ISA."""
+"""rmsnorm, swiglu, geglu, reglu, embedding against numpy (float64), every ISA."""
 
 from __future__ import annotations
 
@@ -69,6 +69,30 @@ def test_geglu_extremes_and_nan(isa):
     assert np.isnan(y[-2:]).all() and y[-3] == np.inf and np.isfinite(y[:-3]).all()
     ref = ref_geglu(g[:-3], u[:-3])
     assert (np.abs(y[:-3] - ref) <= geglu_rtol(g[:-3]) * np.abs(ref) + 1e-30).all()
+
+
+@given(rows=st.integers(1, 5), n=st.sampled_from([1, 5, 16, 33, 1536]), seed=st.integers(0, 2**32 - 1),
+       scale=st.sampled_from([1e-30, 1.0, 1e30]))
+def test_reglu(isa, rows, n, seed, scale):
+    """relu(g) * u is one rounding of a product float64 holds exactly: every ISA gives numpy's
+    float32 rounding of it, bit for bit (overflow to inf and underflow included)."""
+    rng = np.random.default_rng(seed)
+    gu = (rng.standard_normal((rows, 2 * n)) * scale).astype(np.float32)
+    g, u = gu[:, :n], gu[:, n:]  # strided halves of a fused projection
+    with np.errstate(over="ignore"):
+        want = (np.maximum(g.astype(np.float64), 0.0) * u).astype(np.float32)
+    np.testing.assert_array_equal(sk.reglu(g, u), want)
+
+
+def test_reglu_zeros_nan_inf(isa):
+    g = np.array([-0.0, 0.0, -1.0, 2.0, np.nan, -np.inf, np.inf, -3.0, 5.0] * 3, np.float32)
+    u = np.array([1.0, -1.0, np.inf, -2.0, 1.0, 1.0, 0.0, np.nan, np.inf] * 3, np.float32)
+    y = sk.reglu(g, u)
+    # relu keeps -0 and NaN (g < 0 ? +0 : g); 0 * inf and inf * 0 are NaN, NaN * anything NaN
+    with np.errstate(invalid="ignore"):
+        want = np.where(g < 0, np.float32(0.0), g) * u
+    np.testing.assert_array_equal(y.view(np.uint32)[~np.isnan(want)], want.view(np.uint32)[~np.isnan(want)])
+    assert np.array_equal(np.isnan(y), np.isnan(want))
 
 
 def test_swiglu_extremes_and_nan():

@@ -105,6 +105,7 @@ ARCH_VARIANTS: dict[str, dict[str, Any]] = {
     "phi3-separate": dict(arch="phi3", fused_qkv=False, tied=False),
     "granite": dict(arch="granite"),
     "granite4-dense": dict(arch="granite", kv_array=True, tied=False, bias=True),
+    "phonelm": dict(arch="phonelm", n_kv=4, tied=False),  # PhoneLM-1.5B: as many KV heads as heads
 }
 
 

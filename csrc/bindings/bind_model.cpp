@@ -115,7 +115,8 @@ void bind_model(py::module_& m) {
     py::enum_<LayerKind>(m, "LayerKind", "What mixes tokens in a layer").value("attention", LayerKind::Attention);
     py::enum_<FfnActivation>(m, "FfnActivation", "The gated FFN's activation")
         .value("silu", FfnActivation::SiLU, "SwiGLU: silu(gate) * up")
-        .value("gelu_tanh", FfnActivation::GeluTanh, "GeGLU: gelu_tanh(gate) * up");
+        .value("gelu_tanh", FfnActivation::GeluTanh, "GeGLU: gelu_tanh(gate) * up")
+        .value("relu", FfnActivation::ReLU, "ReGLU: relu(gate) * up");
 
     py::class_<RopeSpec> rope(m, "RopeSpec", "A layer's RoPE: base, rotary dims, pairing and context scaling");
     rope.def(py::init<>());
@@ -160,7 +161,10 @@ void bind_model(py::module_& m) {
     num_field(layer, "ffn", &LayerSpec::ffn, "gated FFN inner size");
     layer.def("__repr__", [](const LayerSpec& l) {
         return "LayerSpec(attention=" + repr(l.attention) + ", ffn=" + std::to_string(l.ffn) + ", " +
-               (l.activation == FfnActivation::SiLU ? "silu" : "gelu_tanh") + ")";
+               (l.activation == FfnActivation::SiLU       ? "silu"
+                : l.activation == FfnActivation::GeluTanh ? "gelu_tanh"
+                                                          : "relu") +
+               ")";
     });
     py::bind_vector<std::vector<LayerSpec>>(m, "LayerSpecList");
     py::implicitly_convertible<py::list, std::vector<LayerSpec>>();

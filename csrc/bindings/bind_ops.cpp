@@ -1,4 +1,4 @@
-// ---- rmsnorm, swiglu, geglu, embedding ----
+// ---- rmsnorm, swiglu, geglu, reglu, embedding ----
 #include <pybind11/stl.h>
 
 #include <algorithm>
@@ -155,6 +155,9 @@ void bind_ops(py::module_& m) {
           "silu(gate) * up, row by row (rows may be strided views, e.g. halves of a fused projection).");
     m.def("geglu", gated(geglu), py::arg("gate"), py::arg("up"), py::arg("out") = py::none(),
           "gelu_tanh(gate) * up (Gemma's GeGLU), row by row (rows may be strided views, e.g. halves of a fused "
+          "projection).");
+    m.def("reglu", gated(reglu), py::arg("gate"), py::arg("up"), py::arg("out") = py::none(),
+          "relu(gate) * up (ReGLU, PhoneLM's FFN), row by row (rows may be strided views, e.g. halves of a fused "
           "projection).");
     m.def(
         "embedding",

@@ -13,7 +13,7 @@ namespace {
 
 const char* const kOpNames[kNumOps] = {
     "quantize", "dequantize", "act_quant", "gemm",      "gemm_panel",     "attn_chunk", "rmsnorm",    "swiglu",
-    "geglu",    "ssm_conv",   "ssm_scan",  "ssm_gram",  "ssm_chunk", "ssm_gated_norm", "probe_read", "probe_int8",
+    "geglu",    "reglu",      "ssm_conv",   "ssm_scan",  "ssm_gram",  "ssm_chunk", "ssm_gated_norm", "probe_read", "probe_int8",
     "probe_fp32"};
 
 std::string generated_name(const KernelEntry& e, Isa isa) {

@@ -25,7 +25,7 @@ enum class Op : int {
     act_quant,                           // gemm/gemm.h: activation rows to int8 blocks (Q8_0: 32s, Q8_K: 256s)
     gemm, gemm_panel,                    // gemm/gemm.h: a 16-row weight group x up to 4 / many activation rows
     attn_chunk,                          // attention/attention.h: one chunk of cached keys, online softmax
-    rmsnorm, swiglu, geglu,              // ops/ops.h: one row
+    rmsnorm, swiglu, geglu, reglu,       // ops/ops.h: one row
     ssm_conv, ssm_scan, ssm_gram,        // ssm/ssm.h: Mamba-2 causal conv1d, token-by-token scan, chunk gram,
     ssm_chunk, ssm_gated_norm,           //   chunked scan, gated RMSNorm
     probe_read, probe_int8, probe_fp32,  // core/probe.h: the machine's limits, for the benchmarks

@@ -17,7 +17,7 @@
 //   x = x + residual_scale * a
 //   h = norm(x, ffn_norm)
 //   g, u = h W_gate (+ bias), h W_up (+ bias)        one fused [gate; up] matrix or two
-//   f = act(g) * u                                   act = SiLU (SwiGLU) or tanh-GELU (GeGLU)
+//   f = act(g) * u                                   act = SiLU (SwiGLU), tanh-GELU (GeGLU) or ReLU (ReGLU)
 //   f = f W_down (+ bias), then norm(f, post_ffn_norm) when present
 //   x = x + residual_scale * f
 // Head: logits = (norm(x, output_norm) W_out (+ bias)) / logit_scale, then
@@ -40,6 +40,7 @@ enum class LayerKind { Attention };
 enum class FfnActivation {
     SiLU,      // SwiGLU (Shazeer 2020): silu(g) * u
     GeluTanh,  // GeGLU with GELU's tanh approximation (Hendrycks & Gimpel 2016), as Gemma
+    ReLU,      // ReGLU (Shazeer 2020): relu(g) * u, as PhoneLM
 };
 
 struct AttentionSpec {

@@ -228,10 +228,11 @@ void Transformer::run(const int64_t* ids, int64_t T, int64_t first, float* logit
         rmsnorm(kern, x_.data(), hid, L.ffn_norm.data(), h_.data(), hid, T, hid, s.eps);
         project(L.gate_up, h_.data(), T, gu_.data(), 2 * F);
         add_bias(gu_.data(), 2 * F, T, L.gate_up_bias);
-        if (S.activation == FfnActivation::SiLU)
-            swiglu(kern, gu_.data(), 2 * F, gu_.data() + F, 2 * F, f_.data(), F, T, F);
-        else
-            geglu(kern, gu_.data(), 2 * F, gu_.data() + F, 2 * F, f_.data(), F, T, F);
+        switch (S.activation) {
+            case FfnActivation::SiLU: swiglu(kern, gu_.data(), 2 * F, gu_.data() + F, 2 * F, f_.data(), F, T, F); break;
+            case FfnActivation::GeluTanh: geglu(kern, gu_.data(), 2 * F, gu_.data() + F, 2 * F, f_.data(), F, T, F); break;
+            case FfnActivation::ReLU: reglu(kern, gu_.data(), 2 * F, gu_.data() + F, 2 * F, f_.data(), F, T, F); break;
+        }
         project({L.down}, f_.data(), T, h_.data(), hid);
         add_bias(h_.data(), hid, T, L.down_bias);
         if (!L.post_ffn_norm.empty())

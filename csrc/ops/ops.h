@@ -13,9 +13,11 @@ namespace slmk {
 using rmsnorm_row_fn = void (*)(const float* x, const float* w, float* y, int64_t n, float eps);
 using swiglu_row_fn = void (*)(const float* g, const float* u, float* y, int64_t n);
 using geglu_row_fn = void (*)(const float* g, const float* u, float* y, int64_t n);
+using reglu_row_fn = void (*)(const float* g, const float* u, float* y, int64_t n);
 template <> struct OpFn<Op::rmsnorm> { using type = rmsnorm_row_fn; };
 template <> struct OpFn<Op::swiglu> { using type = swiglu_row_fn; };
 template <> struct OpFn<Op::geglu> { using type = geglu_row_fn; };
+template <> struct OpFn<Op::reglu> { using type = reglu_row_fn; };
 
 // GELU's tanh approximation (Hendrycks & Gimpel 2016), 0.5 x (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3))),
 // computed as x / (1 + exp(-t)) with t = x (kGeluT1 + kGeluT3 x^2), since 0.5 (1 + tanh(z)) =
@@ -29,6 +31,7 @@ struct OpsKernels : TableSlice {
     rmsnorm_row_fn rmsnorm() const { return t->get<Op::rmsnorm>(Format::F32); }
     swiglu_row_fn swiglu() const { return t->get<Op::swiglu>(Format::F32); }
     geglu_row_fn geglu() const { return t->get<Op::geglu>(Format::F32); }
+    reglu_row_fn reglu() const { return t->get<Op::reglu>(Format::F32); }
 };
 
 // y[T][n] = x * (1/sqrt(mean(x^2) + eps)) * w, row by row (rows `ldx`/`ldy` floats apart).
@@ -39,6 +42,11 @@ void swiglu(const OpsKernels& k, const float* g, int64_t ldg, const float* u, in
             int64_t rows, int64_t n);
 // y = gelu_tanh(g) * u, row by row (Gemma's GeGLU).
 void geglu(const OpsKernels& k, const float* g, int64_t ldg, const float* u, int64_t ldu, float* y, int64_t ldy,
+           int64_t rows, int64_t n);
+// y = relu(g) * u, row by row (ReGLU, Shazeer 2020; PhoneLM's FFN), relu(g) = (g < 0 ? +0 : g):
+// NaN stays NaN, -0 stays -0 (max(0, g) as x86's maxps(0, g) computes it). One rounding per
+// element, so every ISA gives the scalar twin's bits.
+void reglu(const OpsKernels& k, const float* g, int64_t ldg, const float* u, int64_t ldu, float* y, int64_t ldy,
            int64_t rows, int64_t n);
 
 }  // namespace slmk

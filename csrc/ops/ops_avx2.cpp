@@ -84,10 +84,20 @@ void gated_row_avx2(const float* g, const float* u, float* y, int64_t n) {
 void swiglu_row_avx2(const float* g, const float* u, float* y, int64_t n) { gated_row_avx2<false>(g, u, y, n); }
 void geglu_row_avx2(const float* g, const float* u, float* y, int64_t n) { gated_row_avx2<true>(g, u, y, n); }
 
-constexpr std::array<KernelEntry, 3> kEntries = {
+// relu(g) * u: maxps(0, g) returns g when g is NaN and when both are zeros, as the twin's g < 0 test
+void reglu_row_avx2(const float* g, const float* u, float* y, int64_t n) {
+    const __m256 zero = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_max_ps(zero, _mm256_loadu_ps(g + i)), _mm256_loadu_ps(u + i)));
+    for (; i < n; ++i) y[i] = (g[i] < 0.0f ? 0.0f : g[i]) * u[i];
+}
+
+constexpr std::array<KernelEntry, 4> kEntries = {
     entry<Op::rmsnorm, rmsnorm_row_avx2>(Format::F32),
     entry<Op::swiglu, swiglu_row_avx2>(Format::F32),
     entry<Op::geglu, geglu_row_avx2>(Format::F32),
+    entry<Op::reglu, reglu_row_avx2>(Format::F32),
 };
 
 }  // namespace

@@ -76,10 +76,21 @@ void gated_row_avx512(const float* g, const float* u, float* y, int64_t n) {
 void swiglu_row_avx512(const float* g, const float* u, float* y, int64_t n) { gated_row_avx512<false>(g, u, y, n); }
 void geglu_row_avx512(const float* g, const float* u, float* y, int64_t n) { gated_row_avx512<true>(g, u, y, n); }
 
-constexpr std::array<KernelEntry, 3> kEntries = {
+// relu(g) * u: maxps(0, g) returns g when g is NaN and when both are zeros, as the twin's g < 0 test
+void reglu_row_avx512(const float* g, const float* u, float* y, int64_t n) {
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? 0xffff : static_cast<__mmask16>((1u << (n - i)) - 1);
+        const __m512 r = _mm512_max_ps(zero, _mm512_maskz_loadu_ps(m, g + i));
+        _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(r, _mm512_maskz_loadu_ps(m, u + i)));
+    }
+}
+
+constexpr std::array<KernelEntry, 4> kEntries = {
     entry<Op::rmsnorm, rmsnorm_row_avx512>(Format::F32),
     entry<Op::swiglu, swiglu_row_avx512>(Format::F32),
     entry<Op::geglu, geglu_row_avx512>(Format::F32),
+    entry<Op::reglu, reglu_row_avx512>(Format::F32),
 };
 
 }  // namespace

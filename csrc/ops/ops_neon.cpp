@@ -75,10 +75,22 @@ void gated_row_neon(const float* g, const float* u, float* y, int64_t n) {
 void swiglu_row_neon(const float* g, const float* u, float* y, int64_t n) { gated_row_neon<false>(g, u, y, n); }
 void geglu_row_neon(const float* g, const float* u, float* y, int64_t n) { gated_row_neon<true>(g, u, y, n); }
 
-constexpr std::array<KernelEntry, 3> kEntries = {
+// relu(g) * u: a select on g < 0 (vmaxq_f32 would turn -0 into +0, unlike the twin)
+void reglu_row_neon(const float* g, const float* u, float* y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const float32x4_t gv = vld1q_f32(g + i);
+        const float32x4_t r = vbslq_f32(vcltq_f32(gv, vdupq_n_f32(0.0f)), vdupq_n_f32(0.0f), gv);
+        vst1q_f32(y + i, vmulq_f32(r, vld1q_f32(u + i)));
+    }
+    for (; i < n; ++i) y[i] = (g[i] < 0.0f ? 0.0f : g[i]) * u[i];
+}
+
+constexpr std::array<KernelEntry, 4> kEntries = {
     entry<Op::rmsnorm, rmsnorm_row_neon>(Format::F32),
     entry<Op::swiglu, swiglu_row_neon>(Format::F32),
     entry<Op::geglu, geglu_row_neon>(Format::F32),
+    entry<Op::reglu, reglu_row_neon>(Format::F32),
 };
 
 }  // namespace

@@ -32,10 +32,16 @@ void geglu_row_scalar(const float* g, const float* u, float* y, int64_t n) {
     }
 }
 
-constexpr std::array<KernelEntry, 3> kEntries = {
+// ReGLU (Shazeer 2020): relu(g) * u with relu(g) = g < 0 ? +0 : g (ops.h: NaN and -0 pass through)
+void reglu_row_scalar(const float* g, const float* u, float* y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] = (g[i] < 0.0f ? 0.0f : g[i]) * u[i];
+}
+
+constexpr std::array<KernelEntry, 4> kEntries = {
     entry<Op::rmsnorm, rmsnorm_row_scalar>(Format::F32),
     entry<Op::swiglu, swiglu_row_scalar>(Format::F32),
     entry<Op::geglu, geglu_row_scalar>(Format::F32),
+    entry<Op::reglu, reglu_row_scalar>(Format::F32),
 };
 
 }  // namespace
@@ -70,6 +76,11 @@ void swiglu(const OpsKernels& k, const float* g, int64_t ldg, const float* u, in
 void geglu(const OpsKernels& k, const float* g, int64_t ldg, const float* u, int64_t ldu, float* y, int64_t ldy,
            int64_t rows, int64_t n) {
     gated_rows(k.geglu(), g, ldg, u, ldu, y, ldy, rows, n);
+}
+
+void reglu(const OpsKernels& k, const float* g, int64_t ldg, const float* u, int64_t ldu, float* y, int64_t ldy,
+           int64_t rows, int64_t n) {
+    gated_rows(k.reglu(), g, ldg, u, ldu, y, ldy, rows, n);
 }
 
 }  // namespace slmk

@@ -1,4 +1,4 @@
-"""Ops area: rope, rmsnorm, swiglu, geglu, embedding rows (each registered when the build has it)."""
+"""Ops area: rope, rmsnorm, swiglu, geglu, reglu, embedding rows (each registered when the build has it)."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def rmsnorm(ctx):
 
 
 def _gated(ctx, op):
-    """swiglu / geglu rows: (T, ffn) gate and up, checked against float64 numpy, then timed."""
+    """swiglu / geglu / reglu rows: (T, ffn) gate and up, checked against float64 numpy, then timed."""
     rng = ctx.rng
     torch = torch_or_reason()[0] if op == "swiglu" else None
     for p in ctx.presets:
@@ -92,6 +92,9 @@ def _gated(ctx, op):
             if op == "swiglu":
                 ref = g64 / (1 + np.exp(-g64)) * u
                 bound = OPS_RTOL * np.abs(ref) + 1e-30
+            elif op == "reglu":
+                ref = np.maximum(g64, 0.0) * u  # one rounding: the float32 product is exact to 1/2 ulp
+                bound = 2.0**-24 * np.abs(ref) + 1e-30
             else:
                 t = g64 * 2 * np.sqrt(2 / np.pi) * (1 + 0.044715 * g64**2)
                 ref = g64 / (1 + np.exp(-t)) * u  # gelu_tanh(g) u, as tests/test_ops.py ref_geglu
@@ -99,7 +102,8 @@ def _gated(ctx, op):
                 bound = (OPS_RTOL + 4 * F32_EPS * np.abs(t)) * np.abs(ref) + 1e-30
             common = dict(area="ops", name=op, format="f32", shape=f"{T}x{n}", params=dict(T=T, n=n, preset=p.name),
                           check=lambda got, ref=ref, b=bound: _ratio(got, ref, b),
-                          flops=(5.0 if op == "swiglu" else 9.0) * T * n, bytes=3.0 * g.nbytes, compute="fp32")
+                          flops={"swiglu": 5.0, "geglu": 9.0, "reglu": 2.0}[op] * T * n, bytes=3.0 * g.nbytes,
+                          compute="fp32")
             fn = getattr(sk, op)
             yield Bench(**common, op=op, kernel=entry_name(op, "f32"), run=lambda g=g, u=u, out=out, fn=fn: fn(g, u, out=out))
             if ctx.extra.get("peers") and torch is not None:
@@ -116,6 +120,11 @@ def swiglu(ctx):
 @case("ops", requires=("geglu",))
 def geglu(ctx):
     yield from _gated(ctx, "geglu")
+
+
+@case("ops", requires=("reglu",))
+def reglu(ctx):
+    yield from _gated(ctx, "reglu")
 
 
 @case("ops", requires=("embedding",))

@@ -17,7 +17,10 @@ and src/llama-model.cpp (cited below where it matters). Supported architectures:
   rotary, LongRoPE short/long factors and ``rope.scaling.attn_factor``);
 - ``smollm3`` (a Llama block where every 4th layer has no RoPE);
 - ``granite`` (Granite 3.x and the dense Granite 4.0 micro: embedding / residual / attention /
-  logit multipliers, per-layer head-count arrays, ``rope.scaling.finetuned`` false = no RoPE).
+  logit multipliers, per-layer head-count arrays, ``rope.scaling.finetuned`` false = no RoPE);
+- ``phonelm`` (BUPT's PhoneLM, not a llama.cpp architecture: what ``Model.from_pretrained``
+  writes for PhoneLMForCausalLM checkpoints, slmkernels/model/hf.py): the Llama block with NeoX
+  RoPE pairing and a ReLU-gated FFN, down(relu(gate) * up), with llama's keys and tensor names.
 Every architecture may store Q/K/V fused (``attn_qkv``) or separately, with or without biases,
 as llama.cpp's ``create_tensor_qkv`` allows.
 """
@@ -40,7 +43,7 @@ class _Arch:
     """What an architecture's llama.cpp graph reads beyond the common Llama block."""
 
     rope: str  # "norm": pairs (2i, 2i+1), "neox": pairs (i, i + rot/2) (llama_model_rope_type)
-    activation: str = "silu"  # gated FFN: "silu" (SwiGLU) or "gelu_tanh" (GeGLU)
+    activation: str = "silu"  # gated FFN: "silu" (SwiGLU), "gelu_tanh" (GeGLU) or "relu" (ReGLU)
     qk_norm: bool = False  # blk.N.attn_q_norm / attn_k_norm (head_dim), before RoPE
     post_norms: bool = False  # blk.N.post_attention_norm / post_ffw_norm
     fused_up: bool = False  # blk.N.ffn_up holds [gate; up] and there is no ffn_gate (phi3)
@@ -61,6 +64,7 @@ ARCHS: dict[str, _Arch] = {
     "smollm3": _Arch("norm", nope_every=4),
     "gemma3": _Arch("neox", activation="gelu_tanh", qk_norm=True, post_norms=True, window="pattern"),
     "phi3": _Arch("neox", fused_up=True, longrope="always"),
+    "phonelm": _Arch("neox", activation="relu"),
 }
 SUPPORTED_ARCHITECTURES = tuple(sorted(ARCHS))
 # what Model.from_gguf runs besides: Mamba-2 + attention hybrids (slmkernels/model/hybrid.py)
@@ -296,7 +300,7 @@ def _build(reader: GGUFReader) -> ModelConfig:
         ls = _core.LayerSpec()
         ls.attention = at
         ls.ffn = ffn[i]
-        ls.activation = _core.FfnActivation.gelu_tanh if rules.activation == "gelu_tanh" else _core.FfnActivation.silu
+        ls.activation = getattr(_core.FfnActivation, rules.activation)
         layer_specs.append(ls)
     spec.layers = layer_specs
 

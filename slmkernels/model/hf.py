@@ -17,7 +17,14 @@ Architectures (the GGUF architecture each becomes):
 - Gemma3ForCausalLM, text only (gemma3: embeddings times sqrt(hidden), GeGLU, q/k norms,
   post-attention and post-FFN norms, sliding-window layers from ``layer_types`` with their own
   RoPE base; Gemma's RMSNorm multiplies by (1 + w), so 1 is added to every norm weight as
-  convert_hf_to_gguf.py's Gemma converters do).
+  convert_hf_to_gguf.py's Gemma converters do);
+- PhoneLMForCausalLM (BUPT's PhoneLM, mllmTeam/PhoneLM-0.5B/1.5B; the ``phonelm`` architecture
+  of this package, which llama.cpp does not have): a Llama block with rotate-half RoPE and a
+  ReLU-gated FFN, down(relu(gate(h)) * up(h)) (PhoneLMMLP of the published modeling_phonelm.py).
+  That modeling file also rounds RoPE's cos and sin to 8-bit steps (k / 127 of their largest
+  magnitude in the call; mllm's on-device IRoPE: k / 127), for phone NPUs; the exact float values
+  are used here (each cos/sin entry differs by at most 1/254; tests/test_hf.py measures the logit
+  difference that makes).
 
 config.json keys are read in both of transformers' spellings: ``rope_theta`` / ``rope_scaling``
 (and Gemma 3's ``rope_local_base_freq``), or v5's ``rope_parameters`` (one dict, or one per layer
@@ -38,12 +45,13 @@ import numpy as np
 import slmkernels as sk
 
 ARCHITECTURES = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2", "Qwen3ForCausalLM": "qwen3",
-                 "Gemma3ForCausalLM": "gemma3"}
+                 "Gemma3ForCausalLM": "gemma3", "PhoneLMForCausalLM": "phonelm"}
 # config.json's activation key, the value the architecture computes, and the default of the
-# architecture's config class when the key is absent
+# architecture's config class when the key is absent (PhoneLMConfig's is silu: refused)
 _ACTIVATION = {"llama": ("hidden_act", "silu", "silu"), "qwen2": ("hidden_act", "silu", "silu"),
                "qwen3": ("hidden_act", "silu", "silu"),
-               "gemma3": ("hidden_activation", "gelu_pytorch_tanh", "gelu_pytorch_tanh")}
+               "gemma3": ("hidden_activation", "gelu_pytorch_tanh", "gelu_pytorch_tanh"),
+               "phonelm": ("hidden_act", "relu", "silu")}
 # checkpoint tensors no forward pass reads (buffers older transformers versions saved)
 _IGNORED_SUFFIXES = (".rotary_emb.inv_freq",)
 FORMATS = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k")
@@ -363,7 +371,7 @@ def write_gguf(directory: str | os.PathLike[str], path: str | os.PathLike[str], 
             w.add_final_logit_softcapping(c["final_softcap"])
     if tok:
         w.add_tokenizer_model("gpt2")
-        w.add_tokenizer_pre({"qwen2": "qwen2", "qwen3": "qwen2"}.get(a, "default"))
+        w.add_tokenizer_pre({"qwen2": "qwen2", "qwen3": "qwen2", "phonelm": "smollm"}.get(a, "default"))
         w.add_token_list(tok["tokens"])
         w.add_token_types(tok["types"])
         w.add_token_merges(tok["merges"])
