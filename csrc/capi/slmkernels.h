@@ -41,17 +41,19 @@ typedef enum slmk_status {
 } slmk_status;
 
 /* GGUF block formats; the values are GGML type ids. Every enum here ends with a *_MAX_ENUM_
-   sentinel so its range is all of int32 in C and C++ alike: a caller's out-of-range value then
+   sentinel (and the input ones with a *_MIN_ENUM_ one, so negative ids such as -1 are in range
+   too) so its range is all of int32 in C and C++ alike: a caller's out-of-range value then
    reaches the library's own check (SLMK_ERR_FORMAT / SLMK_ERR_ARGUMENT) instead of being an
    invalid enum value in C++ (undefined behaviour; UBSan flagged it). */
 typedef enum slmk_format {
     SLMK_F32 = 0, SLMK_F16 = 1, SLMK_Q4_0 = 2, SLMK_Q4_1 = 3, SLMK_Q5_0 = 6, SLMK_Q5_1 = 7,
     SLMK_Q8_0 = 8, SLMK_Q4_K = 12, SLMK_Q5_K = 13, SLMK_Q6_K = 14, SLMK_BF16 = 30,
-    SLMK_FORMAT_MAX_ENUM_ = 0x7FFFFFFF
+    SLMK_FORMAT_MIN_ENUM_ = -0x7FFFFFFF - 1, SLMK_FORMAT_MAX_ENUM_ = 0x7FFFFFFF
 } slmk_format;
 
 typedef enum slmk_rope_mode {
-    SLMK_ROPE_NORMAL = 0, SLMK_ROPE_NEOX = 1, SLMK_ROPE_MODE_MAX_ENUM_ = 0x7FFFFFFF
+    SLMK_ROPE_NORMAL = 0, SLMK_ROPE_NEOX = 1,
+    SLMK_ROPE_MODE_MIN_ENUM_ = -0x7FFFFFFF - 1, SLMK_ROPE_MODE_MAX_ENUM_ = 0x7FFFFFFF
 } slmk_rope_mode;
 
 SLMK_API const char* slmk_version(void);    /* SLMK_VERSION_STRING of the library loaded */

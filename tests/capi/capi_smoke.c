@@ -116,6 +116,8 @@ int main(void) {
     EXPECT(slmk_attention(c, 0, seq, qq, 1, 3, 0.0f, ao) == SLMK_ERR_ARGUMENT);
     EXPECT(slmk_kvcache_extend(c, seq, 1000) == SLMK_ERR_CAPACITY);
     EXPECT(slmk_weights_create((slmk_format)99, w, 1, 32, 128, &pw) == SLMK_ERR_FORMAT && pw == NULL);
+    EXPECT(slmk_row_bytes((slmk_format)-1, 32) == 0);
+    EXPECT(slmk_rope(r_in, r_out, T, H, D, pos, 10000.0, (slmk_rope_mode)-7, 0) == SLMK_ERR_ARGUMENT);
     CHECK(slmk_set_num_threads(1));
     EXPECT(strlen(slmk_last_error()) == 0);
     slmk_kvcache_destroy(c);
