@@ -6,14 +6,27 @@ timed. Writes JSON and a markdown table.
     python bench/bench_gemm.py --threads 2 --json gemm.json --md gemm.md [--llama-bin PATH]
     python bench/bench_gemm.py --threads 1 --gemv-only --gemv-shape 4096x14336 --llama-bin PATH
 
+The GEMV table against llama.cpp: one process per format, the formats interleaved and the
+rounds repeated (each process measures ours and llama.cpp's back to back, with the machine's
+read bandwidth), then the runs merged into one table of medians:
+
+    for r in 1 2 3; do for f in q8_0 q4_0 q4_1 q5_0 q5_1 q4_k q5_k q6_k f16; do
+      python bench/bench_gemm.py --threads 1 --gemv-only --gemv-shape 4096x14336 --formats $f \
+        --llama-bin PATH --json runs/$r-$f.json --md /dev/null; done; done
+    python bench/bench_gemm.py --merge runs/*.json --md gemv.md
+
 GEMV rows come in three weight layouts: `packed` (sk.pack), `raw` (matmul on QuantizedTensors in
 GGUF layout: packed and cached on each tensor by its first call, so the steady state; the first
 call's time, packing included, is reported beside it) and `raw, repacked per call` (the cache
-dropped before every call: what every call cost before the cache).
+dropped before every call: what every call cost before the cache). Those cycle through distinct
+weight copies (2x the last-level cache at least), so weights stream from memory as in decoding;
+`packed, one copy` re-reads one copy as test-backend-ops does (its weights may partly stay in
+the last-level cache).
 
 --llama-bin: llama.cpp's test-backend-ops (built from the llama-cpp-python sdist); its own
-MUL_MAT timings on the same shapes and formats are read and put beside ours. Skipped when
-not given or not found.
+MUL_MAT timings (`perf -o MUL_MAT -p <this shape and format>`) are read and put beside ours,
+measured right after ours for each format. It runs on hardware_concurrency / 2 threads (1 on a
+2-core host), whatever --threads says: the JSON records both. Skipped when not given or not found.
 """
 
 from __future__ import annotations
@@ -63,11 +76,21 @@ def validate(x: np.ndarray, w_deq: np.ndarray, got: np.ndarray, block: int) -> f
     return float((np.abs(got - ref) / bound).max())
 
 
-def llama_backend_ops(binary: str, threads: int) -> dict:
-    """llama.cpp's own MUL_MAT timings: {(type, m, n, k): (us_per_run, gflops)}. ggml's MUL_MAT
-    is (k, m) weights x (k, n) activations, so its 'n' is our M and its 'm' our N."""
-    env = {**os.environ, "GGML_N_THREADS": str(threads)}
-    r = subprocess.run([binary, "perf", "-o", "MUL_MAT", "-b", "CPU"], capture_output=True, text=True, env=env, timeout=3600)
+# our format names -> ggml's type names (test-backend-ops' -p filter is case-sensitive: q4_K)
+LLAMA_TYPES = {f: f.replace("_k", "_K") for f in
+               ("f32", "f16", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_k", "q5_k", "q6_k")}
+
+
+def llama_backend_ops(binary: str, fmts: list[str], m: int, n: int, k: int) -> dict:
+    """llama.cpp's own MUL_MAT timings for our (M, N, K) in formats `fmts`:
+    {(type, m, n, k): (us_per_run, gflops)}. ggml's MUL_MAT is (k, m) weights x (k, n)
+    activations, so its 'n' is our M and its 'm' our N."""
+    types = "|".join(LLAMA_TYPES[f] for f in fmts if f in LLAMA_TYPES)
+    if not types:
+        return {}
+    flt = f"type_a=({types}),type_b=f32,m={n},n={m},k={k},"
+    r = subprocess.run([binary, "perf", "-o", "MUL_MAT", "-b", "CPU", "-p", flt], capture_output=True, text=True,
+                       timeout=3600)
     out = {}
     pat = re.compile(r"MUL_MAT\(type_a=(\w+),type_b=f32,m=(\d+),n=(\d+),k=(\d+),.*?:\s+(\d+) runs -\s+([\d.]+) us/run -.*?([\d.]+) (G|T)FLOPS")
     for line in r.stdout.splitlines():
@@ -76,6 +99,64 @@ def llama_backend_ops(binary: str, threads: int) -> dict:
             t, m_, n_, k_, _, us, fl, unit = mm.groups()
             out[(t.lower(), int(n_), int(m_), int(k_))] = (float(us), float(fl) * (1000 if unit == "T" else 1))
     return out
+
+
+def merge(paths: list[str], md: str) -> int:
+    """One GEMV table from several runs (rounds x formats): per format and layout the median time
+    over the runs, as % of the read bandwidth measured in the same run, and llama.cpp's."""
+    runs = [json.load(open(p)) for p in paths]
+    cells: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    first: dict[str, list[float]] = {}
+    nbytes: dict[str, int] = {}
+    for run in runs:
+        bw = run["meta"]["read_gb_per_s"]
+        for r in run["rows"]:
+            if r["kind"] != "gemv":
+                continue
+            f = r["format"]
+            nbytes[f] = r["weight_bytes"]
+            cells.setdefault((f, r["layout"]), []).append((r["seconds"], r["frac_bandwidth"]))
+            if "first_call_seconds" in r:
+                first.setdefault(f, []).append(r["first_call_seconds"])
+            if r["layout"] == "packed" and "llama_us" in r:
+                cells.setdefault((f, "llama.cpp"), []).append((r["llama_us"] * 1e-6, r["weight_bytes"] / r["llama_us"] / 1e3 / bw))
+
+    def med(v):
+        return float(np.median(v))
+
+    def cell(f, layout):
+        v = cells.get((f, layout))
+        if not v:
+            return "-"
+        t = [x[0] for x in v]
+        return f"{med(t)*1e3:.2f} ms ({min(t)*1e3:.2f}-{max(t)*1e3:.2f}), {med([x[1] for x in v]):.0%}"
+
+    layouts = ["packed", "packed, one copy", "raw", "raw, repacked per call", "llama.cpp"]
+    bws = [r["meta"]["read_gb_per_s"] for r in runs]
+    loads = [r["meta"]["load_average_before"] for r in runs] + [r["meta"]["load_average_after"] for r in runs]
+    m0 = runs[0]["meta"]
+    fmts = [f for f in dict.fromkeys(f for f, _ in cells)]
+    per = [len(cells[(f, "packed")]) for f in fmts if (f, "packed") in cells] or [0]
+    shape = next(f"1x{r['N']}x{r['K']}" for run in runs for r in run["rows"] if r["kind"] == "gemv")
+    lines = [f"GEMV {shape}, {m0['threads']} thread(s) ours ({m0['isa']}), llama.cpp test-backend-ops "
+             f"{m0.get('llama_threads') or '-'} thread(s); {len(runs)} runs, {min(per)}-{max(per)} per format, "
+             f"formats interleaved. Each cell: median time (min-max) and % of the read bandwidth measured in the same run "
+             f"({min(bws):.1f}-{max(bws):.1f} GB/s over the runs); load average {min(loads):.1f}-{max(loads):.1f}.", "",
+             "| format | weights | packed | packed, one copy | raw GGUF, cached | raw: first call | raw, repacked per call "
+             "| llama.cpp | llama.cpp / packed |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for f in fmts:
+        ratio = "-"
+        if cells.get((f, "llama.cpp")) and cells.get((f, "packed")):
+            ratio = f"{med([x[0] for x in cells[(f, 'llama.cpp')]]) / med([x[0] for x in cells[(f, 'packed')]]):.2f}x"
+        fc = f"{med(first[f])*1e3:.0f} ms" if f in first else "-"
+        lines.append(f"| {f} | {nbytes[f] / 2**20:.1f} MiB | {cell(f, 'packed')} | {cell(f, 'packed, one copy')} | "
+                     f"{cell(f, 'raw')} | {fc} | {cell(f, 'raw, repacked per call')} | {cell(f, 'llama.cpp')} | {ratio} |")
+    text = "\n".join(lines) + "\n"
+    with open(md, "w") as fh:
+        fh.write(text)
+    print(text)
+    return 0
 
 
 def main(argv=None) -> int:
@@ -89,7 +170,10 @@ def main(argv=None) -> int:
     ap.add_argument("--gemv-shape", default=f"{N}x{K}", help="N x K of the GEMV weights (test-backend-ops: 4096x14336)")
     ap.add_argument("--gemv-only", action="store_true", help="GEMV rows only (no GEMM, no call overhead)")
     ap.add_argument("--formats", default=",".join(GEMV_FORMATS), help="GEMV formats")
+    ap.add_argument("--merge", nargs="+", metavar="JSON", help="merge the GEMV rows of earlier runs into one table (--md)")
     args = ap.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.md)
     sk.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     rows = []
@@ -115,6 +199,10 @@ def main(argv=None) -> int:
     w_f32 = rng.standard_normal((gn, gk)).astype(np.float32)
     x1 = rng.standard_normal((1, gk)).astype(np.float32)
     out = np.empty((1, gn), np.float32)
+    binary = args.llama_bin
+    if binary and not os.path.exists(binary):
+        binary = shutil.which(binary)
+    llama = {}
 
     def gemv_row(fmt, layout, qt, t, spread, err, extra=None):
         gbs = qt.nbytes / t / 1e9
@@ -145,6 +233,9 @@ def main(argv=None) -> int:
         err = validate(x1, w_deq, sk.matmul(x1, mats[0]), block)
         t, spread = timeit(cycled(mats), args.min_time) if err <= 1.0 else (float("nan"), float("nan"))
         gemv_row(fmt, "packed", qt, t, spread, err)
+        # one copy read again and again, as test-backend-ops measures (part may stay in cache)
+        t, spread = timeit(cycled(mats[:1]), args.min_time) if err <= 1.0 else (float("nan"), float("nan"))
+        gemv_row(fmt, "packed, one copy", qt, t, spread, err)
         del mats
         # raw GGUF layout: each tensor's first call packs and caches; then the steady state
         first = []
@@ -167,6 +258,14 @@ def main(argv=None) -> int:
         t, spread = timeit(repack, args.min_time, min_reps=3)
         gemv_row(fmt, "raw, repacked per call", qt, t, spread, err)
         del raws
+        # llama.cpp on the same shape and format, right after ours
+        if binary and fmt in LLAMA_TYPES:
+            got = llama_backend_ops(binary, [fmt], 1, gn, gk)
+            llama.update(got)
+            for key, (us, _) in got.items():
+                gbs = qt.nbytes / (us * 1e-6) / 1e9
+                print(f"gemv {fmt} llama.cpp: {us:.0f} us, {gbs:.1f} GB/s = {gbs / bw['gb_per_s']:.0%} of read bandwidth",
+                      file=sys.stderr)
 
     # ---- GEMM vs numpy float32 on the dequantized weights ----
     for fmt in [] if args.gemv_only else GEMM_FORMATS:
@@ -205,23 +304,24 @@ def main(argv=None) -> int:
         print(f"per-call overhead (1x32 @ 32x16, out given): {overhead*1e6:.2f} us", file=sys.stderr)
 
     # ---- llama.cpp ----
-    llama = {}
-    binary = args.llama_bin
-    if binary and not os.path.exists(binary):
-        binary = shutil.which(binary)
     if binary:
-        llama = llama_backend_ops(binary, args.threads)
+        gemm_keys = {(r["format"], r["M"], r["N"], r["K"]) for r in rows if r["kind"] == "gemm"}
+        for fmt, m, n, k in sorted(gemm_keys):
+            llama.update(llama_backend_ops(binary, [fmt], m, n, k))
         for r in rows:
             key = (r["format"], r["M"], r["N"], r["K"])
             if key in llama:
                 r["llama_us"], r["llama_gflops"] = llama[key]
                 r["speedup_vs_llama"] = llama[key][0] / (r["seconds"] * 1e6)
+                if r["kind"] == "gemv":
+                    r["llama_frac_bandwidth"] = r["weight_bytes"] / (llama[key][0] * 1e-6) / 1e9 / bw["gb_per_s"]
     else:
         print("llama.cpp: skipped (no --llama-bin)", file=sys.stderr)
 
     meta = dict(machine=platform.machine(), isa=sk.get_isa(), threads=args.threads, version=sk.__version__,
                 read_gb_per_s=bw["gb_per_s"], int8_peak_gops=peak8["gops"], fp32_peak_gflops=peak32["gops"],
-                vnni_peak_gops=peak_vnni, load_average_before=load_before, load_average_after=os.getloadavg()[0])
+                vnni_peak_gops=peak_vnni, load_average_before=load_before, load_average_after=os.getloadavg()[0],
+                llama_threads=max(1, (os.cpu_count() or 2) // 2) if binary else None)
     with open(args.json, "w") as fh:
         json.dump(dict(meta=meta, rows=rows), fh, indent=1)
     lines = [f"Machine: {meta['machine']}, ISA {meta['isa']}, {args.threads} threads; read bandwidth "
