@@ -53,7 +53,10 @@ TEXT_CANDIDATES = ["/usr/share/common-licenses/GPL-3", "/usr/share/common-licens
 # no flash attention, so neither side quantizes or rounds what the other does not, and the
 # comparison is of each architecture's conventions (RoPE pairing and scaling, NoPE layers,
 # local/global windows, norms, biases, multipliers, fused tensors, tied or separate head).
-TINY_IDS = [1, 40, 7, 99, 23, 64, 12, 5, 77, 31, 18, 50, 200, 3, 150]  # 15: longer than every window
+TINY_IDS = [1, 40, 7, 99, 23, 64, 12, 5, 77, 31, 18, 50, 200, 3, 150]  # 15: longer than every window and conv
+# then decode steps, one token per call on both sides (the recurrent state of the Mamba-2 layers
+# carried from the prompt, the KV cache extended)
+TINY_DECODE = [11, 150, 2, 60]
 TINY_RTOL = 1e-3  # the issue's bar: max |logit diff| <= 1e-3 of the largest logit, argmax equal everywhere
 # variants llama.cpp cannot run, with the reason
 TINY_SKIP = {"mistral-window": "llama.cpp has no 'mistral' architecture (its converter writes Mistral as "
@@ -72,10 +75,12 @@ def write_tiny_files(tmp: Path) -> list[dict]:
             continue
         path = write_tiny_model(tmp / f"tiny-{name}.gguf", seed=3, **kw)
         # n_ctx 256: llama.cpp pads its context to a multiple of 256 (llama_context), so ask for that
-        files.append({"name": name, "kw": kw, "model": str(path), "ids": TINY_IDS, "n_ctx": 256})
+        files.append({"name": name, "kw": kw, "model": str(path), "ids": TINY_IDS, "decode": TINY_DECODE,
+                      "n_ctx": 256})
         if kw.get("longrope"):  # past the original context (context_length / 4): the long factors
             n = kw["context"] // 2
-            files.append({"name": f"{name} at n_ctx {n}", "kw": kw, "model": str(path), "ids": TINY_IDS, "n_ctx": n})
+            files.append({"name": f"{name} at n_ctx {n}", "kw": kw, "model": str(path), "ids": TINY_IDS,
+                          "decode": TINY_DECODE, "n_ctx": n})
     return files
 
 
@@ -97,6 +102,11 @@ def describe(kw: dict) -> str:
         parts.append(f"{kw['rope_scaling']['type']} scaling x{kw['rope_scaling']['factor']:g}")
     if kw.get("arch") == "smollm3":
         parts.append("NoPE every 4th layer")
+    if kw.get("layer_kinds"):
+        k = kw["layer_kinds"]
+        parts.append(f"layers {k} (M: Mamba-2, A: attention), d_state {kw.get('ssm_state', 16)}, "
+                     f"{kw.get('ssm_groups', 1)} group(s)" + ("" if kw.get("conv_bias", True) else ", no conv bias"))
+        parts.append("RoPE" if kw.get("rope") else "no RoPE")
     if kw.get("arch") == "phi3":
         parts.append("fused qkv" if kw.get("fused_qkv", True) else "separate q/k/v")
         parts.append("fused ffn_up [gate; up]")
@@ -109,7 +119,8 @@ def tiny_rows(files: list[dict], ref: list) -> list[dict]:
     for f, theirs in zip(files, ref):
         m = Model.from_gguf(f["model"], kv_dtype="f32", context=f["n_ctx"])
         s = m.new_sequence()
-        ours = np.asarray(m.forward(s, f["ids"], all_logits=True), np.float64)
+        ours = [m.forward(s, f["ids"], all_logits=True)] + [m.forward(s, [t])[None] for t in f.get("decode", [])]
+        ours = np.concatenate(ours).astype(np.float64)
         m.free(s)
         theirs = np.asarray(theirs, np.float64)
         rel = float(np.abs(ours - theirs).max() / np.abs(theirs).max())
@@ -117,15 +128,15 @@ def tiny_rows(files: list[dict], ref: list) -> list[dict]:
         rows.append({"variant": f["name"], "arch": f["kw"]["arch"], "features": describe(f["kw"]),
                      "n_layers": m.config.n_layers, "n_ctx": f["n_ctx"],
                      "max_abs_diff": float(np.abs(ours - theirs).max()), "max_logit": float(np.abs(theirs).max()),
-                     "rel_diff": rel, "argmax_same": same, "positions": len(f["ids"]),
-                     "ok": same == len(f["ids"]) and rel <= TINY_RTOL})
+                     "rel_diff": rel, "argmax_same": same, "positions": len(ours),
+                     "ok": same == len(ours) and rel <= TINY_RTOL})
     return rows
 
 
 def tiny_table(rows: list[dict]) -> list[str]:
     md = [f"Tiny random-weight files (float32 weights and KV cache on both sides), all-position logits of a "
-          f"{len(TINY_IDS)}-token prompt against llama.cpp; bar: argmax equal on every position and max |diff| "
-          f"<= {TINY_RTOL:g} of the largest logit.", "",
+          f"{len(TINY_IDS)}-token prompt, then {len(TINY_DECODE)} decode steps, against llama.cpp; bar: argmax "
+          f"equal on every position and max |diff| <= {TINY_RTOL:g} of the largest logit.", "",
           "| variant | architecture | what it exercises | layers | n_ctx | same argmax | max abs diff | "
           "of the largest logit | ok |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for t in rows:
@@ -333,7 +344,7 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="slmk-tiny-"))
     tiny_files = write_tiny_files(tmp)
     kld_files = write_kld_files(tmp)
-    tiny_req = [{k: f[k] for k in ("model", "ids", "n_ctx") if k in f} for f in tiny_files]
+    tiny_req = [{k: f[k] for k in ("model", "ids", "decode", "n_ctx") if k in f} for f in tiny_files]
     if not args.model:
         try:
             ref = run_peer(args.llama_python, {"threads": args.threads, "tiny": tiny_req})

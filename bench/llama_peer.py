@@ -57,7 +57,8 @@ def main() -> int:
                                "greedy_tokenwise": cont_tw, "gaps_tokenwise": gaps_tw})
     out["tiny"] = []
     for t in req.get("tiny", []):
-        # a tiny random-weight file: all-position logits of a fixed prompt, from an empty cache;
+        # a tiny random-weight file: all-position logits of a fixed prompt, from an empty cache,
+        # then of each decode step;
         # K and V cached as F32 and no flash attention (its CPU path casts K/V to F16), so that
         # neither side rounds anything the other does not
         n = t.get("n_ctx", 64)
@@ -65,7 +66,10 @@ def main() -> int:
         tl = Llama(model_path=t["model"], n_ctx=n, n_batch=n, n_ubatch=n, n_threads=req["threads"],
                    n_threads_batch=req["threads"], logits_all=True, flash_attn=False, verbose=False, **kv)
         tl.eval(t["ids"])
-        out["tiny"].append(np.array(tl.scores[: len(t["ids"])], dtype=np.float32).tolist())
+        for tok in t.get("decode", []):  # then decode steps, one token per call
+            tl.eval([tok])
+        n_out = len(t["ids"]) + len(t.get("decode", []))
+        out["tiny"].append(np.array(tl.scores[:n_out], dtype=np.float32).tolist())
         del tl
     if req.get("ppl_ids"):
         ids, chunk = req["ppl_ids"], req.get("ppl_chunk", 512)

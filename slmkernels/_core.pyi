@@ -222,34 +222,6 @@ def ssm_gated_rmsnorm(
     out: npt.NDArray[np.float32] | None = None,
 ) -> npt.NDArray[np.float32]: ...
 
-class Mamba2Mixer:
-    """One Mamba-2 mixer layer running on the recurrent state a KVCache keeps per sequence."""
-
-    def __init__(
-        self,
-        dims: dict[str, Any],
-        in_proj: PackedWeights,
-        conv_w: npt.NDArray[np.float32],
-        conv_b: npt.NDArray[np.float32] | None,
-        dt_bias: npt.NDArray[np.float32],
-        A: npt.NDArray[np.float32],
-        D: npt.NDArray[np.float32],
-        norm: npt.NDArray[np.float32],
-        out_proj: PackedWeights,
-    ) -> None: ...
-    @property
-    def state_floats(self) -> int: ...
-    def forward(
-        self,
-        cache: KVCache,
-        layer: int,
-        seqs: Any,
-        h: npt.NDArray[np.float32],
-        *,
-        chunked: bool = False,
-        snapshot_out: npt.NDArray[np.float32] | None = None,
-    ) -> npt.NDArray[np.float32]: ...
-
 class RopeMode(enum.Enum):
     normal = ...
     neox = ...
@@ -263,6 +235,7 @@ class RopeScaling(enum.Enum):
 
 class LayerKind(enum.Enum):
     attention = ...
+    mamba2 = ...
 
 class FfnActivation(enum.Enum):
     silu = ...
@@ -301,11 +274,30 @@ class AttentionSpec:
     softcap: float
     def __init__(self) -> None: ...
 
+class Mamba2Spec:
+    """A layer's Mamba-2 mixer: SSM heads, state size, groups, conv taps."""
+
+    n_heads: int
+    head_dim: int
+    d_state: int
+    n_groups: int
+    d_conv: int
+    @property
+    def d_inner(self) -> int: ...
+    @property
+    def conv_dim(self) -> int: ...
+    @property
+    def d_in_proj(self) -> int: ...
+    @property
+    def state_floats(self) -> int: ...
+    def __init__(self) -> None: ...
+
 class LayerSpec:
     """One layer of the step: its kind and hyperparameters."""
 
     kind: LayerKind
     attention: AttentionSpec
+    mamba2: Mamba2Spec
     ffn: int
     activation: FfnActivation
     def __init__(self) -> None: ...
@@ -322,6 +314,7 @@ class ModelSpec:
     residual_scale: float
     logit_scale: float
     final_logit_softcap: float
+    ssm_chunked_prefill: bool
     layers: LayerSpecList | list[LayerSpec]
     def __init__(self) -> None: ...
 
@@ -336,6 +329,14 @@ class LayerWeights:
     wo: PackedWeights | None
     wo_bias: npt.NDArray[np.float32] | None
     post_attention_norm: npt.NDArray[np.float32] | None
+    ssm_in: PackedWeights | None
+    ssm_conv1d: npt.NDArray[np.float32] | None
+    ssm_conv1d_bias: npt.NDArray[np.float32] | None
+    ssm_dt_bias: npt.NDArray[np.float32] | None
+    ssm_a: npt.NDArray[np.float32] | None
+    ssm_d: npt.NDArray[np.float32] | None
+    ssm_norm: npt.NDArray[np.float32] | None
+    ssm_out: PackedWeights | None
     ffn_norm: npt.NDArray[np.float32] | None
     gate_up: list[PackedWeights]
     gate_up_bias: npt.NDArray[np.float32] | None
@@ -359,6 +360,12 @@ class Transformer:
     ) -> None: ...
     @property
     def spec(self) -> ModelSpec: ...
+    @property
+    def n_attention_layers(self) -> int: ...
+    @property
+    def n_recurrent_layers(self) -> int: ...
+    @property
+    def state_floats(self) -> int: ...
     def forward(
         self, cache: KVCache, seq: int, ids: npt.NDArray[np.integer[Any]], all_logits: bool = False
     ) -> npt.NDArray[np.float32]: ...

@@ -26,6 +26,9 @@ llama.cpp's (src/models/<arch>.cpp, src/llama-model.cpp, gguf-py constants):
   logits soft-capped by final_logit_softcapping.
 - Granite: embeddings times embedding_scale, each residual branch times residual_scale, logits
   divided by logit_scale.
+- granitehybrid (Granite 4.0 H): granite's rules; a layer whose attention.head_count_kv entry is
+  0 mixes tokens with Mamba-2 (Dao & Gu 2024; tests/ssm_reference.py mamba2_mixer, sized by the
+  ssm.* keys) instead of attention, from a zero conv and SSM state.
 - FFN: down(silu(gate(h)) * up(h)) (SwiGLU, Shazeer 2020); phi3 stores [gate; up] in ffn_up;
   phonelm (BUPT's PhoneLM, as Model.from_pretrained writes it): down(relu(gate(h)) * up(h))
   (ReGLU, Shazeer 2020; PhoneLMMLP of modeling_phonelm.py), NeoX pairing.
@@ -39,9 +42,12 @@ import numpy as np
 from gguf import GGUFReader
 from gguf.quants import dequantize
 
+import ssm_reference
+
 NEOX = {"qwen2", "qwen3", "phi3", "gemma3", "phonelm"}
 WINDOW_ALL = {"llama", "mistral"}
-ROPE_FREQS = {"llama", "mistral", "granite"}
+GRANITE = {"granite", "granitehybrid"}
+ROPE_FREQS = {"llama", "mistral"} | GRANITE
 
 
 class ReferenceModel:
@@ -59,7 +65,15 @@ class ReferenceModel:
 
         self.n_heads = per_layer(f"{a}.attention.head_count")
         self.n_kv = per_layer(f"{a}.attention.head_count_kv", kv[f"{a}.attention.head_count"])
-        self.head_dim = int(kv.get(f"{a}.attention.key_length", self.hidden // self.n_heads[0]))
+        # granitehybrid: a head_count_kv entry of 0 marks a Mamba-2 layer
+        self.mamba = [a == "granitehybrid" and n == 0 for n in self.n_kv]
+        first = self.mamba.index(False)
+        self.head_dim = int(kv.get(f"{a}.attention.key_length", self.hidden // self.n_heads[first]))
+        if any(self.mamba):
+            heads = int(kv[f"{a}.ssm.time_step_rank"])
+            self.ssm = dict(n_heads=heads, head_dim=int(kv[f"{a}.ssm.inner_size"]) // heads,
+                            d_state=int(kv[f"{a}.ssm.state_size"]), n_groups=int(kv[f"{a}.ssm.group_count"]))
+            self.d_conv = int(kv[f"{a}.ssm.conv_kernel"])
         self.eps = float(kv[f"{a}.attention.layer_norm_rms_epsilon"])
         self.ctx_train = int(kv[f"{a}.context_length"])
         self.context = context or min(self.ctx_train, 4096)
@@ -87,7 +101,7 @@ class ReferenceModel:
         self.rope = [global_rope] * L
         if a == "smollm3":
             self.rope = [None if (i + 1) % 4 == 0 else global_rope for i in range(L)]
-        if a == "granite" and not kv.get(f"{a}.rope.scaling.finetuned", True):
+        if a in GRANITE and not kv.get(f"{a}.rope.scaling.finetuned", True):
             self.rope = [None] * L
 
         # sliding windows
@@ -104,7 +118,7 @@ class ReferenceModel:
                          for i in range(L)]
 
         # model-wide scales
-        g = a == "granite"
+        g = a in GRANITE
         self.emb_scale = (float(kv.get(f"{a}.embedding_scale", 0.0)) or 1.0) if g else 1.0
         self.res_scale = (float(kv.get(f"{a}.residual_scale", 0.0)) or 1.0) if g else 1.0
         self.logit_scale = float(kv.get(f"{a}.logit_scale", 1.0)) if g else 1.0
@@ -112,7 +126,7 @@ class ReferenceModel:
         self.final_softcap = 0.0
         if a == "gemma3":
             self.emb_scale = math.sqrt(self.hidden)
-            d = self.hidden / self.n_heads[0] if L == 62 else self.head_dim
+            d = self.hidden / self.n_heads[first] if L == 62 else self.head_dim
             self.attn_scale = 1.0 / math.sqrt(d)
             self.final_softcap = float(kv.get(f"{a}.final_logit_softcapping", 0.0))
         self.attn_softcap = attn_softcap
@@ -155,9 +169,43 @@ class ReferenceModel:
             y = y + self.t[bias]
         return y
 
+    def mamba2(self, h, p):
+        """A Mamba-2 layer over the whole sequence, from a zero state."""
+        s = self.ssm
+        conv_dim = s["n_heads"] * s["head_dim"] + 2 * s["n_groups"] * s["d_state"]
+        t = self.t
+        prm = dict(in_proj=t[p + "ssm_in.weight"], conv_w=t[p + "ssm_conv1d.weight"],
+                   conv_b=t.get(p + "ssm_conv1d.bias"), dt_bias=t[p + "ssm_dt.bias"], A=t[p + "ssm_a"].reshape(-1),
+                   D=t[p + "ssm_d"].reshape(-1), norm=t[p + "ssm_norm.weight"].reshape(-1),
+                   out_proj=t[p + "ssm_out.weight"])
+        out, _, _ = ssm_reference.mamba2_mixer(
+            h, prm, np.zeros((self.d_conv - 1, conv_dim)), np.zeros((s["n_heads"], s["head_dim"], s["d_state"])),
+            eps=self.eps, **s)
+        return out
+
     @staticmethod
     def gelu_tanh(x):
         return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+
+    def ffn(self, x, p):
+        """x + the layer's gated FFN branch (with its norms and residual scale)."""
+        h = self.rmsnorm(x, self.t[p + "ffn_norm.weight"])
+        if p + "ffn_gate.weight" in self.t:
+            gate = self.linear(h, p + "ffn_gate.weight", p + "ffn_gate.bias")
+            up = self.linear(h, p + "ffn_up.weight", p + "ffn_up.bias")
+        else:  # phi3: ffn_up holds [gate; up]
+            gu = self.linear(h, p + "ffn_up.weight")
+            gate, up = np.split(gu, 2, axis=1)
+        if self.arch == "gemma3":
+            act = self.gelu_tanh(gate)
+        elif self.arch == "phonelm":
+            act = np.maximum(gate, 0.0)  # ReGLU
+        else:
+            act = gate / (1 + np.exp(-gate))
+        f = self.linear(act * up, p + "ffn_down.weight", p + "ffn_down.bias")
+        if p + "post_ffw_norm.weight" in self.t:
+            f = self.rmsnorm(f, self.t[p + "post_ffw_norm.weight"])
+        return x + f * self.res_scale
 
     # ---- the pass ----
     def forward(self, ids):
@@ -171,6 +219,10 @@ class ReferenceModel:
             p = f"blk.{i}."
             H, KV = self.n_heads[i], self.n_kv[i]
             h = self.rmsnorm(x, self.t[p + "attn_norm.weight"])
+            if self.mamba[i]:
+                x = x + self.mamba2(h, p) * self.res_scale
+                x = self.ffn(x, p)
+                continue
             if p + "attn_qkv.weight" in self.t:
                 qkv = self.linear(h, p + "attn_qkv.weight", p + "attn_qkv.bias")
                 q, k, v = qkv[:, : H * D], qkv[:, H * D : (H + KV) * D], qkv[:, (H + KV) * D :]
@@ -200,23 +252,7 @@ class ReferenceModel:
             if p + "post_attention_norm.weight" in self.t:
                 o = self.rmsnorm(o, self.t[p + "post_attention_norm.weight"])
             x = x + o * self.res_scale
-            h = self.rmsnorm(x, self.t[p + "ffn_norm.weight"])
-            if p + "ffn_gate.weight" in self.t:
-                gate = self.linear(h, p + "ffn_gate.weight", p + "ffn_gate.bias")
-                up = self.linear(h, p + "ffn_up.weight", p + "ffn_up.bias")
-            else:  # phi3: ffn_up holds [gate; up]
-                gu = self.linear(h, p + "ffn_up.weight")
-                gate, up = np.split(gu, 2, axis=1)
-            if self.arch == "gemma3":
-                act = self.gelu_tanh(gate)
-            elif self.arch == "phonelm":
-                act = np.maximum(gate, 0.0)  # ReGLU
-            else:
-                act = gate / (1 + np.exp(-gate))
-            f = self.linear(act * up, p + "ffn_down.weight", p + "ffn_down.bias")
-            if p + "post_ffw_norm.weight" in self.t:
-                f = self.rmsnorm(f, self.t[p + "post_ffw_norm.weight"])
-            x = x + f * self.res_scale
+            x = self.ffn(x, p)
         x = self.rmsnorm(x, self.t["output_norm.weight"])
         w_out = self.t.get("output.weight", self.t["token_embd.weight"])
         logits = x @ w_out.T

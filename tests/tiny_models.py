@@ -7,8 +7,10 @@ architecture's graph reads (src/models/<arch>.cpp), in the layouts its converter
 (convert_hf_to_gguf.py: fused ``attn_qkv`` and ``ffn_up`` = [gate; up] for phi3, norms already
 shifted by +1 for gemma3, ...), with the layer patterns that matter: NoPE layers (smollm3: every
 4th), local/global layers (gemma3: ``sliding_window_pattern``), partial rotary and LongRoPE
-factors (phi3), per-layer head-count arrays (the dense Granite 4.0 conversion), biases, tied or
-separate output heads. Weights are float32 by default (``fmt`` picks a GGUF block format for
+factors (phi3), per-layer head-count arrays (the dense Granite 4.0 conversion), Mamba-2 layers
+between attention layers (granitehybrid: ``layer_kinds``, the ``ssm.*`` keys and ``ssm_*``
+tensors of convert_hf_to_gguf.py GraniteHybridModel / Mamba2Model), biases, tied or separate
+output heads. Weights are float32 by default (``fmt`` picks a GGUF block format for
 the matrices), with a byte-level BPE vocabulary (or a SentencePiece one, ``vocab="spm"``) and a
 ChatML template, so config, tokenizer and forward-pass tests need no download.
 
@@ -105,6 +107,13 @@ ARCH_VARIANTS: dict[str, dict[str, Any]] = {
     "phi3-separate": dict(arch="phi3", fused_qkv=False, tied=False),
     "granite": dict(arch="granite"),
     "granite4-dense": dict(arch="granite", kv_array=True, tied=False, bias=True),
+    # Granite 4.0 H: Mamba-2 (M) and attention (A) layers, no RoPE; d_inner = 2 hidden = 8 heads x 16
+    "granitehybrid": dict(arch="granitehybrid", layer_kinds="MMAMMA", tied=False),
+    "granitehybrid-groups2-tied": dict(arch="granitehybrid", layer_kinds="AMMM", ssm_groups=2, conv_bias=False),
+    "granitehybrid-state64": dict(arch="granitehybrid", layer_kinds="MAM", ssm_state=64, n_heads=2, n_kv=1,
+                                  tied=False),
+    # Bamba-style: RoPE on the attention layers (rope.scaling.finetuned absent), attention biases
+    "granitehybrid-rope": dict(arch="granitehybrid", layer_kinds="MAMA", rope=True, bias=True, tied=False),
     "phonelm": dict(arch="phonelm", n_kv=4, tied=False),  # PhoneLM-1.5B: as many KV heads as heads
 }
 
@@ -144,6 +153,13 @@ def write_tiny_model(
     skip_keys: tuple[str, ...] = (),
     tensor_shapes: dict[str, tuple[int, ...]] | None = None,
     skip_tensors: tuple[str, ...] = (),
+    layer_kinds: str | None = None,
+    ssm_heads: int = 8,
+    ssm_state: int = 16,
+    ssm_groups: int = 1,
+    d_conv: int = 4,
+    conv_bias: bool = True,
+    rope: bool = False,
 ) -> str:
     """Writes a tiny ``arch`` model to ``path`` and returns the path.
 
@@ -156,12 +172,23 @@ def write_tiny_model(
     tokens), "spm" (SentencePiece), "mini" / "mini-spm" (40 tokens, for the fuzz corpus). ``override(writer)`` runs after the standard keys, to add or replace
     metadata (GGUFWriter keeps the last value of a repeated key); ``skip_keys`` leaves keys out;
     ``tensor_shapes`` replaces the numpy shape of named tensors; ``skip_tensors`` leaves them out.
+
+    granitehybrid: ``layer_kinds`` one letter per layer, M (Mamba-2) or A (attention; it sets
+    n_layers); d_inner = 2 * hidden (Granite's expansion, which llama.cpp asserts) in ``ssm_heads``
+    heads, ``ssm_state``, ``ssm_groups``, ``d_conv`` taps, ``conv_bias``; ``rope`` leaves
+    rope.scaling.finetuned out (llama.cpp then applies RoPE, as for Bamba) instead of false.
     """
     import gguf
 
     import slmkernels as sk
 
     rng = np.random.default_rng(seed)
+    granite = arch in ("granite", "granitehybrid")
+    kinds = layer_kinds or "A" * n_layers
+    if arch == "granitehybrid":
+        n_layers = len(kinds)
+        kv_array = True  # head_count_kv per layer: 0 marks a Mamba-2 layer
+    d_inner = 2 * hidden
     hd = head_dim or hidden // n_heads
     rot = rope_dim or hd
     bias = (arch == "qwen2") if bias is None else bias
@@ -188,7 +215,8 @@ def write_tiny_model(
         a + "embedding_length": ("uint32", hidden),
         a + "feed_forward_length": ("uint32", ffn),
         a + "attention.head_count": ("uint32", n_heads),
-        a + "attention.head_count_kv": ("uint32", n_kv) if not kv_array else ("array", [n_kv] * n_layers),
+        a + "attention.head_count_kv": ("uint32", n_kv) if not kv_array else ("array", [n_kv if k == "A" else 0
+                                                                                       for k in kinds]),
         a + "rope.freq_base": ("float32", rope_base),
         a + "attention.layer_norm_rms_epsilon": ("float32", TINY["eps"]),
         a + "rope.dimension_count": ("uint32", rot),
@@ -210,13 +238,22 @@ def write_tiny_model(
         keys[a + "attention.sliding_window"] = ("uint32", window)
     if isinstance(swa_pattern, int):
         keys[a + "attention.sliding_window_pattern"] = ("uint32", swa_pattern)
-    if arch == "granite":
+    if granite:
         keys[a + "embedding_scale"] = ("float32", 12.0)
         keys[a + "residual_scale"] = ("float32", 0.22)
         keys[a + "attention.scale"] = ("float32", 0.0078125)
         keys[a + "logit_scale"] = ("float32", 8.0)
-        if kv_array:  # the dense Granite 4.0 conversion (GraniteHybridModel with no Mamba layer)
+        if kv_array and arch == "granite":  # the dense Granite 4.0 conversion (GraniteHybridModel with no Mamba layer)
             keys[a + "rope.scaling.finetuned"] = ("bool", True)
+    if arch == "granitehybrid":
+        keys[a + "context_length"] = ("uint32", 1 << 20)  # what the converter writes for models without RoPE
+        if not rope:
+            keys[a + "rope.scaling.finetuned"] = ("bool", False)  # Granite 4.0 H: no RoPE
+        keys[a + "ssm.conv_kernel"] = ("uint32", d_conv)
+        keys[a + "ssm.inner_size"] = ("uint32", d_inner)
+        keys[a + "ssm.state_size"] = ("uint32", ssm_state)
+        keys[a + "ssm.time_step_rank"] = ("uint32", ssm_heads)
+        keys[a + "ssm.group_count"] = ("uint32", ssm_groups)
     if final_softcap:
         keys[a + "final_logit_softcapping"] = ("float32", final_softcap)
     if rope_scaling:
@@ -256,10 +293,24 @@ def write_tiny_model(
     if longrope:
         vecs["rope_factors_short.weight"] = (rot // 2, 0.0)
         vecs["rope_factors_long.weight"] = (rot // 2, 0.0)
+    ssm_raw: dict[str, Callable[[], np.ndarray]] = {}  # Mamba-2 tensors of their own shapes and ranges
+    gs = ssm_groups * ssm_state
     for i in range(n_layers):
         b = f"blk.{i}."
         vecs[b + "attn_norm.weight"] = (h, 1.0)
         vecs[b + "ffn_norm.weight"] = (h, 1.0)
+        if kinds[i] == "M":
+            mats[b + "ssm_in.weight"] = (2 * d_inner + 2 * gs + ssm_heads, h)  # [z; x B C; dt]
+            mats[b + "ssm_out.weight"] = (h, d_inner)
+            mats.update({b + "ffn_gate.weight": (f, h), b + "ffn_up.weight": (f, h), b + "ffn_down.weight": (h, f)})
+            ssm_raw[b + "ssm_conv1d.weight"] = lambda: 0.5 * rng.standard_normal((d_inner + 2 * gs, d_conv))
+            if conv_bias:
+                ssm_raw[b + "ssm_conv1d.bias"] = lambda: 0.1 * rng.standard_normal(d_inner + 2 * gs)
+            ssm_raw[b + "ssm_dt.bias"] = lambda: rng.uniform(-2.0, 0.5, ssm_heads)
+            ssm_raw[b + "ssm_a"] = lambda: -np.exp(rng.uniform(-1.0, 1.5, (ssm_heads, 1)))  # -exp(A_log)
+            ssm_raw[b + "ssm_d"] = lambda: rng.standard_normal((ssm_heads, 1))
+            ssm_raw[b + "ssm_norm.weight"] = lambda: 1 + 0.1 * rng.standard_normal((ssm_groups, d_inner // ssm_groups))
+            continue
         if fused_qkv:
             mats[b + "attn_qkv.weight"] = (q + 2 * kv, h)
         else:
@@ -282,7 +333,7 @@ def write_tiny_model(
             mats[b + "ffn_gate.weight"] = (f, h)
             mats[b + "ffn_up.weight"] = (f, h)
         mats[b + "ffn_down.weight"] = (h, f)
-        if bias and arch in ("llama", "mistral", "granite"):
+        if bias and arch in ("llama", "mistral", "granite", "granitehybrid"):
             vecs.update({b + "attn_output.bias": (h, 0.0), b + "ffn_gate.bias": (f, 0.0), b + "ffn_up.bias": (f, 0.0),
                          b + "ffn_down.bias": (h, 0.0)})
 
@@ -316,6 +367,11 @@ def write_tiny_model(
             x = np.exp(rng.uniform(0.0, 1.4, shape))
         else:
             x = centre + (0.1 if centre else 0.5) * rng.standard_normal(shape)
+        w.add_tensor(name, x.astype(np.float32))
+    for name, make in ssm_raw.items():
+        if name in skip_tensors:
+            continue
+        x = rng.standard_normal(shapes.pop(name)) if name in shapes else make()
         w.add_tensor(name, x.astype(np.float32))
     for name, shape in shapes.items():  # a shape for a tensor the architecture does not have
         w.add_tensor(name, rng.standard_normal(shape).astype(np.float32))

@@ -56,6 +56,10 @@ std::vector<std::shared_ptr<const PackedMatrix>> packed_list(py::handle seq, con
     return out;
 }
 
+py::object packed_or_none(const std::shared_ptr<const PackedMatrix>& m) {
+    return m ? py::cast(PackedWeights{std::const_pointer_cast<PackedMatrix>(m)}) : py::none();
+}
+
 py::list packed_py(const std::vector<std::shared_ptr<const PackedMatrix>>& v) {
     py::list out;
     for (const auto& m : v) out.append(PackedWeights{std::const_pointer_cast<PackedMatrix>(m)});
@@ -71,6 +75,12 @@ const char* scaling_name(RopeScaling s) {
         case RopeScaling::LongRope: return "longrope";
     }
     return "?";
+}
+
+std::string repr(const Mamba2Spec& s) {
+    return "Mamba2Spec(heads=" + std::to_string(s.n_heads) + ", head_dim=" + std::to_string(s.head_dim) +
+           ", d_state=" + std::to_string(s.d_state) + ", groups=" + std::to_string(s.n_groups) +
+           ", d_conv=" + std::to_string(s.d_conv) + ")";
 }
 
 std::string repr(const AttentionSpec& a) {
@@ -112,7 +122,9 @@ void bind_model(py::module_& m) {
         .value("yarn", RopeScaling::Yarn)
         .value("llama3", RopeScaling::Llama3)
         .value("longrope", RopeScaling::LongRope);
-    py::enum_<LayerKind>(m, "LayerKind", "What mixes tokens in a layer").value("attention", LayerKind::Attention);
+    py::enum_<LayerKind>(m, "LayerKind", "What mixes tokens in a layer")
+        .value("attention", LayerKind::Attention, "attention over the KV cache")
+        .value("mamba2", LayerKind::Mamba2, "a Mamba-2 state-space mixer over the cache's recurrent state");
     py::enum_<FfnActivation>(m, "FfnActivation", "The gated FFN's activation")
         .value("silu", FfnActivation::SiLU, "SwiGLU: silu(gate) * up")
         .value("gelu_tanh", FfnActivation::GeluTanh, "GeGLU: gelu_tanh(gate) * up")
@@ -153,18 +165,33 @@ void bind_model(py::module_& m) {
     num_field(attn, "softcap", &AttentionSpec::softcap, "attention logit soft-cap (0: none)");
     attn.def("__repr__", [](const AttentionSpec& a) { return repr(a); });
 
+    py::class_<Mamba2Spec> mamba(m, "Mamba2Spec", "A layer's Mamba-2 mixer: SSM heads, state size, groups, conv taps");
+    mamba.def(py::init<>());
+    num_field(mamba, "n_heads", &Mamba2Spec::n_heads, "SSM heads (ssm.time_step_rank)");
+    num_field(mamba, "head_dim", &Mamba2Spec::head_dim, "values per SSM head (ssm.inner_size / n_heads)");
+    num_field(mamba, "d_state", &Mamba2Spec::d_state, "state size (ssm.state_size)");
+    num_field(mamba, "n_groups", &Mamba2Spec::n_groups, "B/C groups (ssm.group_count)");
+    num_field(mamba, "d_conv", &Mamba2Spec::d_conv, "conv taps (ssm.conv_kernel)");
+    mamba.def_property_readonly("d_inner", &Mamba2Spec::d_inner)
+        .def_property_readonly("conv_dim", &Mamba2Spec::conv_dim)
+        .def_property_readonly("d_in_proj", &Mamba2Spec::d_in_proj)
+        .def_property_readonly("state_floats", &Mamba2Spec::state_floats, "one sequence's conv + SSM state")
+        .def("__repr__", [](const Mamba2Spec& s) { return repr(s); });
+
     py::class_<LayerSpec> layer(m, "LayerSpec", "One layer of the step: its kind and hyperparameters");
     layer.def(py::init<>())
         .def_readwrite("kind", &LayerSpec::kind)
-        .def_readwrite("attention", &LayerSpec::attention)
+        .def_readwrite("attention", &LayerSpec::attention, "attention layers")
+        .def_readwrite("mamba2", &LayerSpec::mamba2, "Mamba-2 layers")
         .def_readwrite("activation", &LayerSpec::activation);
     num_field(layer, "ffn", &LayerSpec::ffn, "gated FFN inner size");
     layer.def("__repr__", [](const LayerSpec& l) {
-        return "LayerSpec(attention=" + repr(l.attention) + ", ffn=" + std::to_string(l.ffn) + ", " +
-               (l.activation == FfnActivation::SiLU       ? "silu"
-                : l.activation == FfnActivation::GeluTanh ? "gelu_tanh"
-                                                          : "relu") +
-               ")";
+        const char* act = l.activation == FfnActivation::SiLU       ? "silu"
+                          : l.activation == FfnActivation::GeluTanh ? "gelu_tanh"
+                                                                     : "relu";
+        const std::string mixer =
+            l.kind == LayerKind::Mamba2 ? "mamba2=" + repr(l.mamba2) : "attention=" + repr(l.attention);
+        return "LayerSpec(" + mixer + ", ffn=" + std::to_string(l.ffn) + ", " + act + ")";
     });
     py::bind_vector<std::vector<LayerSpec>>(m, "LayerSpecList");
     py::implicitly_convertible<py::list, std::vector<LayerSpec>>();
@@ -178,7 +205,9 @@ void bind_model(py::module_& m) {
     num_field(model, "residual_scale", &ModelSpec::residual_scale, "x += residual_scale * branch");
     num_field(model, "logit_scale", &ModelSpec::logit_scale, "logits = head(x) / logit_scale");
     num_field(model, "final_logit_softcap", &ModelSpec::final_logit_softcap, "logits = cap tanh(logits / cap)");
-    model.def_readwrite("layers", &ModelSpec::layers)
+    model.def_readwrite("ssm_chunked_prefill", &ModelSpec::ssm_chunked_prefill,
+                        "Mamba-2 layers: prompts run the chunked scan (off: the token-by-token recurrence)")
+        .def_readwrite("layers", &ModelSpec::layers)
         .def("__repr__", [](const ModelSpec& s) {
             return "ModelSpec(hidden=" + std::to_string(s.hidden) + ", vocab=" + std::to_string(s.vocab) + ", " +
                    std::to_string(s.layers.size()) + " layers)";
@@ -202,6 +231,17 @@ void bind_model(py::module_& m) {
     SLMK_VEC(down_bias);
     SLMK_VEC(post_ffn_norm);
 #undef SLMK_VEC
+#define SLMK_MVEC(name, field, doc)                                                                      \
+    lw.def_property(                                                                                     \
+        name, [](const LayerWeights& w) { return f32_array(w.mamba2.field); },                           \
+        [](LayerWeights& w, py::handle v) { w.mamba2.field = f32_vector(v, name); }, doc)
+    SLMK_MVEC("ssm_conv1d", conv_w, "Mamba-2 conv taps (d_conv * conv_dim), tap-major: tap d_conv-1 the newest");
+    SLMK_MVEC("ssm_conv1d_bias", conv_b, "Mamba-2 conv bias (conv_dim)");
+    SLMK_MVEC("ssm_dt_bias", dt_bias, "Mamba-2 time-step bias (n_heads)");
+    SLMK_MVEC("ssm_a", A, "Mamba-2 A = -exp(A_log) (n_heads)");
+    SLMK_MVEC("ssm_d", D, "Mamba-2 skip D (n_heads)");
+    SLMK_MVEC("ssm_norm", norm, "Mamba-2 gated RMSNorm weight (d_inner)");
+#undef SLMK_MVEC
     lw.def_property(
           "qkv", [](const LayerWeights& w) { return packed_py(w.qkv); },
           [](LayerWeights& w, py::handle v) { w.qkv = packed_list(v, "qkv"); }, "[fused q;k;v] or [q, k, v]")
@@ -213,7 +253,13 @@ void bind_model(py::module_& m) {
             [](LayerWeights& w, py::handle v) { w.wo = packed(v, "wo"); })
         .def_property(
             "down", [](const LayerWeights& w) { return w.down ? py::cast(PackedWeights{std::const_pointer_cast<PackedMatrix>(w.down)}) : py::none(); },
-            [](LayerWeights& w, py::handle v) { w.down = packed(v, "down"); });
+            [](LayerWeights& w, py::handle v) { w.down = packed(v, "down"); })
+        .def_property(
+            "ssm_in", [](const LayerWeights& w) { return packed_or_none(w.mamba2.in_proj); },
+            [](LayerWeights& w, py::handle v) { w.mamba2.in_proj = packed(v, "ssm_in"); }, "Mamba-2 in_proj (d_in_proj, hidden)")
+        .def_property(
+            "ssm_out", [](const LayerWeights& w) { return packed_or_none(w.mamba2.out_proj); },
+            [](LayerWeights& w, py::handle v) { w.mamba2.out_proj = packed(v, "ssm_out"); }, "Mamba-2 out_proj (hidden, d_inner)");
 
     py::class_<PyTransformer>(m, "Transformer", "A decoder whose whole step runs in C++ (built by slmkernels.Model).")
         .def(py::init([](const ModelSpec& spec, py::sequence layers, py::handle out_norm, py::handle head,
@@ -239,6 +285,12 @@ void bind_model(py::module_& m) {
              py::arg("spec"), py::arg("layers"), py::arg("out_norm"), py::arg("head"), py::arg("head_bias"),
              py::arg("embd"), py::arg("n_ctx"))
         .def_property_readonly("spec", [](const PyTransformer& self) { return self.t->spec(); })
+        .def_property_readonly("n_attention_layers", [](const PyTransformer& self) { return self.t->n_attention_layers(); },
+                               "layers of the KV cache it runs on")
+        .def_property_readonly("n_recurrent_layers", [](const PyTransformer& self) { return self.t->n_recurrent_layers(); },
+                               "recurrent (Mamba-2) layers of the KV cache it runs on")
+        .def_property_readonly("state_floats", [](const PyTransformer& self) { return self.t->state_floats(); },
+                               "floats of one recurrent layer's state (0: none)")
         .def(
             "forward",
             [](PyTransformer& self, KVCache& cache, int64_t seq, py::handle ids, bool all_logits) {

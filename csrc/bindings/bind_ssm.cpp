@@ -14,7 +14,6 @@
 #include "core/registry.h"
 #include "gemm/gemm_driver.h"
 #include "kvcache/kvcache.h"
-#include "model/mamba2.h"
 #include "ssm/ssm.h"
 
 namespace slmk {
@@ -206,109 +205,6 @@ void bind_ssm(py::module_& m) {
         py::arg("y"), py::arg("z"), py::arg("w"), py::arg("n_groups"), py::arg("eps"), py::kw_only(),
         py::arg("out") = py::none(),
         "Mamba-2's output norm: RMSNorm of y * silu(z) over each of n_groups channel groups, times w.");
-
-    py::class_<Mamba2Mixer>(m, "Mamba2Mixer",
-                            "One Mamba-2 mixer layer (in_proj, conv1d, selective scan, gated norm, out_proj) "
-                            "running on the recurrent state a KVCache keeps for each sequence.")
-        .def(py::init([](py::dict dims, const PackedWeights& in_proj, py::handle conv_w, py::handle conv_b,
-                         py::handle dt_bias, py::handle A, py::handle D, py::handle norm, const PackedWeights& out_proj) {
-                 Mamba2Dims d;
-                 d.hidden = dims["hidden"].cast<int>();
-                 d.n_heads = dims["n_heads"].cast<int>();
-                 d.head_dim = dims["head_dim"].cast<int>();
-                 d.d_state = dims["d_state"].cast<int>();
-                 d.n_groups = dims["n_groups"].cast<int>();
-                 d.d_conv = dims["d_conv"].cast<int>();
-                 d.eps = dims["eps"].cast<float>();
-                 auto vec = [](py::handle h, const char* name) {
-                     Arr a = require_f32(h, name);
-                     return std::vector<float>(a.data(), a.data() + a.size());
-                 };
-                 Mamba2Weights w;
-                 w.in_proj = in_proj.m;
-                 w.out_proj = out_proj.m;
-                 Arr cw = require_f32(conv_w, "conv_w");
-                 if (cw.ndim() != 2 || cw.shape(1) != d.d_conv)
-                     throw py::value_error("conv_w must be (conv_dim, d_conv=" + std::to_string(d.d_conv) + "), got " +
-                                           shape_str(cw));
-                 const int64_t C = cw.shape(0);
-                 w.conv_w.resize(static_cast<size_t>(C * d.d_conv));
-                 for (int64_t c = 0; c < C; ++c)
-                     for (int j = 0; j < d.d_conv; ++j) w.conv_w[j * C + c] = cw.data()[c * d.d_conv + j];
-                 if (!conv_b.is_none()) w.conv_b = vec(conv_b, "conv_b");
-                 w.dt_bias = vec(dt_bias, "dt_bias");
-                 w.A = vec(A, "A");
-                 w.D = vec(D, "D");
-                 w.norm = vec(norm, "norm");
-                 try {
-                     return std::make_unique<Mamba2Mixer>(d, std::move(w));
-                 } catch (const std::invalid_argument& e) {
-                     throw py::value_error(e.what());
-                 }
-             }),
-             py::arg("dims"), py::arg("in_proj"), py::arg("conv_w"), py::arg("conv_b"), py::arg("dt_bias"), py::arg("A"),
-             py::arg("D"), py::arg("norm"), py::arg("out_proj"))
-        .def_property_readonly("state_floats", [](const Mamba2Mixer& mx) { return mx.dims().state_floats(); })
-        .def(
-            "forward",
-            [](Mamba2Mixer& mx, KVCache& cache, int layer, py::handle seqs, py::handle h, bool chunked,
-               py::handle snapshot_out) {
-                const Mamba2Dims& d = mx.dims();
-                auto sa = py::array_t<int64_t, py::array::c_style | py::array::forcecast | kNpyAligned>::ensure(seqs);
-                if (!sa || sa.ndim() != 1 || sa.shape(0) < 1) throw py::value_error("seqs must be a non-empty 1-D int array");
-                Arr ha = require_f32(h, "h");
-                const int64_t n = sa.shape(0);
-                if (ha.ndim() != 2 || ha.shape(1) != d.hidden || ha.shape(0) < n || ha.shape(0) % n != 0)
-                    throw py::value_error("h must be (rows, hidden=" + std::to_string(d.hidden) +
-                                          ") with the same number of rows for each sequence, got " + shape_str(ha));
-                const int64_t per = ha.shape(0) / n;
-                if (cache.recurrent.state_floats != d.state_floats())
-                    throw py::value_error("the cache's recurrent_state_floats (" +
-                                          std::to_string(cache.recurrent.state_floats) + ") is not this layer's (" +
-                                          std::to_string(d.state_floats()) + ")");
-                for (int64_t i = 0; i < n; ++i)
-                    for (int64_t j = 0; j < i; ++j)
-                        if (sa.at(i) == sa.at(j)) throw py::value_error("seqs must be distinct");
-                float* snap = nullptr;
-                Arr snap_arr;
-                if (!snapshot_out.is_none()) {
-                    snap_arr = writable(snapshot_out, "snapshot_out");
-                    want_shape(snap_arr, "snapshot_out", {d.state_floats()}, dims({d.state_floats()}));
-                    if (n != 1 || per < 2)
-                        throw py::value_error("snapshot_out needs one sequence of at least two rows");
-                    snap = snap_arr.mutable_data();
-                }
-                Arr out({ha.shape(0), static_cast<py::ssize_t>(d.hidden)});
-                {
-                    std::shared_lock<std::shared_mutex> lk(cache.mu);  // unknown sequence or layer: raise here
-                    for (int64_t i = 0; i < n; ++i) cache.state(sa.at(i), layer);
-                }
-                const float* hp = ha.data();
-                float* op = out.mutable_data();
-                const int64_t* sp = sa.data();
-                {
-                    // the cache's lock is taken without the GIL and dropped before it is re-taken
-                    // (a thread holding the GIL may be waiting for the lock)
-                    py::gil_scoped_release rel;
-                    std::unique_lock<std::shared_mutex> lk(cache.mu);
-                    std::vector<Mamba2Segment> segs;
-                    for (int64_t i = 0; i < n; ++i) {
-                        float* st = cache.state(sp[i], layer);
-                        if (snap) {  // the state before the last row, then the last row
-                            segs.push_back({0, per - 1, st, snap});
-                            segs.push_back({per - 1, 1, st, nullptr});
-                        } else {
-                            segs.push_back({i * per, per, st, nullptr});
-                        }
-                    }
-                    mx.forward(kernels(), hp, ha.shape(0), segs, chunked, op);
-                }
-                return out;
-            },
-            py::arg("cache"), py::arg("layer"), py::arg("seqs"), py::arg("h"), py::kw_only(), py::arg("chunked") = false,
-            py::arg("snapshot_out") = py::none(),
-            "out (rows, hidden) of the mixer on h (rows, hidden, normed): rows are len(seqs) equal runs, one per "
-            "sequence, each advancing that sequence's state of recurrent layer `layer` in the cache.");
 }
 
 }  // namespace slmk

@@ -82,59 +82,94 @@ Transformer::Transformer(ModelSpec spec, std::vector<LayerWeights> layers, std::
         const int l = static_cast<int>(li);
         const LayerSpec& S = s.layers[li];
         const LayerWeights& W = layers_[li];
-        const AttentionSpec& A = S.attention;
-        if (S.kind != LayerKind::Attention) bad(l, "unknown layer kind");
-        if (A.n_heads <= 0 || A.n_kv_heads <= 0 || A.head_dim <= 0 || A.n_heads % A.n_kv_heads)
-            bad(l, "n_heads must be a positive multiple of n_kv_heads, head_dim positive");
+        const int64_t hid = s.hidden, F = S.ffn;
         if (S.ffn <= 0) bad(l, "ffn must be positive");
-        if (A.window < 0 || !(A.scale >= 0) || !std::isfinite(A.scale) || !(A.softcap >= 0) || !std::isfinite(A.softcap))
-            bad(l, "window, scale and softcap must be >= 0");
-        const int64_t H = A.n_heads, KV = A.n_kv_heads, D = A.head_dim, hid = s.hidden, F = S.ffn;
+        if (S.activation != FfnActivation::SiLU && S.activation != FfnActivation::GeluTanh &&
+            S.activation != FfnActivation::ReLU)
+            bad(l, "unknown FFN activation");
         check_vec(W.attn_norm, hid, true, l, "attn_norm");
-        check_vec(W.q_norm, D, false, l, "q_norm");
-        check_vec(W.k_norm, D, false, l, "k_norm");
-        check_stack(W.qkv, {H * D, KV * D, KV * D}, hid, l, "qkv");
-        check_vec(W.qkv_bias, (H + 2 * KV) * D, false, l, "qkv_bias");
-        check_stack({W.wo}, {hid}, H * D, l, "wo");
-        check_vec(W.wo_bias, hid, false, l, "wo_bias");
-        check_vec(W.post_attention_norm, hid, false, l, "post_attention_norm");
         check_vec(W.ffn_norm, hid, true, l, "ffn_norm");
         check_stack(W.gate_up, {F, F}, hid, l, "gate_up");
         check_vec(W.gate_up_bias, 2 * F, false, l, "gate_up_bias");
         check_stack({W.down}, {hid}, F, l, "down");
         check_vec(W.down_bias, hid, false, l, "down_bias");
         check_vec(W.post_ffn_norm, hid, false, l, "post_ffn_norm");
-        if (A.rope) {
-            if (A.rope_spec.rotary_dim > A.head_dim)
-                bad(l, "rotary_dim " + std::to_string(A.rope_spec.rotary_dim) + " exceeds head_dim " +
-                           std::to_string(A.head_dim));
-            try {
-                rope_.push_back(rope_table(rope_config(A.rope_spec, n_ctx)));
-            } catch (const std::invalid_argument& e) {
-                bad(l, e.what());
+        switch (S.kind) {
+            case LayerKind::Attention: {
+                cache_layer_.push_back(n_kv_++);
+                const AttentionSpec& A = S.attention;
+                if (A.n_heads <= 0 || A.n_kv_heads <= 0 || A.head_dim <= 0 || A.n_heads % A.n_kv_heads)
+                    bad(l, "n_heads must be a positive multiple of n_kv_heads, head_dim positive");
+                if (A.window < 0 || !(A.scale >= 0) || !std::isfinite(A.scale) || !(A.softcap >= 0) ||
+                    !std::isfinite(A.softcap))
+                    bad(l, "window, scale and softcap must be >= 0");
+                const int64_t H = A.n_heads, KV = A.n_kv_heads, D = A.head_dim;
+                check_vec(W.q_norm, D, false, l, "q_norm");
+                check_vec(W.k_norm, D, false, l, "k_norm");
+                check_stack(W.qkv, {H * D, KV * D, KV * D}, hid, l, "qkv");
+                check_vec(W.qkv_bias, (H + 2 * KV) * D, false, l, "qkv_bias");
+                check_stack({W.wo}, {hid}, H * D, l, "wo");
+                check_vec(W.wo_bias, hid, false, l, "wo_bias");
+                check_vec(W.post_attention_norm, hid, false, l, "post_attention_norm");
+                if (A.rope) {
+                    if (A.rope_spec.rotary_dim > A.head_dim)
+                        bad(l, "rotary_dim " + std::to_string(A.rope_spec.rotary_dim) + " exceeds head_dim " +
+                                   std::to_string(A.head_dim));
+                    try {
+                        rope_.push_back(rope_table(rope_config(A.rope_spec, n_ctx)));
+                    } catch (const std::invalid_argument& e) {
+                        bad(l, e.what());
+                    }
+                } else {
+                    rope_.push_back(nullptr);
+                }
+                AttnOptions opt;
+                opt.scale = A.scale;
+                opt.window = A.window;
+                opt.softcap = A.softcap;
+                attn_opt_.push_back(opt);
+                break;
             }
-        } else {
-            rope_.push_back(nullptr);
+            case LayerKind::Mamba2: {
+                cache_layer_.push_back(n_rec_++);
+                if (!W.qkv.empty() || W.wo || !W.q_norm.empty() || !W.k_norm.empty() || !W.qkv_bias.empty() ||
+                    !W.wo_bias.empty() || !W.post_attention_norm.empty())
+                    bad(l, "a Mamba-2 layer has no attention weights");
+                mamba2_check(S.mamba2, s.hidden, W.mamba2, "layer " + std::to_string(l) + ": ");
+                // the cache keeps one state size for every recurrent layer
+                if (state_floats_ && state_floats_ != S.mamba2.state_floats())
+                    bad(l, "its Mamba-2 state (" + std::to_string(S.mamba2.state_floats()) +
+                               " floats) differs from an earlier layer's (" + std::to_string(state_floats_) +
+                               "): unsupported");
+                state_floats_ = S.mamba2.state_floats();
+                rope_.push_back(nullptr);
+                attn_opt_.emplace_back();
+                break;
+            }
+            default:
+                bad(l, "unknown layer kind");
         }
-        AttnOptions opt;
-        opt.scale = A.scale;
-        opt.window = A.window;
-        opt.softcap = A.softcap;
-        attn_opt_.push_back(opt);
     }
+    if (n_kv_ == 0) bad(-1, "a model needs at least one attention layer (the KV cache holds its positions)");
 }
 
 void Transformer::check_cache(const KVCache& cache) const {
-    if (cache.n_layers != static_cast<int>(spec_.layers.size()))
+    if (cache.n_layers != n_kv_)
         throw std::invalid_argument("the KV cache has " + std::to_string(cache.n_layers) + " layers, the model " +
-                                    std::to_string(spec_.layers.size()));
+                                    std::to_string(n_kv_) + " attention layers");
+    if (cache.recurrent.n_layers != n_rec_ || (n_rec_ && cache.recurrent.state_floats != state_floats_))
+        throw std::invalid_argument("the KV cache has " + std::to_string(cache.recurrent.n_layers) +
+                                    " recurrent layers of " + std::to_string(cache.recurrent.state_floats) +
+                                    " floats, the model " + std::to_string(n_rec_) + " Mamba-2 layers of " +
+                                    std::to_string(state_floats_));
     for (size_t li = 0; li < spec_.layers.size(); ++li) {
+        if (spec_.layers[li].kind != LayerKind::Attention) continue;
         const AttentionSpec& A = spec_.layers[li].attention;
         if (cache.n_kv_heads != A.n_kv_heads || cache.head_dim != A.head_dim)
             throw std::invalid_argument("layer " + std::to_string(li) + " needs a KV cache of " +
                                         std::to_string(A.n_kv_heads) + " heads of " + std::to_string(A.head_dim) +
                                         " values");
-        const int64_t cw = cache.windows[li];
+        const int64_t cw = cache.windows[cache_layer_[li]];
         if (cw != 0 && (A.window == 0 || A.window > cw))
             throw std::invalid_argument("layer " + std::to_string(li) + "'s KV cache window " + std::to_string(cw) +
                                         " is smaller than the layer's attention window");
@@ -169,8 +204,8 @@ void add_bias(float* y, int64_t ld, int64_t T, const std::vector<float>& bias) {
 
 }  // namespace
 
-template <typename Attend>
-void Transformer::run(const int64_t* ids, int64_t T, int64_t first, float* logits, Attend attend) {
+template <typename Attend, typename Mix>
+void Transformer::run(const int64_t* ids, int64_t T, int64_t first, float* logits, Attend attend, Mix mix) {
     const KernelTable& kern = kernels();
     const ModelSpec& s = spec_;
     const int64_t hid = s.hidden;
@@ -191,37 +226,43 @@ void Transformer::run(const int64_t* ids, int64_t T, int64_t first, float* logit
     for (size_t li = 0; li < layers_.size(); ++li) {
         const LayerWeights& L = layers_[li];
         const LayerSpec& S = s.layers[li];
-        const int64_t H = S.attention.n_heads, KV = S.attention.n_kv_heads, D = S.attention.head_dim, F = S.ffn;
-        const int64_t qkv_w = (H + 2 * KV) * D;
-        qkv_.resize(T * qkv_w);
-        q_.resize(T * H * D);
-        k_.resize(T * KV * D);
-        v_.resize(T * KV * D);
-        att_.resize(T * H * D);
+        const int64_t F = S.ffn;
         gu_.resize(T * 2 * F);
         f_.resize(T * F);
-
-        // ---- attention ----
         rmsnorm(kern, x_.data(), hid, L.attn_norm.data(), h_.data(), hid, T, hid, s.eps);
-        project(L.qkv, h_.data(), T, qkv_.data(), qkv_w);
-        add_bias(qkv_.data(), qkv_w, T, L.qkv_bias);
-        for (int64_t t = 0; t < T; ++t) {
-            const float* row = qkv_.data() + t * qkv_w;
-            std::memcpy(q_.data() + t * H * D, row, H * D * sizeof(float));
-            std::memcpy(k_.data() + t * KV * D, row + H * D, KV * D * sizeof(float));
-            std::memcpy(v_.data() + t * KV * D, row + (H + KV) * D, KV * D * sizeof(float));
+
+        if (S.kind == LayerKind::Mamba2) {
+            // ---- Mamba-2 mixer (h_ in place) ----
+            mix(static_cast<int>(li));
+        } else {
+            // ---- attention ----
+            const int64_t H = S.attention.n_heads, KV = S.attention.n_kv_heads, D = S.attention.head_dim;
+            const int64_t qkv_w = (H + 2 * KV) * D;
+            qkv_.resize(T * qkv_w);
+            q_.resize(T * H * D);
+            k_.resize(T * KV * D);
+            v_.resize(T * KV * D);
+            att_.resize(T * H * D);
+            project(L.qkv, h_.data(), T, qkv_.data(), qkv_w);
+            add_bias(qkv_.data(), qkv_w, T, L.qkv_bias);
+            for (int64_t t = 0; t < T; ++t) {
+                const float* row = qkv_.data() + t * qkv_w;
+                std::memcpy(q_.data() + t * H * D, row, H * D * sizeof(float));
+                std::memcpy(k_.data() + t * KV * D, row + H * D, KV * D * sizeof(float));
+                std::memcpy(v_.data() + t * KV * D, row + (H + KV) * D, KV * D * sizeof(float));
+            }
+            if (!L.q_norm.empty()) rmsnorm(kern, q_.data(), D, L.q_norm.data(), q_.data(), D, T * H, D, s.eps);
+            if (!L.k_norm.empty()) rmsnorm(kern, k_.data(), D, L.k_norm.data(), k_.data(), D, T * KV, D, s.eps);
+            if (const RopeTable* rt = rope_[li].get()) {
+                rope_apply(*rt, q_.data(), q_.data(), T, H, D, pos_.data());
+                rope_apply(*rt, k_.data(), k_.data(), T, KV, D, pos_.data());
+            }
+            attend(static_cast<int>(li));
+            project({L.wo}, att_.data(), T, h_.data(), hid);
+            add_bias(h_.data(), hid, T, L.wo_bias);
+            if (!L.post_attention_norm.empty())
+                rmsnorm(kern, h_.data(), hid, L.post_attention_norm.data(), h_.data(), hid, T, hid, s.eps);
         }
-        if (!L.q_norm.empty()) rmsnorm(kern, q_.data(), D, L.q_norm.data(), q_.data(), D, T * H, D, s.eps);
-        if (!L.k_norm.empty()) rmsnorm(kern, k_.data(), D, L.k_norm.data(), k_.data(), D, T * KV, D, s.eps);
-        if (const RopeTable* rt = rope_[li].get()) {
-            rope_apply(*rt, q_.data(), q_.data(), T, H, D, pos_.data());
-            rope_apply(*rt, k_.data(), k_.data(), T, KV, D, pos_.data());
-        }
-        attend(static_cast<int>(li));
-        project({L.wo}, att_.data(), T, h_.data(), hid);
-        add_bias(h_.data(), hid, T, L.wo_bias);
-        if (!L.post_attention_norm.empty())
-            rmsnorm(kern, h_.data(), hid, L.post_attention_norm.data(), h_.data(), hid, T, hid, s.eps);
         residual_add();
 
         // ---- gated FFN ----
@@ -264,16 +305,47 @@ void Transformer::forward(KVCache& cache, int64_t seq, const int64_t* ids, int64
     }
     pos_.resize(T);
     for (int64_t t = 0; t < T; ++t) pos_[t] = pos0 + t;
+    // a prompt: the recurrent state before its last token is kept as a snapshot (below)
+    const bool prompt_snapshot = n_rec_ > 0 && T > 1;
+    if (prompt_snapshot) snap_.resize(static_cast<size_t>(n_rec_) * state_floats_);
     const KernelTable& kern = kernels();
-    run(ids, T, all_logits ? 0 : T - 1, logits, [&](int layer) {
-        {
+    run(
+        ids, T, all_logits ? 0 : T - 1, logits,
+        [&](int layer) {
+            const int kv = cache_layer_[layer];
+            {
+                std::unique_lock<std::shared_mutex> lk(cache.mu);
+                cache.write(kern, kv, seq, k_.data(), v_.data(), T);
+            }
+            std::shared_lock<std::shared_mutex> lk(cache.mu);
+            attention(kern, cache, kv, seq, q_.data(), T, spec_.layers[layer].attention.n_heads, attn_opt_[layer],
+                      att_.data());
+        },
+        [&](int layer) {
+            const int r = cache_layer_[layer];
+            // exclusive: the step writes the sequence's state in place (fork/save read it)
             std::unique_lock<std::shared_mutex> lk(cache.mu);
-            cache.write(kern, layer, seq, k_.data(), v_.data(), T);
+            float* st = cache.state(seq, r);
+            std::vector<Mamba2Segment> segs;
+            if (prompt_snapshot) {
+                segs.push_back({0, T - 1, st, snap_.data() + r * state_floats_});
+                segs.push_back({T - 1, 1, st, nullptr});
+            } else {
+                segs.push_back({0, T, st, nullptr});
+            }
+            mamba2_forward(kern, spec_.layers[layer].mamba2, spec_.hidden, spec_.eps, layers_[layer].mamba2, h_.data(),
+                           T, segs, spec_.ssm_chunked_prefill, h_.data(), mamba_);
+        });
+    if (n_rec_ > 0) {
+        std::unique_lock<std::shared_mutex> lk(cache.mu);
+        const int64_t n = pos0 + T;
+        if (prompt_snapshot) {
+            cache.add_snapshot(seq, n - 1, snap_.data());
+            cache.snapshot(seq);
+        } else if (cache.recurrent.snapshot_interval && n % cache.recurrent.snapshot_interval == 0) {
+            cache.snapshot(seq);
         }
-        std::shared_lock<std::shared_mutex> lk(cache.mu);
-        attention(kern, cache, layer, seq, q_.data(), T, spec_.layers[layer].attention.n_heads, attn_opt_[layer],
-                  att_.data());
-    });
+    }
 }
 
 void Transformer::forward_batch(KVCache& cache, const int64_t* seqs, const int64_t* ids, int64_t n, float* logits) {
@@ -296,16 +368,33 @@ void Transformer::forward_batch(KVCache& cache, const int64_t* seqs, const int64
         }
     }
     const KernelTable& kern = kernels();
-    run(ids, n, 0, logits, [&](int layer) {
-        const AttentionSpec& A = spec_.layers[layer].attention;
-        const int64_t kvw = static_cast<int64_t>(A.n_kv_heads) * A.head_dim;
-        {
+    run(
+        ids, n, 0, logits,
+        [&](int layer) {
+            const int kv = cache_layer_[layer];
+            const AttentionSpec& A = spec_.layers[layer].attention;
+            const int64_t kvw = static_cast<int64_t>(A.n_kv_heads) * A.head_dim;
+            {
+                std::unique_lock<std::shared_mutex> lk(cache.mu);
+                for (int64_t i = 0; i < n; ++i)
+                    cache.write(kern, kv, seqs[i], k_.data() + i * kvw, v_.data() + i * kvw, 1);
+            }
+            std::shared_lock<std::shared_mutex> lk(cache.mu);
+            attention_batch(kern, cache, kv, seqs, n, q_.data(), A.n_heads, attn_opt_[layer], att_.data());
+        },
+        [&](int layer) {
+            const int r = cache_layer_[layer];
             std::unique_lock<std::shared_mutex> lk(cache.mu);
-            for (int64_t i = 0; i < n; ++i) cache.write(kern, layer, seqs[i], k_.data() + i * kvw, v_.data() + i * kvw, 1);
-        }
-        std::shared_lock<std::shared_mutex> lk(cache.mu);
-        attention_batch(kern, cache, layer, seqs, n, q_.data(), A.n_heads, attn_opt_[layer], att_.data());
-    });
+            std::vector<Mamba2Segment> segs;  // one row per sequence, with its own state
+            for (int64_t i = 0; i < n; ++i) segs.push_back({i, 1, cache.state(seqs[i], r), nullptr});
+            mamba2_forward(kern, spec_.layers[layer].mamba2, spec_.hidden, spec_.eps, layers_[layer].mamba2, h_.data(),
+                           n, segs, false, h_.data(), mamba_);
+        });
+    if (n_rec_ > 0 && cache.recurrent.snapshot_interval) {
+        std::unique_lock<std::shared_mutex> lk(cache.mu);
+        for (int64_t i = 0; i < n; ++i)
+            if (cache.sequence(seqs[i]).length % cache.recurrent.snapshot_interval == 0) cache.snapshot(seqs[i]);
+    }
 }
 
 }  // namespace slmk

@@ -18,6 +18,9 @@ and src/llama-model.cpp (cited below where it matters). Supported architectures:
 - ``smollm3`` (a Llama block where every 4th layer has no RoPE);
 - ``granite`` (Granite 3.x and the dense Granite 4.0 micro: embedding / residual / attention /
   logit multipliers, per-layer head-count arrays, ``rope.scaling.finetuned`` false = no RoPE);
+- ``granitehybrid`` (Granite 4.0 H-Micro / H-1B / H-350M, dense FFN: granite's rules, and a
+  Mamba-2 mixer instead of attention on every layer whose ``attention.head_count_kv`` entry is
+  0, sized by the ``ssm.*`` keys; llama.cpp's src/models/granite-hybrid.cpp and mamba-base.cpp);
 - ``phonelm`` (BUPT's PhoneLM, not a llama.cpp architecture: what ``Model.from_pretrained``
   writes for PhoneLMForCausalLM checkpoints, slmkernels/model/hf.py): the Llama block with NeoX
   RoPE pairing and a ReLU-gated FFN, down(relu(gate) * up), with llama's keys and tensor names.
@@ -53,12 +56,15 @@ class _Arch:
     rope_freqs: bool = False  # optional rope_freqs.weight (Llama 3 frequency factors)
     longrope: str = ""  # "always": rope_factors_long/short when present (phi3); "typed": when scaling is longrope
     nope_every: int = 0  # layers il with (il + 1) % n == 0 have no RoPE (smollm3: 4)
+    granite: bool = False  # embedding / residual / attention / logit multipliers; rope.scaling.finetuned false: no RoPE
+    mamba2: bool = False  # a head_count_kv entry of 0 marks a Mamba-2 layer (granitehybrid)
 
 
 ARCHS: dict[str, _Arch] = {
     "llama": _Arch("norm", extra_biases=True, window="all", rope_freqs=True, longrope="typed"),
     "mistral": _Arch("norm", extra_biases=True, window="all", rope_freqs=True, longrope="typed"),
-    "granite": _Arch("norm", extra_biases=True, rope_freqs=True, longrope="typed"),
+    "granite": _Arch("norm", extra_biases=True, rope_freqs=True, longrope="typed", granite=True),
+    "granitehybrid": _Arch("norm", extra_biases=True, rope_freqs=True, granite=True, mamba2=True),
     "qwen2": _Arch("neox", head_bias=True),
     "qwen3": _Arch("neox", qk_norm=True),
     "smollm3": _Arch("norm", nope_every=4),
@@ -67,8 +73,6 @@ ARCHS: dict[str, _Arch] = {
     "phonelm": _Arch("neox", activation="relu"),
 }
 SUPPORTED_ARCHITECTURES = tuple(sorted(ARCHS))
-# what Model.from_gguf runs besides: Mamba-2 + attention hybrids (slmkernels/model/hybrid.py)
-HYBRID_ARCHITECTURES = ("granitehybrid",)
 
 # Range limits: far above every model this package targets (and above e.g. Llama-3-405B:
 # 126 layers, hidden 16384, 128 heads, vocab 128256), low enough that a hostile file cannot ask
@@ -80,6 +84,8 @@ MAX_HEAD_DIM = 1024
 MAX_FFN = 1 << 20
 MAX_VOCAB = 1 << 22
 MAX_CONTEXT = 1 << 24
+MAX_SSM = 4096  # SSM heads, head size and state size (Granite 4.0 H: 48-128 heads of 64, state 128)
+MAX_CONV = 64  # conv taps (Mamba-2: 4)
 ROPE_SCALING_TYPES = ("none", "linear", "yarn", "longrope")
 GEMMA3_SWA_PATTERN = 6  # llama.cpp gemma3.cpp: load_swa_pattern(ml, 6) -> 5 local layers, then 1 global
 GEMMA3_SWA_BASE = 10000.0  # llama_hparams::rope_freq_base_train_swa default (gemma3 local layers)
@@ -87,12 +93,13 @@ GEMMA3_SWA_BASE = 10000.0  # llama_hparams::rope_freq_base_train_swa default (ge
 
 @dataclass(frozen=True)
 class LayerTensors:
-    """The names of one layer's tensors in the file (None / empty: the layer has none)."""
+    """The names of one layer's tensors in the file (None / empty: the layer has none). An
+    attention layer has qkv and wo; a Mamba-2 layer has the ssm_* tensors instead."""
 
-    attn_norm: str
-    qkv: tuple[str, ...]  # one fused attn_qkv, or attn_q, attn_k, attn_v
+    attn_norm: str  # the norm before the mixer, either kind
+    qkv: tuple[str, ...]  # one fused attn_qkv, or attn_q, attn_k, attn_v; () in a Mamba-2 layer
     qkv_bias: tuple[str | None, ...]  # () none; (fused,) or (q, k, v) each possibly None
-    wo: str
+    wo: str | None
     ffn_norm: str
     gate_up: tuple[str, ...]  # one fused ffn_up ([gate; up]), or ffn_gate, ffn_up
     down: str
@@ -103,6 +110,15 @@ class LayerTensors:
     gate_up_bias: tuple[str | None, ...] = ()  # () none, or (gate, up) each possibly None
     down_bias: str | None = None
     post_ffn_norm: str | None = None
+    # Mamba-2 layers (llama.cpp's names: ssm_a and ssm_d have no .weight suffix)
+    ssm_in: str | None = None
+    ssm_conv1d: str | None = None
+    ssm_conv1d_bias: str | None = None
+    ssm_dt_bias: str | None = None
+    ssm_a: str | None = None
+    ssm_d: str | None = None
+    ssm_norm: str | None = None
+    ssm_out: str | None = None
 
 
 @dataclass(frozen=True)
@@ -110,7 +126,7 @@ class ModelConfig:
     architecture: str
     n_layers: int
     hidden: int  # embedding length
-    n_heads: int  # query heads (of layer 0 when the file gives them per layer)
+    n_heads: int  # query heads (of the first attention layer when the file gives them per layer)
     n_kv_heads: int
     head_dim: int
     ffn: int  # feed-forward inner size (of layer 0 when per layer)
@@ -147,8 +163,27 @@ class ModelConfig:
 
     @property
     def layer_windows(self) -> list[int]:
-        """Each layer's sliding window (0: full attention), for the KV cache."""
-        return [int(ls.attention.window) for ls in self.spec.layers]
+        """Each attention layer's sliding window (0: full attention), for the KV cache (which
+        holds the attention layers only)."""
+        return [int(ls.attention.window) for ls in self.spec.layers if ls.kind == ls.kind.attention]
+
+    @property
+    def layer_kinds(self) -> tuple[str, ...]:
+        """Per layer: "attention" or "mamba2"."""
+        return tuple(ls.kind.name for ls in self.spec.layers)
+
+    @property
+    def n_attention_layers(self) -> int:
+        return self.layer_kinds.count("attention")
+
+    @property
+    def n_recurrent_layers(self) -> int:
+        return self.layer_kinds.count("mamba2")
+
+    @property
+    def recurrent_state_floats(self) -> int:
+        """Floats of one Mamba-2 layer's state per sequence (0: no such layer)."""
+        return next((int(ls.mamba2.state_floats) for ls in self.spec.layers if ls.kind.name == "mamba2"), 0)
 
     @classmethod
     def from_gguf(cls, reader: GGUFReader) -> "ModelConfig":
@@ -166,24 +201,31 @@ def _build(reader: GGUFReader) -> ModelConfig:
     m = _Meta(reader)
     arch = m.str("general.architecture")
     if arch not in ARCHS:
-        names = sorted(SUPPORTED_ARCHITECTURES + HYBRID_ARCHITECTURES)
-        raise GGUFError(f"unsupported architecture {arch!r} (supported: {', '.join(names)})")
+        raise GGUFError(f"unsupported architecture {arch!r} (supported: {', '.join(SUPPORTED_ARCHITECTURES)})")
     rules = ARCHS[arch]
     a = arch + "."
     tensors = reader.tensors
     n_layers = m.int(a + "block_count", 1, MAX_LAYERS)
     hidden = m.int(a + "embedding_length", 1, MAX_HIDDEN)
     ffn = m.per_layer(a + "feed_forward_length", n_layers, 1, MAX_FFN)
-    n_heads = m.per_layer(a + "attention.head_count", n_layers, 1, MAX_HEADS)
-    n_kv = m.per_layer(a + "attention.head_count_kv", n_layers, 1, MAX_HEADS, default=n_heads)
-    if len(set(n_kv)) != 1:
-        raise GGUFError(f"{a}attention.head_count_kv differs between layers ({sorted(set(n_kv))}): unsupported "
-                        "(the KV cache holds one head count for every layer)")
-    for i in range(n_layers):
+    lo = 0 if rules.mamba2 else 1  # granitehybrid: 0 marks a Mamba-2 layer
+    n_heads = m.per_layer(a + "attention.head_count", n_layers, lo, MAX_HEADS)
+    n_kv = m.per_layer(a + "attention.head_count_kv", n_layers, lo, MAX_HEADS, default=n_heads)
+    is_ssm = [rules.mamba2 and v == 0 for v in n_kv]
+    attn = [i for i in range(n_layers) if not is_ssm[i]]
+    if not attn:
+        raise GGUFError(f"metadata {a + 'attention.head_count_kv'!r} marks no attention layer (every entry is 0): "
+                        "a model of Mamba-2 layers only is not supported (the KV cache holds the positions)")
+    if len({n_kv[i] for i in attn}) != 1:
+        raise GGUFError(f"{a}attention.head_count_kv differs between layers ({sorted({n_kv[i] for i in attn})}): "
+                        "unsupported (the KV cache holds one head count for every layer)")
+    for i in attn:
+        if n_heads[i] == 0:
+            raise GGUFError(f"{a}attention.head_count is 0 on attention layer {i}")
         if n_heads[i] % n_kv[i]:
             raise GGUFError(f"{a}attention.head_count {n_heads[i]} is not a multiple of "
                             f"{a}attention.head_count_kv {n_kv[i]}" + (f" (layer {i})" if n_layers > 1 else ""))
-    h0 = n_heads[0]
+    h0 = n_heads[attn[0]]
     head_dim_default = hidden // h0 if hidden % h0 == 0 else None
     head_dim = m.int(a + "attention.key_length", 1, MAX_HEAD_DIM, default=head_dim_default)
     if head_dim is None:
@@ -194,6 +236,26 @@ def _build(reader: GGUFReader) -> ModelConfig:
         raise GGUFError(f"{a}attention.value_length {v_dim} differs from key_length {head_dim}: unsupported")
     eps = m.float(a + "attention.layer_norm_rms_epsilon", 0.0, 1.0, open_lo=True)
     ctx = m.int(a + "context_length", 1, MAX_CONTEXT)
+
+    # ---- Mamba-2 layers (llama.cpp granite-hybrid.cpp load_arch_hparams: the ssm.* keys) ----
+    mamba = None
+    if any(is_ssm):
+        if m.int(a + "expert_count", 0, 1 << 16, default=0):
+            raise GGUFError(f"metadata {a + 'expert_count'!r} is set: Mixture-of-Experts FFNs (Granite 4.0 H-Tiny, "
+                            "H-Small) are not supported")
+        mamba = _core.Mamba2Spec()
+        mamba.d_conv = m.int(a + "ssm.conv_kernel", 2, MAX_CONV)
+        d_inner = m.int(a + "ssm.inner_size", 1, MAX_SSM * MAX_SSM)
+        mamba.n_heads = m.int(a + "ssm.time_step_rank", 1, MAX_SSM)
+        if d_inner % mamba.n_heads or d_inner // mamba.n_heads > MAX_SSM:
+            raise GGUFError(f"{a}ssm.inner_size {d_inner} is not a multiple of {a}ssm.time_step_rank "
+                            f"{mamba.n_heads} (with at most {MAX_SSM} values per head)")
+        mamba.head_dim = d_inner // mamba.n_heads
+        mamba.d_state = m.int(a + "ssm.state_size", 1, MAX_SSM)
+        mamba.n_groups = m.int(a + "ssm.group_count", 1, mamba.n_heads)
+        if mamba.n_heads % mamba.n_groups:
+            raise GGUFError(f"{a}ssm.time_step_rank {mamba.n_heads} is not a multiple of {a}ssm.group_count "
+                            f"{mamba.n_groups}")
 
     # ---- RoPE (llama-model.cpp load_hparams: base, dims, scaling type / factor / context) ----
     rope_base = m.float(a + "rope.freq_base", 0.0, 1e12, open_lo=True, default=10000.0)
@@ -236,8 +298,8 @@ def _build(reader: GGUFReader) -> ModelConfig:
 
     # ---- which layers rotate, and their windows ----
     use_rope = [True] * n_layers
-    if arch == "granite" and not m.bool(a + "rope.scaling.finetuned", default=True):
-        use_rope = [False] * n_layers  # granite.cpp: rope_finetuned switches RoPE off
+    if rules.granite and not m.bool(a + "rope.scaling.finetuned", default=True):
+        use_rope = [False] * n_layers  # granite.cpp, granite-hybrid.cpp: rope_finetuned switches RoPE off
     if rules.nope_every:
         use_rope = [(i + 1) % rules.nope_every != 0 for i in range(n_layers)]  # smollm3.cpp
     window = 0
@@ -251,7 +313,7 @@ def _build(reader: GGUFReader) -> ModelConfig:
     swa_base = m.float(a + "rope.freq_base_swa", 0.0, 1e12, open_lo=True, default=GEMMA3_SWA_BASE)
 
     # ---- model-wide scales ----
-    granite = arch == "granite"
+    granite = rules.granite
     emb_scale = m.float(a + "embedding_scale", 0.0, 1e6, default=0.0) if granite else 0.0
     res_scale = m.float(a + "residual_scale", 0.0, 1e6, default=0.0) if granite else 0.0
     att_scale = m.float(a + "attention.scale", 0.0, 1e6, default=0.0) if granite else 0.0
@@ -284,8 +346,17 @@ def _build(reader: GGUFReader) -> ModelConfig:
     spec.hidden, spec.vocab, spec.eps = hidden, vocab, eps
     spec.embedding_scale, spec.residual_scale = emb_scale, res_scale
     spec.logit_scale, spec.final_logit_softcap = logit_scale, final_softcap
+    activation = getattr(_core.FfnActivation, rules.activation)
     layer_specs = []
     for i in range(n_layers):
+        ls = _core.LayerSpec()
+        ls.ffn = ffn[i]
+        ls.activation = activation
+        if is_ssm[i]:
+            ls.kind = _core.LayerKind.mamba2
+            ls.mamba2 = mamba
+            layer_specs.append(ls)
+            continue
         at = _core.AttentionSpec()
         at.n_heads, at.n_kv_heads, at.head_dim = n_heads[i], n_kv[i], head_dim
         at.scale = att_scale
@@ -297,21 +368,18 @@ def _build(reader: GGUFReader) -> ModelConfig:
             at.rope_spec = local
         else:
             at.rope_spec = rope
-        ls = _core.LayerSpec()
         ls.attention = at
-        ls.ffn = ffn[i]
-        ls.activation = getattr(_core.FfnActivation, rules.activation)
         layer_specs.append(ls)
     spec.layers = layer_specs
 
-    layers = tuple(_layer_tensors(reader, rules, i) for i in range(n_layers))
+    layers = tuple(_layer_tensors(reader, rules, i, is_ssm[i]) for i in range(n_layers))
     cfg = ModelConfig(
-        architecture=arch, n_layers=n_layers, hidden=hidden, n_heads=h0, n_kv_heads=n_kv[0], head_dim=head_dim,
+        architecture=arch, n_layers=n_layers, hidden=hidden, n_heads=h0, n_kv_heads=n_kv[attn[0]], head_dim=head_dim,
         ffn=ffn[0], vocab=vocab, rms_norm_eps=eps, context_length=ctx, rope_base=rope_base, rope_dim=rope_dim,
         rope_type=rules.rope, rope_scaling_type="longrope" if longrope else scaling,
         rope_scaling_factor=factor, rope_original_context=orig_ctx,
         tied_embeddings="output.weight" not in tensors, sliding_window=window,
-        qkv_bias=any(n is not None for n in layers[0].qkv_bias),
+        qkv_bias=any(n is not None for n in layers[attn[0]].qkv_bias),
         embedding_scale=emb_scale, residual_scale=res_scale, attention_scale=att_scale, logit_scale=logit_scale,
         final_logit_softcap=final_softcap,
         head_bias="output.bias" if rules.head_bias and "output.bias" in tensors else None,
@@ -336,13 +404,16 @@ def _factors(reader: GGUFReader, name: str, rope_dim: int, key: str) -> list[flo
     return f.tolist()
 
 
-def _layer_tensors(reader: GGUFReader, rules: _Arch, i: int) -> LayerTensors:
+def _layer_tensors(reader: GGUFReader, rules: _Arch, i: int, ssm: bool = False) -> LayerTensors:
     """Which of a layer's optional / fused tensors the file has (as llama.cpp's loader looks)."""
     t = reader.tensors
     b = f"blk.{i}."
     have = lambda n: (b + n) in t  # noqa: E731
     opt = lambda n: (b + n) if have(n) else None  # noqa: E731
-    if have("attn_qkv.weight"):  # create_tensor_qkv: the fused form first
+    if ssm:  # granite-hybrid.cpp load_arch_tensors: a recurrent layer
+        qkv: tuple[str, ...] = ()
+        qkv_bias: tuple[str | None, ...] = ()
+    elif have("attn_qkv.weight"):  # create_tensor_qkv: the fused form first
         qkv: tuple[str, ...] = (b + "attn_qkv.weight",)
         if have("attn_qkv.bias"):
             qkv_bias: tuple[str | None, ...] = (b + "attn_qkv.bias",)
@@ -359,16 +430,22 @@ def _layer_tensors(reader: GGUFReader, rules: _Arch, i: int) -> LayerTensors:
     gate_up_bias: tuple[str | None, ...] = ()
     if rules.extra_biases and (have("ffn_gate.bias") or have("ffn_up.bias")):
         gate_up_bias = (opt("ffn_gate.bias"), opt("ffn_up.bias"))
+    mamba: dict[str, str | None] = {}
+    if ssm:
+        mamba = dict(ssm_in=b + "ssm_in.weight", ssm_conv1d=b + "ssm_conv1d.weight", ssm_conv1d_bias=opt("ssm_conv1d.bias"),
+                     ssm_dt_bias=b + "ssm_dt.bias", ssm_a=b + "ssm_a", ssm_d=b + "ssm_d", ssm_norm=b + "ssm_norm.weight",
+                     ssm_out=b + "ssm_out.weight")
     return LayerTensors(
-        attn_norm=b + "attn_norm.weight", qkv=qkv, qkv_bias=qkv_bias, wo=b + "attn_output.weight",
+        attn_norm=b + "attn_norm.weight", qkv=qkv, qkv_bias=qkv_bias, wo=None if ssm else b + "attn_output.weight",
         ffn_norm=b + "ffn_norm.weight", gate_up=gate_up, down=b + "ffn_down.weight",
         q_norm=b + "attn_q_norm.weight" if rules.qk_norm else None,
         k_norm=b + "attn_k_norm.weight" if rules.qk_norm else None,
-        wo_bias=opt("attn_output.bias") if rules.extra_biases else None,
+        wo_bias=opt("attn_output.bias") if rules.extra_biases and not ssm else None,
         post_attention_norm=b + "post_attention_norm.weight" if rules.post_norms else None,
         gate_up_bias=gate_up_bias,
         down_bias=opt("ffn_down.bias") if rules.extra_biases else None,
         post_ffn_norm=b + "post_ffw_norm.weight" if rules.post_norms else None,
+        **mamba,
     )
 
 
@@ -399,7 +476,9 @@ def _expected(cfg: ModelConfig) -> dict[str, tuple[tuple[int, ...], str]]:
         fk = key("feed_forward_length", i, F)
         out[lt.attn_norm] = ((h,), hk)
         out[lt.ffn_norm] = ((h,), hk)
-        if len(lt.qkv) == 1:
+        if lt.ssm_in:
+            out.update(_expected_mamba2(lt, ls.mamba2, a, h, hk))
+        elif len(lt.qkv) == 1:
             out[lt.qkv[0]] = ((h, (H + 2 * KV) * D), f"{hk}, {hq}, {hkv}")
         else:
             out[lt.qkv[0]] = ((h, H * D), f"{hk}, {hq}")
@@ -411,7 +490,8 @@ def _expected(cfg: ModelConfig) -> dict[str, tuple[tuple[int, ...], str]]:
             for name, n, why in zip(lt.qkv_bias, (H * D, KV * D, KV * D), (hq, hkv, hkv)):
                 if name:
                     out[name] = ((n,), why)
-        out[lt.wo] = ((H * D, h), f"{hk}, {hq}")
+        if lt.wo:
+            out[lt.wo] = ((H * D, h), f"{hk}, {hq}")
         if lt.wo_bias:
             out[lt.wo_bias] = ((h,), hk)
         if lt.q_norm:
@@ -431,6 +511,26 @@ def _expected(cfg: ModelConfig) -> dict[str, tuple[tuple[int, ...], str]]:
         out[lt.down] = ((F, h), f"{hk}, {fk}")
         if lt.down_bias:
             out[lt.down_bias] = ((h,), hk)
+    return out
+
+
+def _expected_mamba2(lt: LayerTensors, s: Any, a: str, h: int, hk: str) -> dict[str, tuple[tuple[int, ...], str]]:
+    """A Mamba-2 layer's tensors (ggml order; llama.cpp granite-hybrid.cpp load_arch_tensors)."""
+    heads = f"{a}ssm.time_step_rank = {s.n_heads}"
+    inner = f"{a}ssm.inner_size = {s.d_inner}"
+    groups = f"{a}ssm.group_count = {s.n_groups}, {a}ssm.state_size = {s.d_state}"
+    conv = f"{inner}, {groups}"
+    out = {
+        lt.ssm_in: ((h, s.d_in_proj), f"{hk}, {conv}, {heads} (z, x, B, C, dt)"),
+        lt.ssm_conv1d: ((s.d_conv, s.conv_dim), f"{a}ssm.conv_kernel = {s.d_conv}, {conv}"),
+        lt.ssm_dt_bias: ((s.n_heads,), heads),
+        lt.ssm_a: ((1, s.n_heads), heads),
+        lt.ssm_d: ((1, s.n_heads), heads),
+        lt.ssm_norm: ((s.d_inner // s.n_groups, s.n_groups), f"{inner}, {a}ssm.group_count = {s.n_groups}"),
+        lt.ssm_out: ((s.d_inner, h), f"{hk}, {inner}"),
+    }
+    if lt.ssm_conv1d_bias:
+        out[lt.ssm_conv1d_bias] = ((s.conv_dim,), conv)
     return out
 
 

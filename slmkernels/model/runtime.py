@@ -50,9 +50,8 @@ def _int_array(v, name: str) -> np.ndarray:
         raise ValueError(f"{name} must be integers: {e}") from None
 
 
-def _layer_weights(reader: GGUFReader, lt: LayerTensors, sizes: tuple[int, ...]):
-    """One layer's weights as _core.LayerWeights. sizes: the q, k, v and gate, up widths (for
-    zero-filling a bias the file gives only for some of them)."""
+def _layer_weights(reader: GGUFReader, lt: LayerTensors, ls):
+    """One layer's weights as _core.LayerWeights, for its description `ls` (_core.LayerSpec)."""
     from slmkernels import _core
 
     f32 = lambda name: None if name is None else reader.tensor_f32(name).reshape(-1)  # noqa: E731
@@ -66,15 +65,27 @@ def _layer_weights(reader: GGUFReader, lt: LayerTensors, sizes: tuple[int, ...])
 
     w = _core.LayerWeights()
     w.attn_norm = f32(lt.attn_norm)
-    w.q_norm, w.k_norm = f32(lt.q_norm), f32(lt.k_norm)
-    w.qkv = _stack(reader, lt.qkv)
-    w.qkv_bias = biases(lt.qkv_bias, sizes[:3])
-    w.wo = _pack(reader.tensor(lt.wo))
-    w.wo_bias = f32(lt.wo_bias)
-    w.post_attention_norm = f32(lt.post_attention_norm)
+    if lt.ssm_in:  # a Mamba-2 layer
+        s = ls.mamba2
+        w.ssm_in = _pack(reader.tensor(lt.ssm_in))
+        # the file's (conv_dim, d_conv) rows as the kernel's taps: (d_conv, conv_dim)
+        w.ssm_conv1d = np.ascontiguousarray(f32(lt.ssm_conv1d).reshape(s.conv_dim, s.d_conv).T).reshape(-1)
+        w.ssm_conv1d_bias = f32(lt.ssm_conv1d_bias)
+        w.ssm_dt_bias, w.ssm_a, w.ssm_d = f32(lt.ssm_dt_bias), f32(lt.ssm_a), f32(lt.ssm_d)
+        w.ssm_norm = f32(lt.ssm_norm)
+        w.ssm_out = _pack(reader.tensor(lt.ssm_out))
+    else:
+        at = ls.attention
+        q, kv = at.n_heads * at.head_dim, at.n_kv_heads * at.head_dim
+        w.q_norm, w.k_norm = f32(lt.q_norm), f32(lt.k_norm)
+        w.qkv = _stack(reader, lt.qkv)
+        w.qkv_bias = biases(lt.qkv_bias, (q, kv, kv))
+        w.wo = _pack(reader.tensor(lt.wo))
+        w.wo_bias = f32(lt.wo_bias)
+        w.post_attention_norm = f32(lt.post_attention_norm)
     w.ffn_norm = f32(lt.ffn_norm)
     w.gate_up = _stack(reader, lt.gate_up)
-    w.gate_up_bias = biases(lt.gate_up_bias, sizes[3:])
+    w.gate_up_bias = biases(lt.gate_up_bias, (ls.ffn, ls.ffn))
     w.down = _pack(reader.tensor(lt.down))
     w.down_bias = f32(lt.down_bias)
     w.post_ffn_norm = f32(lt.post_ffn_norm)
@@ -87,20 +98,29 @@ class Model:
 
     `Model.from_gguf(path)` maps the file, checks every tensor against the metadata, packs the
     weights and allocates a paged KV cache of `context` tokens (default: the file's context
-    length, at most 4096) in `kv_dtype`."""
+    length, at most 4096) in `kv_dtype`.
+
+    A hybrid model (granitehybrid) keeps each sequence's Mamba-2 state beside its KV blocks (the
+    cache's recurrent state). That state cannot be cut back token by token: snapshots of it are
+    kept after every prompt (a forward call of more than one token) and before its last token,
+    and every `snapshot_interval` decoded positions, at most `max_snapshots` per sequence; prefix
+    reuse and `cache.truncate` go back to those positions."""
 
     def __init__(self, reader: GGUFReader, config: ModelConfig, *, context: int | None = None, kv_dtype: str = "f16",
-                 max_sequences: int = 1):
+                 max_sequences: int = 1, snapshot_interval: int = 256, max_snapshots: int = 8):
         from slmkernels import _core
 
         self.reader = reader
         self.config = c = config
         # the keyword arguments are checked before anything is built from the file
-        for name, v in (("context", context), ("max_sequences", max_sequences)):
+        for name, v in (("context", context), ("max_sequences", max_sequences),
+                        ("snapshot_interval", snapshot_interval), ("max_snapshots", max_snapshots)):
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer))):
                 raise TypeError(f"{name} must be an int, got {type(v).__name__}")
         if max_sequences is None or max_sequences < 1:
             raise ValueError(f"max_sequences must be >= 1, got {max_sequences}")
+        if snapshot_interval is None or snapshot_interval < 0 or max_snapshots is None or not 0 <= max_snapshots <= 1024:
+            raise ValueError("snapshot_interval must be >= 0 (0: none) and max_snapshots in 0..1024")
         if not isinstance(kv_dtype, str):
             raise TypeError(f"kv_dtype must be a str, got {type(kv_dtype).__name__}")
         if kv_dtype.lower() not in ("f32", "f16", "q8_0", "q4_0"):
@@ -109,19 +129,20 @@ class Model:
         if self.context < 1:
             raise ValueError("context must be >= 1")
         self.tok_embd = reader.tensor("token_embd.weight")
-        self.layer_weights = []  # _core.LayerWeights, one per layer
-        for lt, ls in zip(c.layers, c.spec.layers):
-            at = ls.attention
-            q, kv = at.n_heads * at.head_dim, at.n_kv_heads * at.head_dim
-            self.layer_weights.append(_layer_weights(reader, lt, (q, kv, kv, ls.ffn, ls.ffn)))
+        self.layer_weights = [_layer_weights(reader, lt, ls) for lt, ls in zip(c.layers, c.spec.layers)]
         self.out_norm = reader.tensor_f32("output_norm.weight")
         # (the embedding rows a step reads come back from the file page by page)
         self.head = _pack(self.tok_embd if c.tied_embeddings else reader.tensor("output.weight"))
         head_bias = reader.tensor_f32(c.head_bias) if c.head_bias else None
         # Sliding-window layers keep only their window in the cache (extend frees what no query
         # of the new chunk can see); attention applies the window.
-        self.cache = sk.KVCache(c.n_layers, c.n_kv_heads, c.head_dim, capacity_tokens=self.context * max_sequences,
-                                dtype=kv_dtype, layer_windows=[w or None for w in c.layer_windows])
+        # The cache holds the attention layers' K/V and the Mamba-2 layers' recurrent state.
+        self.cache = sk.KVCache(c.n_attention_layers, c.n_kv_heads, c.head_dim,
+                                capacity_tokens=self.context * max_sequences, dtype=kv_dtype,
+                                layer_windows=[w or None for w in c.layer_windows],
+                                recurrent_layers=c.n_recurrent_layers,
+                                recurrent_state_floats=c.recurrent_state_floats, max_snapshots=max_snapshots,
+                                snapshot_interval=snapshot_interval)
         self._tokenizer = None
         # The step sequenced in C++ (one call per step instead of ~13 kernel calls per layer).
         self._cpp = _core.Transformer(c.spec, self.layer_weights, self.out_norm, self.head, head_bias, self.tok_embd, self.context)
@@ -130,10 +151,6 @@ class Model:
     def from_gguf(cls, path: str | os.PathLike[str], **kw) -> "Model":
         reader = GGUFReader(path)
         try:
-            if cls is Model and reader.metadata.get("general.architecture") == "granitehybrid":
-                from .hybrid import HybridModel  # Mamba-2 + attention layers
-
-                return HybridModel.from_reader(reader, **kw)
             config = ModelConfig.from_gguf(reader)
             return cls(reader, config, **kw)
         except BaseException:
