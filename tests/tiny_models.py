@@ -109,7 +109,8 @@ ARCH_VARIANTS: dict[str, dict[str, Any]] = {
     "granite4-dense": dict(arch="granite", kv_array=True, tied=False, bias=True),
     # Granite 4.0 H: Mamba-2 (M) and attention (A) layers, no RoPE; d_inner = 2 hidden = 8 heads x 16
     "granitehybrid": dict(arch="granitehybrid", layer_kinds="MMAMMA", tied=False),
-    "granitehybrid-groups2-tied": dict(arch="granitehybrid", layer_kinds="AMMM", ssm_groups=2, conv_bias=False),
+    "granitehybrid-groups2-tied": dict(arch="granitehybrid", layer_kinds="AMMM", ssm_groups=2),
+    "granitehybrid-no-conv-bias": dict(arch="granitehybrid", layer_kinds="MA", conv_bias=False, tied=False),
     "granitehybrid-state64": dict(arch="granitehybrid", layer_kinds="MAM", ssm_state=64, n_heads=2, n_kv=1,
                                   tied=False),
     # Bamba-style: RoPE on the attention layers (rope.scaling.finetuned absent), attention biases
