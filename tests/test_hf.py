@@ -63,6 +63,8 @@ def make_checkpoint(d, arch, *, dtype=torch.float32, tied=False, seed=0, **extra
                                    "sliding_attention": {"rope_type": "default", "rope_theta": 2000.0}},
                   final_logit_softcapping=extra.pop("softcap", None))
         del kw["rope_theta"]
+    if "rope_parameters" in extra:
+        del kw["rope_theta"]
     kw.update(extra)
     cfg = cls[0](**kw)
     torch.manual_seed(seed)
@@ -84,7 +86,12 @@ def make_checkpoint(d, arch, *, dtype=torch.float32, tied=False, seed=0, **extra
 CASES = {"llama": ("llama", {}), "llama-tied": ("llama", dict(tied=True)), "qwen2": ("qwen2", {}),
          "llama-bf16": ("llama", dict(dtype=torch.bfloat16)), "qwen3": ("qwen3", {}),
          "qwen3-tied-bf16": ("qwen3", dict(tied=True, dtype=torch.bfloat16)), "gemma3": ("gemma3", {}),
-         "gemma3-softcap": ("gemma3", dict(softcap=3.0))}
+         "gemma3-softcap": ("gemma3", dict(softcap=3.0)),
+         # Llama 3.1/3.2's scaling; an original context of 64 puts the pairs of head_dim 16 in all
+         # three bands (kept, divided by the factor, smoothed between)
+         "llama3-scaling": ("llama", dict(rope_parameters={
+             "rope_type": "llama3", "rope_theta": 5000.0, "factor": 8.0, "low_freq_factor": 1.0,
+             "high_freq_factor": 4.0, "original_max_position_embeddings": 64}))}
 
 
 @pytest.mark.parametrize("arch,kw", CASES.values(), ids=CASES.keys())
@@ -169,6 +176,8 @@ def test_bad_checkpoints_are_clear_errors(tmp_path):
                                                                              "not supported"),
                               ("rope_parameters", {"rope_type": "yarn", "factor": 4.0}, "type 'yarn' is not supported"),
                               ("rope_parameters", {"rope_type": "linear", "factor": -2.0}, "out of range"),
+                              ("rope_parameters", {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 4.0,
+                                                   "high_freq_factor": 1.0}, "must be above low_freq_factor"),
                               ("hidden_act", "gelu", "hidden_act 'gelu' is not supported")):
         (tmp_path / "config.json").write_text(json.dumps(cfg | {key: value}))
         expect(match)

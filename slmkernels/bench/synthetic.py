@@ -26,6 +26,8 @@ import struct
 
 import numpy as np
 
+from slmkernels.model.hf import llama3_freq_factors
+
 RECIPE = "llama-3.2-1b-shaped-q4_k_m-v1"
 LLAMA_1B = dict(n_layers=16, hidden=2048, n_heads=32, n_kv_heads=8, head_dim=64, ffn=8192, vocab=128256,
                 rope_base=500000.0, eps=1e-5, context=131072)
@@ -55,24 +57,6 @@ def tensor_plan(p: dict = LLAMA_1B) -> list[tuple[str, str, tuple[int, ...]]]:
                 (b + "ffn_down.weight", hi, (h, f))]
     out.append(("output_norm.weight", "f32", (h,)))
     return out
-
-
-def llama3_freq_factors(head_dim: int, base: float, factor: float = 32.0, low: float = 1.0, high: float = 4.0,
-                        original_context: int = 8192) -> np.ndarray:
-    """Llama 3.1+ RoPE frequency factors (as llama.cpp's convert_hf_to_gguf.py stores them)."""
-    freqs = 1.0 / base ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
-    low_wl, high_wl = original_context / low, original_context / high
-    out = []
-    for fr in freqs:
-        wl = 2 * math.pi / fr
-        if wl < high_wl:
-            out.append(1.0)
-        elif wl > low_wl:
-            out.append(factor)
-        else:
-            smooth = (original_context / wl - low) / (high - low)
-            out.append(1.0 / ((1 - smooth) / factor + smooth))
-    return np.asarray(out, dtype=np.float32)
 
 
 def bos_id(n: int) -> int:  # Llama 3's special tokens sit in the last 256 ids: 128000 of 128256

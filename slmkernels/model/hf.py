@@ -28,7 +28,8 @@ Architectures (the GGUF architecture each becomes):
 
 config.json keys are read in both of transformers' spellings: ``rope_theta`` / ``rope_scaling``
 (and Gemma 3's ``rope_local_base_freq``), or v5's ``rope_parameters`` (one dict, or one per layer
-type). RoPE scaling: none or linear.
+type). RoPE scaling: none, linear, or (Llama 3.1+) llama3, written as llama.cpp's converter does:
+a ``rope_freqs.weight`` tensor of per-pair frequency divisors.
 """
 
 from __future__ import annotations
@@ -126,15 +127,18 @@ def read_config(directory: Path) -> dict:
         raise CheckpointError(f"config.json: mlp_bias true is not supported for {arch}")
     if c["arch"] in ("qwen2", "qwen3") and cfg.get("use_sliding_window"):
         raise CheckpointError(f"config.json: use_sliding_window is not supported for {arch} checkpoints")
-    c["theta"], c["rope_linear"] = _rope(cfg, "full_attention", default_theta=10000.0)
+    c["theta"], c["rope_linear"], c["rope_llama3"] = _rope(cfg, "full_attention", default_theta=10000.0,
+                                                           llama3=c["arch"] == "llama")
     if c["arch"] == "gemma3":
         _gemma3(cfg, c)
     return c
 
 
-def _rope(cfg: dict, layer_type: str, default_theta: float) -> tuple[float, float]:
-    """(base, linear scaling factor or 0) of one layer type, from rope_parameters (transformers
-    v5: one dict, or one per layer type) or rope_theta / rope_scaling (earlier versions)."""
+def _rope(cfg: dict, layer_type: str, default_theta: float,
+          llama3: bool = False) -> tuple[float, float, dict | None]:
+    """(base, linear scaling factor or 0, llama3 scaling parameters or None) of one layer type,
+    from rope_parameters (transformers v5: one dict, or one per layer type) or rope_theta /
+    rope_scaling (earlier versions). `llama3`: whether this architecture may use llama3 scaling."""
     rp = cfg.get("rope_parameters")
     if isinstance(rp, dict) and isinstance(rp.get(layer_type), dict):
         rp, where = rp[layer_type], f"rope_parameters[{layer_type!r}]"
@@ -153,11 +157,39 @@ def _rope(cfg: dict, layer_type: str, default_theta: float) -> tuple[float, floa
             raise CheckpointError(f"config.json: rope_scaling must be an object, got {scaling!r:.60}")
     kind = scaling.get("rope_type", scaling.get("type", "default"))
     if kind in ("default", None):
-        return theta, 0.0
+        return theta, 0.0, None
     if kind == "linear":
-        return theta, _key(scaling, "factor", float, 1.0, 1e6)
+        return theta, _key(scaling, "factor", float, 1.0, 1e6), None
+    if kind == "llama3" and llama3:
+        # transformers' _compute_llama3_parameters defaults (the keys Llama 3.1/3.2 configs carry)
+        p = {"factor": _key(scaling, "factor", float, 1.0, 1e6, default=8.0),
+             "low": _key(scaling, "low_freq_factor", float, 1e-6, 1e6, default=1.0),
+             "high": _key(scaling, "high_freq_factor", float, 1e-6, 1e6, default=4.0),
+             "original": _key(scaling, "original_max_position_embeddings", int, 1, 1 << 24, default=8192)}
+        if not p["high"] > p["low"]:
+            raise CheckpointError(f"config.json: {where} high_freq_factor must be above low_freq_factor")
+        return theta, 0.0, p
     raise CheckpointError(f"config.json: {where} type {kind!r} is not supported by from_pretrained "
-                          "(supported: default, linear)")
+                          f"(supported: default, linear{', llama3' if llama3 else ''})")
+
+
+def llama3_freq_factors(head_dim: int, base: float, factor: float = 32.0, low: float = 1.0, high: float = 4.0,
+                        original_context: int = 8192) -> np.ndarray:
+    """Llama 3.1+ RoPE frequency factors, per pair: the divisor of its frequency (Meta's reference
+    apply_scaling; stored as llama.cpp's convert_hf_to_gguf.py stores them, rope_freqs.weight)."""
+    freqs = 1.0 / base ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
+    low_wl, high_wl = original_context / low, original_context / high
+    out = []
+    for fr in freqs:
+        wl = 2 * math.pi / fr
+        if wl < high_wl:
+            out.append(1.0)
+        elif wl > low_wl:
+            out.append(factor)
+        else:
+            smooth = (original_context / wl - low) / (high - low)
+            out.append(1.0 / ((1 - smooth) / factor + smooth))
+    return np.asarray(out, dtype=np.float32)
 
 
 def _gemma3(cfg: dict, c: dict) -> None:
@@ -175,7 +207,7 @@ def _gemma3(cfg: dict, c: dict) -> None:
     c["window"] = _key(cfg, "sliding_window", int, 1, c["context"], default=4096) if any(c["local"]) else 0
     # the local layers' base: rope_local_base_freq (earlier configs) or their own rope_parameters
     local_default = _key(cfg, "rope_local_base_freq", float, 1e-3, 1e12, default=10000.0)
-    c["theta_local"], local_linear = _rope(cfg, "sliding_attention", default_theta=local_default)
+    c["theta_local"], local_linear, _ = _rope(cfg, "sliding_attention", default_theta=local_default)
     if isinstance(cfg.get("rope_parameters"), dict) and "sliding_attention" not in cfg["rope_parameters"]:
         c["theta_local"], local_linear = local_default, 0.0  # one dict: it describes the global layers
     if local_linear:
@@ -402,6 +434,10 @@ def write_gguf(directory: str | os.PathLike[str], path: str | os.PathLike[str], 
         return g(name) + np.float32(1.0) if a == "gemma3" else g(name)
 
     put("token_embd.weight", g("model.embed_tokens.weight"), True)
+    if c["rope_llama3"]:
+        r = c["rope_llama3"]
+        put("rope_freqs.weight", llama3_freq_factors(c["head_dim"], c["theta"], r["factor"], r["low"], r["high"],
+                                                     r["original"]), False)
     for i in range(c["n_layers"]):
         p, b = f"model.layers.{i}.", f"blk.{i}."
         q, k = g(p + "self_attn.q_proj.weight"), g(p + "self_attn.k_proj.weight")
