@@ -332,6 +332,12 @@ def _tokenizer_meta(directory: Path, vocab: int) -> dict | None:
     model = tj.get("model") or {}
     if model.get("type") != "BPE" or not isinstance(model.get("vocab"), dict):
         raise CheckpointError(f"{p}: only byte-level BPE tokenizers are supported, got {model.get('type')!r}")
+    if model.get("byte_fallback") or not _has_byte_level(tj.get("pre_tokenizer")):
+        # SentencePiece-style BPE (Gemma's, Llama 2's: '▁' for spaces, <0xNN> byte tokens) would be
+        # written as a byte-level vocabulary and tokenize wrongly: refused rather than guessed
+        raise CheckpointError(f"{p}: a SentencePiece-style BPE tokenizer (byte_fallback, no ByteLevel "
+                              "pre-tokenizer) is not supported by from_pretrained; convert the checkpoint with "
+                              "llama.cpp's convert_hf_to_gguf.py and use Model.from_gguf")
     tokens = [f"[PAD{i}]" for i in range(vocab)]
     types = [5] * vocab  # UNUSED until set
     for tok, i in model["vocab"].items():
@@ -353,6 +359,13 @@ def _tokenizer_meta(directory: Path, vocab: int) -> dict | None:
 
     return dict(tokens=tokens, types=types, merges=merges, bos=tid(tc.get("bos_token")), eos=tid(tc.get("eos_token")),
                 template=tc.get("chat_template") if isinstance(tc.get("chat_template"), str) else None)
+
+
+def _has_byte_level(node) -> bool:
+    """Whether a tokenizer.json pre-tokenizer (possibly a Sequence of them) includes ByteLevel."""
+    if not isinstance(node, dict):
+        return False
+    return node.get("type") == "ByteLevel" or any(_has_byte_level(n) for n in node.get("pretokenizers") or [])
 
 
 # ---- GGUF ----
