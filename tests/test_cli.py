@@ -21,6 +21,13 @@ CMD = [sys.executable, "-P", "-m", "slmkernels"]
 TIMEOUT = 120
 
 
+def sigint_default():
+    """Child preexec: SIGINT back to its default, as a terminal gives it. A test run started in the
+    background by a non-interactive shell has SIGINT ignored, children inherit that, and Python
+    keeps an inherited SIG_IGN (no KeyboardInterrupt), so the Ctrl-C tests would test nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     return write_tiny_model(tmp_path_factory.mktemp("cli") / "m.gguf")
@@ -100,13 +107,13 @@ def test_stop_flag(tiny):
 def test_ctrl_c_and_closed_pipe(smollm2_path):
     args = CMD + ["generate", "--model", str(smollm2_path), "--max-tokens", "400", "Count from 1 to 1000:"]
     # | head: the reader goes away after the first bytes
-    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as p:
+    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=sigint_default) as p:
         p.stdout.read(8)
         p.stdout.close()
         err = p.stderr.read().decode()
         assert p.wait(TIMEOUT) == 141 and "Traceback" not in err and "Error" not in err, err
     # Ctrl-C mid-generation: one line, status 130
-    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as p:
+    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=sigint_default) as p:
         p.stdout.read(8)
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=TIMEOUT)
@@ -120,7 +127,8 @@ pexpect = pytest.importorskip("pexpect")
 
 def spawn_chat(path, *args):
     child = pexpect.spawn(sys.executable, ["-P", "-m", "slmkernels", "chat", "--model", str(path), *args],
-                          encoding="utf-8", timeout=TIMEOUT, dimensions=(40, 200))
+                          encoding="utf-8", timeout=TIMEOUT, dimensions=(40, 200),
+                          preexec_fn=sigint_default)
     child.expect("> ")
     return child
 
