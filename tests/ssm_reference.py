@@ -144,3 +144,16 @@ def mamba2_mixer(h, p, conv_state, ssm_state, *, n_heads, head_dim, d_state, n_g
     y, ssm_state = ssd_recurrence(x, dt, p["A"], B, C, p["D"], p["dt_bias"], ssm_state)
     y = gated_rmsnorm(y.reshape(T, d_inner), z, p["norm"], n_groups, eps)
     return y @ np.asarray(p["out_proj"], np.float64).T, conv_state, ssm_state
+
+
+def scan_inputs(rng, T, nh, hd, ds, ng, *, dt_scale=1.0):
+    """Random float32 inputs of one ssm_scan call: x, dt, A (negative), B, C, D, dt_bias, state."""
+    x = rng.standard_normal((T, nh, hd)).astype(np.float32)
+    dt = (rng.standard_normal((T, nh)) * dt_scale).astype(np.float32)
+    A = (-np.exp(rng.standard_normal(nh))).astype(np.float32)
+    B = rng.standard_normal((T, ng, ds)).astype(np.float32)
+    C = rng.standard_normal((T, ng, ds)).astype(np.float32)
+    D = rng.standard_normal(nh).astype(np.float32)
+    dt_bias = rng.standard_normal(nh).astype(np.float32)
+    state = rng.standard_normal((nh, ds, hd)).astype(np.float32)
+    return x, dt, A, B, C, D, dt_bias, state

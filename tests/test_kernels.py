@@ -20,6 +20,7 @@ import pytest
 
 import slmkernels as sk
 from conftest import SUPPORTED_ISAS
+import ssm_reference
 from quant_data import TIE_FORMATS, tie_rows
 from slmkernels.tolerances import ATTN_TOL, OPS_RTOL
 
@@ -179,25 +180,13 @@ def check_row_op(k):
         assert (np.abs(got - ref) <= rtol * np.abs(ref) + 1e-30).all(), f"{k['name']} n={n}"
 
 
-def ssm_scan_inputs(rng, T, nh=4, hd=24, ds=16, ng=2):
-    x = rng.standard_normal((T, nh, hd)).astype(np.float32)
-    dt = rng.standard_normal((T, nh)).astype(np.float32)
-    A = (-np.exp(rng.standard_normal(nh))).astype(np.float32)
-    B = rng.standard_normal((T, ng, ds)).astype(np.float32)
-    C = rng.standard_normal((T, ng, ds)).astype(np.float32)
-    D = rng.standard_normal(nh).astype(np.float32)
-    dt_bias = rng.standard_normal(nh).astype(np.float32)
-    state = rng.standard_normal((nh, ds, hd)).astype(np.float32)
-    return x, dt, A, B, C, D, dt_bias, state
-
-
 def check_ssm_scan(k):
     # ssm_scan: token by token; ssm_gram / ssm_chunk: the chunked scan (one token, a partial
     # chunk, several chunks and a partial one): the scalar twin's bits, output and state
     rng = np.random.default_rng(17)
     chunked = k["op"] != "ssm_scan"
     for T in (1, 5, 130):
-        x, dt, A, B, C, D, dt_bias, state = ssm_scan_inputs(rng, T)
+        x, dt, A, B, C, D, dt_bias, state = ssm_reference.scan_inputs(rng, T, 4, 24, 16, 2)
 
         def run():
             s = state.copy()

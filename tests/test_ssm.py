@@ -10,19 +10,8 @@ from hypothesis import strategies as st
 
 import slmkernels as sk
 import ssm_reference as ref
+from ssm_reference import scan_inputs
 from slmkernels.tolerances import OPS_RTOL, SSM_CHUNK_RTOL, SSM_RTOL  # where each comes from: there
-
-
-def scan_inputs(rng, T, nh, hd, ds, ng, *, dt_scale=1.0):
-    x = rng.standard_normal((T, nh, hd)).astype(np.float32)
-    dt = (rng.standard_normal((T, nh)) * dt_scale).astype(np.float32)
-    A = (-np.exp(rng.standard_normal(nh))).astype(np.float32)
-    B = rng.standard_normal((T, ng, ds)).astype(np.float32)
-    C = rng.standard_normal((T, ng, ds)).astype(np.float32)
-    D = rng.standard_normal(nh).astype(np.float32)
-    dt_bias = rng.standard_normal(nh).astype(np.float32)
-    state = rng.standard_normal((nh, ds, hd)).astype(np.float32)
-    return x, dt, A, B, C, D, dt_bias, state
 
 
 def ref_scan(x, dt, A, B, C, D, dt_bias, state):
