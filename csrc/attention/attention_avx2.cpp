@@ -4,6 +4,7 @@
 
 #include "attention/attention_simd.h"
 #include "core/fp16.h"
+#include "core/math_avx2.h"
 #include "quant/formats.h"
 
 namespace slmk {
@@ -48,25 +49,7 @@ struct Avx2 {
         s = _mm_max_ss(s, _mm_movehdup_ps(s));
         return _mm_cvtss_f32(s);
     }
-    // exp(x) for x <= 0 (Cephes expf: x = n ln2 + r, |r| <= ln2/2, degree-6 polynomial in r,
-    // scaled by 2^n); 0 below -87.3 so a masked -inf becomes exactly 0.
-    static vec exp(vec x) {
-        const vec xc = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
-        const vec fx = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
-                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        vec r = _mm256_sub_ps(xc, _mm256_mul_ps(fx, _mm256_set1_ps(0.693359375f)));
-        r = _mm256_sub_ps(r, _mm256_mul_ps(fx, _mm256_set1_ps(-2.12194440e-4f)));
-        vec y = _mm256_set1_ps(1.9875691500e-4f);
-        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
-        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
-        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
-        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
-        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
-        y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-        const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
-        y = _mm256_mul_ps(y, _mm256_castsi256_ps(e));
-        return _mm256_and_ps(y, _mm256_cmp_ps(x, _mm256_set1_ps(-87.3f), _CMP_GE_OQ));
-    }
+    static vec exp(vec x) { return avx2::exp_or_zero(x); }  // core/math_avx2.h
     // The 8 floats at d of one cached row (d + 8 <= dp), exactly as k_row writes them; sc is
     // the scale of the block holding d (quantized formats; f16_column converted it).
     template <Format F>

@@ -4,6 +4,7 @@
 
 #include "attention/attention_simd.h"
 #include "core/fp16.h"
+#include "core/math_avx512.h"
 #include "quant/formats.h"
 
 namespace slmk {
@@ -55,25 +56,7 @@ struct Avx512 {
         s = _mm_max_ss(s, _mm_movehdup_ps(s));
         return _mm_cvtss_f32(s);
     }
-    // Cephes expf, as in attention_avx2.cpp; 0 below -87.3.
-    static vec exp(vec x) {
-        const vec xc = _mm512_max_ps(x, _mm512_set1_ps(-87.3f));
-        const vec fx = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
-                                            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        vec r = _mm512_sub_ps(xc, _mm512_mul_ps(fx, _mm512_set1_ps(0.693359375f)));
-        r = _mm512_sub_ps(r, _mm512_mul_ps(fx, _mm512_set1_ps(-2.12194440e-4f)));
-        vec y = _mm512_set1_ps(1.9875691500e-4f);
-        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.3981999507e-3f));
-        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073e-3f));
-        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894e-2f));
-        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459e-1f));
-        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201e-1f));
-        y = _mm512_fmadd_ps(y, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-        const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(fx), _mm512_set1_epi32(127)), 23);
-        y = _mm512_mul_ps(y, _mm512_castsi512_ps(e));
-        const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.3f), _CMP_GE_OQ);
-        return _mm512_maskz_mov_ps(keep, y);
-    }
+    static vec exp(vec x) { return avx512::exp_or_zero(x); }  // core/math_avx512.h
     // The 16 floats at d of one cached row (d + 16 <= dp), exactly as k_row writes them; sc is
     // the scale of the block holding d (quantized formats; f16_column converted it).
     template <Format F>

@@ -5,6 +5,7 @@
 
 #include "attention/attention_simd.h"
 #include "core/fp16.h"
+#include "core/math_neon.h"
 #include "quant/formats.h"
 
 namespace slmk {
@@ -30,24 +31,7 @@ struct Neon {
     static float hmax(vec x) { return vmaxvq_f32(x); }
     // Lane i of the result = the sum of x[i]'s 4 lanes: (e0+e1)+(e2+e3) by two pairwise adds.
     static vec reduce_lanes(const vec* x) { return vpaddq_f32(vpaddq_f32(x[0], x[1]), vpaddq_f32(x[2], x[3])); }
-    // Cephes expf, as in attention_avx2.cpp; 0 below -87.3.
-    static vec exp(vec x) {
-        const vec xc = vmaxq_f32(x, vdupq_n_f32(-87.3f));
-        const vec fx = vrndnq_f32(vmulq_f32(xc, vdupq_n_f32(1.44269504088896341f)));
-        vec r = vsubq_f32(xc, vmulq_f32(fx, vdupq_n_f32(0.693359375f)));
-        r = vsubq_f32(r, vmulq_f32(fx, vdupq_n_f32(-2.12194440e-4f)));
-        vec y = vdupq_n_f32(1.9875691500e-4f);
-        y = vfmaq_f32(vdupq_n_f32(1.3981999507e-3f), y, r);
-        y = vfmaq_f32(vdupq_n_f32(8.3334519073e-3f), y, r);
-        y = vfmaq_f32(vdupq_n_f32(4.1665795894e-2f), y, r);
-        y = vfmaq_f32(vdupq_n_f32(1.6666665459e-1f), y, r);
-        y = vfmaq_f32(vdupq_n_f32(5.0000001201e-1f), y, r);
-        y = vfmaq_f32(vaddq_f32(r, vdupq_n_f32(1.0f)), y, vmulq_f32(r, r));
-        const int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(fx), vdupq_n_s32(127)), 23);
-        y = vmulq_f32(y, vreinterpretq_f32_s32(e));
-        const uint32x4_t keep = vcgeq_f32(x, vdupq_n_f32(-87.3f));
-        return vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(y), keep));
-    }
+    static vec exp(vec x) { return neon::exp_or_zero(x); }  // core/math_neon.h
     static void widen_store(int8x16_t q, float d, float* dst) {
         const float32x4_t vd = vdupq_n_f32(d);
         const int16x8_t lo = vmovl_s8(vget_low_s8(q)), hi = vmovl_s8(vget_high_s8(q));

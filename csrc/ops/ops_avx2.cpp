@@ -3,33 +3,12 @@
 
 #include <cmath>
 
+#include "core/math_avx2.h"
 #include "ops.h"
 
 namespace slmk {
 
 namespace {
-
-// exp as in ops_avx512.cpp (Cephes expf polynomial), 2^n built in the exponent bits.
-inline __m256 exp256(__m256 x) {
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.7f));
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    // n in [-126, 128]: split 2^n = 2^(n/2) * 2^(n - n/2) so neither factor overflows
-    const __m256i ni = _mm256_cvtps_epi32(n);
-    const __m256i h = _mm256_srai_epi32(ni, 1);
-    const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h, _mm256_set1_epi32(127)), 23));
-    const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(ni, h), _mm256_set1_epi32(127)), 23));
-    return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
-}
 
 void rmsnorm_row_avx2(const float* x, const float* w, float* y, int64_t n, float eps) {
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
@@ -66,10 +45,10 @@ void gated_row_avx2(const float* g, const float* u, float* y, int64_t n) {
         if (Gelu)
             t = _mm256_mul_ps(gv, _mm256_add_ps(_mm256_set1_ps(kGeluT1),
                                                 _mm256_mul_ps(_mm256_set1_ps(kGeluT3), _mm256_mul_ps(gv, gv))));
-        const __m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), t));
+        const __m256 e = avx2::exp(_mm256_sub_ps(_mm256_setzero_ps(), t));
         __m256 s = _mm256_div_ps(gv, _mm256_add_ps(one, e));
         // where expf(-t) overflows, the scalar twin divides by inf: -0, or NaN for g = -inf
-        // (exp256 saturates instead, which gave -inf for g = -inf)
+        // (avx2::exp saturates instead, which gave -inf for g = -inf)
         const __m256 big = _mm256_cmp_ps(t, _mm256_set1_ps(kSiluZeroBelow), _CMP_LT_OQ);
         s = _mm256_blendv_ps(s, _mm256_mul_ps(gv, _mm256_setzero_ps()), big);
         _mm256_storeu_ps(y + i, _mm256_mul_ps(s, _mm256_loadu_ps(u + i)));

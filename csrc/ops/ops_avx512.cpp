@@ -3,29 +3,12 @@
 
 #include <cmath>
 
+#include "core/math_avx512.h"
 #include "ops.h"
 
 namespace slmk {
 
 namespace {
-
-// exp(x) for |x| <= 88: 2^n * p(r), n = round(x log2 e), r = x - n ln 2 in two parts; the
-// degree-6 polynomial is Cephes' expf (S. Moshier), ~2 ulp.
-inline __m512 exp512(__m512 x) {
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.7f));
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    return _mm512_scalef_ps(p, n);
-}
 
 void rmsnorm_row_avx512(const float* x, const float* w, float* y, int64_t n, float eps) {
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
@@ -63,10 +46,10 @@ void gated_row_avx512(const float* g, const float* u, float* y, int64_t n) {
         if (Gelu)
             t = _mm512_mul_ps(gv, _mm512_add_ps(_mm512_set1_ps(kGeluT1),
                                                 _mm512_mul_ps(_mm512_set1_ps(kGeluT3), _mm512_mul_ps(gv, gv))));
-        const __m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), t));
+        const __m512 e = avx512::exp(_mm512_sub_ps(_mm512_setzero_ps(), t));
         __m512 s = _mm512_div_ps(gv, _mm512_add_ps(one, e));
         // where expf(-t) overflows, the scalar twin divides by inf: -0, or NaN for g = -inf
-        // (exp512 saturates instead, which gave -inf for g = -inf)
+        // (avx512::exp saturates instead, which gave -inf for g = -inf)
         const __mmask16 big = _mm512_cmp_ps_mask(t, _mm512_set1_ps(kSiluZeroBelow), _CMP_LT_OQ);
         s = _mm512_mask_mul_ps(s, big, gv, _mm512_setzero_ps());
         _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(s, _mm512_maskz_loadu_ps(m, u + i)));

@@ -3,31 +3,12 @@
 
 #include <cmath>
 
+#include "core/math_neon.h"
 #include "ops.h"
 
 namespace slmk {
 
 namespace {
-
-// exp as in ops_avx512.cpp (Cephes expf polynomial), 2^n built in the exponent bits.
-inline float32x4_t exp_neon(float32x4_t x) {
-    x = vminq_f32(vmaxq_f32(x, vdupq_n_f32(-87.3f)), vdupq_n_f32(88.7f));
-    const float32x4_t n = vrndnq_f32(vmulq_f32(x, vdupq_n_f32(1.44269504088896341f)));
-    float32x4_t r = vfmsq_f32(x, n, vdupq_n_f32(0.693359375f));
-    r = vfmsq_f32(r, n, vdupq_n_f32(-2.12194440e-4f));
-    float32x4_t p = vdupq_n_f32(1.9875691500e-4f);
-    p = vfmaq_f32(vdupq_n_f32(1.3981999507e-3f), p, r);
-    p = vfmaq_f32(vdupq_n_f32(8.3334519073e-3f), p, r);
-    p = vfmaq_f32(vdupq_n_f32(4.1665795894e-2f), p, r);
-    p = vfmaq_f32(vdupq_n_f32(1.6666665459e-1f), p, r);
-    p = vfmaq_f32(vdupq_n_f32(5.0000001201e-1f), p, r);
-    p = vfmaq_f32(vaddq_f32(r, vdupq_n_f32(1.0f)), p, vmulq_f32(r, r));
-    const int32x4_t ni = vcvtq_s32_f32(n);
-    const int32x4_t h = vshrq_n_s32(ni, 1);
-    const float32x4_t s1 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(h, vdupq_n_s32(127)), 23));
-    const float32x4_t s2 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vsubq_s32(ni, h), vdupq_n_s32(127)), 23));
-    return vmulq_f32(vmulq_f32(p, s1), s2);
-}
 
 void rmsnorm_row_neon(const float* x, const float* w, float* y, int64_t n, float eps) {
     float32x4_t a0 = vdupq_n_f32(0), a1 = vdupq_n_f32(0);
@@ -57,10 +38,10 @@ void gated_row_neon(const float* g, const float* u, float* y, int64_t n) {
         float32x4_t t = gv;
         if (Gelu)
             t = vmulq_f32(gv, vaddq_f32(vdupq_n_f32(kGeluT1), vmulq_f32(vdupq_n_f32(kGeluT3), vmulq_f32(gv, gv))));
-        const float32x4_t e = exp_neon(vnegq_f32(t));
+        const float32x4_t e = neon::exp(vnegq_f32(t));
         float32x4_t s = vdivq_f32(gv, vaddq_f32(vdupq_n_f32(1.0f), e));
         // where expf(-t) overflows, the scalar twin divides by inf: -0, or NaN for g = -inf
-        // (exp_neon saturates instead, which gave -inf for g = -inf)
+        // (neon::exp saturates instead, which gave -inf for g = -inf)
         const uint32x4_t big = vcltq_f32(t, vdupq_n_f32(kSiluZeroBelow));
         s = vbslq_f32(big, vmulq_f32(gv, vdupq_n_f32(0.0f)), s);
         vst1q_f32(y + i, vmulq_f32(s, vld1q_f32(u + i)));
