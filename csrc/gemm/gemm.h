@@ -58,20 +58,74 @@ constexpr int kPanelRows = 128;  // activation rows one AMX panel call handles (
 // F32 / F16 / BF16: one "block" per k: [16 rows] of the element type (64 / 32 / 32 B)
 //
 // Rows past N in the last group are zero bytes (zero scales): they compute zeros, never written.
-// Bytes of one packed tile (the layouts above); constexpr so kernels size their loops with it.
-static constexpr int64_t packed_tile_bytes(Format f) {
-    return f == Format::Q8_0   ? 544
-           : f == Format::Q4_0 ? 288
-           : f == Format::Q4_1 ? 320
-           : f == Format::Q5_0 ? 352
-           : f == Format::Q5_1 ? 384
-           : f == Format::Q4_K ? 2368
-           : f == Format::Q5_K ? 2880
-           : f == Format::Q6_K ? 3360
-           : f == Format::F32  ? 64
-           : (f == Format::F16 || f == Format::BF16) ? 32
-                                                     : 0;
+
+// ---- the same layouts as data: where each field of one tile starts ----
+// The packer, the scalar twin and every SIMD kernel take their offsets from here (a kernel:
+// `constexpr TileLayout L = tile_layout(F);` then `t + L.q`), so a layout is written once.
+constexpr int kRunBytes = 4 * kGroupRows;  // one run of "row-quads": [16 rows][4 B]
+constexpr int kRowF16 = 2 * kGroupRows;    // one fp16 per row: d[16], m[16], dmin[16]
+
+struct TileLayout {
+    int d = -1;   // fp16 d[16]
+    int m = -1;   // fp16 m[16] (Q4_1, Q5_1) / dmin[16] (Q4_K, Q5_K)
+    int sc = -1;  // sub-block scales [sub][16 rows]: u8 (Q4_K, Q5_K, 8 sub), i8 (Q6_K, 16 sub)
+    int mn = -1;  // sub-block mins u8 [8 sub][16 rows] (Q4_K, Q5_K)
+    int hb = -1;  // bit-4 bytes (Q5_0, Q5_1: [4 c][16 rows]; Q5_K: [4 g][8 c][16 rows])
+    int q = -1;   // the quant runs (Q6_K: ql); float formats: the [16 rows] of one k
+    int qh = -1;  // Q6_K: the 2-bit high fields
+    int q_step = 0;   // q bytes per pair of sub-blocks g (Q4_K, Q5_K: 8 runs) / per half a (Q6_K: 16 runs)
+    int hb_step = 0;  // Q5_K: hb bytes per pair g (8 c x 16 rows)
+    int qh_step = 0;  // Q6_K: qh bytes per half a (8 runs)
+    int bytes = 0;    // the whole tile
+};
+
+constexpr TileLayout tile_layout(Format f) {
+    TileLayout L;
+    int at = 0;  // fields follow each other in the order the layouts above list them
+    auto take = [&at](int n) {
+        const int o = at;
+        at += n;
+        return o;
+    };
+    switch (f) {
+        case Format::Q8_0: L.d = take(kRowF16), L.q = take(8 * kRunBytes); break;
+        case Format::Q4_0: L.d = take(kRowF16), L.q = take(4 * kRunBytes); break;
+        case Format::Q4_1: L.d = take(kRowF16), L.m = take(kRowF16), L.q = take(4 * kRunBytes); break;
+        case Format::Q5_0: L.d = take(kRowF16), L.hb = take(4 * kGroupRows), L.q = take(4 * kRunBytes); break;
+        case Format::Q5_1:
+            L.d = take(kRowF16), L.m = take(kRowF16), L.hb = take(4 * kGroupRows), L.q = take(4 * kRunBytes);
+            break;
+        case Format::Q4_K:
+        case Format::Q5_K:
+            L.d = take(kRowF16), L.m = take(kRowF16), L.sc = take(8 * kGroupRows), L.mn = take(8 * kGroupRows);
+            L.hb_step = f == Format::Q5_K ? 8 * kGroupRows : 0;
+            if (f == Format::Q5_K) L.hb = take(4 * L.hb_step);
+            L.q_step = 8 * kRunBytes;
+            L.q = take(4 * L.q_step);
+            break;
+        case Format::Q6_K:
+            L.d = take(kRowF16), L.sc = take(16 * kGroupRows);
+            L.q_step = 16 * kRunBytes, L.q = take(2 * L.q_step);
+            L.qh_step = 8 * kRunBytes, L.qh = take(2 * L.qh_step);
+            break;
+        case Format::F32: L.q = take(4 * kGroupRows); break;
+        case Format::F16:
+        case Format::BF16: L.q = take(2 * kGroupRows); break;
+        default: break;
+    }
+    L.bytes = at;
+    return L;
 }
+
+// Bytes of one packed tile; constexpr so kernels size their loops with it.
+constexpr int64_t packed_tile_bytes(Format f) { return tile_layout(f).bytes; }
+// The sizes the layouts above state (a changed field size shows up here first).
+static_assert(packed_tile_bytes(Format::Q8_0) == 544 && packed_tile_bytes(Format::Q4_0) == 288 &&
+              packed_tile_bytes(Format::Q4_1) == 320 && packed_tile_bytes(Format::Q5_0) == 352 &&
+              packed_tile_bytes(Format::Q5_1) == 384 && packed_tile_bytes(Format::Q4_K) == 2368 &&
+              packed_tile_bytes(Format::Q5_K) == 2880 && packed_tile_bytes(Format::Q6_K) == 3360 &&
+              packed_tile_bytes(Format::F32) == 64 && packed_tile_bytes(Format::F16) == 32 &&
+              packed_tile_bytes(Format::BF16) == 32);
 
 // Packs rows [0, nrows) (nrows <= 16) of a GGUF-layout matrix, `nblocks` blocks per row, rows
 // `src_stride` bytes apart, into one group of `nblocks` tiles at dst.

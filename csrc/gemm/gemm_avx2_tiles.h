@@ -96,9 +96,8 @@ static inline void g2_tile32_part(const uint8_t* group, int64_t nblocks, const A
     constexpr bool kQ8 = F == Format::Q8_0;
     constexpr bool kHasM = F == Format::Q4_1 || F == Format::Q5_1;
     constexpr bool kQ5 = F == Format::Q5_0 || F == Format::Q5_1;
-    constexpr int64_t kTB = packed_tile_bytes(F);
-    constexpr int kHbOff = kHasM ? 64 : 32;
-    constexpr int kQOff = kQ8 ? 32 : kQ5 ? kHbOff + 64 : (kHasM ? 64 : 32);
+    constexpr TileLayout L = tile_layout(F);
+    constexpr int64_t kTB = L.bytes;
     constexpr int kOffset = F == Format::Q4_0 ? 8 : F == Format::Q5_0 ? 16 : 0;
 
     const int8_t* xq[MR];
@@ -116,7 +115,7 @@ static inline void g2_tile32_part(const uint8_t* group, int64_t nblocks, const A
 
     for (int64_t b = 0; b < nblocks; ++b) {
         const uint8_t* t = group + b * kTB;
-        const uint8_t* q = t + kQOff;
+        const uint8_t* q = t + L.q;
         __m256i dot[NH][MR];
         for (int hh = 0; hh < NH; ++hh)
             for (int i = 0; i < MR; ++i) dot[hh][i] = _mm256_setzero_si256();
@@ -144,7 +143,7 @@ static inline void g2_tile32_part(const uint8_t* group, int64_t nblocks, const A
                     __m256i lo = _mm256_and_si256(w, m4);
                     __m256i hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);
                     if constexpr (kQ5) {
-                        const __m256i sp = g2_hb_spread(t + kHbOff + 16 * c, h);
+                        const __m256i sp = g2_hb_spread(t + L.hb + 16 * c, h);
                         lo = _mm256_or_si256(lo, g2_hb_bit4<false>(sp));
                         hi = _mm256_or_si256(hi, g2_hb_bit4<true>(sp));
                     }
@@ -155,11 +154,11 @@ static inline void g2_tile32_part(const uint8_t* group, int64_t nblocks, const A
         // float epilogue, exactly gemm_ref.cpp's tile_32_scalar
         for (int hh = 0; hh < NH; ++hh) {
             const int h = h0 + hh;
-            const __m256 dw = g2_f16x8(t + 16 * h);
+            const __m256 dw = g2_f16x8(t + L.d + 16 * h);
             for (int i = 0; i < MR; ++i) {
                 const __m256 dx = _mm256_set1_ps(xd[i][b]);
                 if constexpr (kHasM) {
-                    const __m256 mw = g2_f16x8(t + 32 + 16 * h);
+                    const __m256 mw = g2_f16x8(t + L.m + 16 * h);
                     acc[hh][i] = g2_add(acc[hh][i], g2_mul(g2_mul(dw, dx), _mm256_cvtepi32_ps(dot[hh][i])));
                     acc[hh][i] = g2_add(acc[hh][i], g2_mul(g2_mul(mw, dx),
                                                                           _mm256_set1_ps(static_cast<float>(xs[i][b]))));
@@ -217,8 +216,8 @@ template <class Dot, Format F, int MR, int NH>
 static inline void g2_tile_q45k_part(const uint8_t* group, int64_t nblocks, const ActRows& a, int64_t m0, float* out,
                                      int64_t ldo, int nvalid, int h0) {
     constexpr bool kQ5 = F == Format::Q5_K;
-    constexpr int64_t kTB = packed_tile_bytes(F);
-    constexpr int kQOff = kQ5 ? 832 : 320;
+    constexpr TileLayout L = tile_layout(F);
+    constexpr int64_t kTB = L.bytes;
     const int8_t* xq[MR];
     const float* xd[MR];
     const int32_t* xs[MR];
@@ -237,13 +236,13 @@ static inline void g2_tile_q45k_part(const uint8_t* group, int64_t nblocks, cons
         for (int hh = 0; hh < NH; ++hh)
             for (int i = 0; i < MR; ++i) isum[hh][i] = _mm256_setzero_si256();
         for (int g = 0; g < 4; ++g) {
-            const uint8_t* qg = t + kQOff + 512 * g;
-            const uint8_t* hbg = t + 320 + 128 * g;
+            const uint8_t* qg = t + L.q + L.q_step * g;
+            const uint8_t* hbg = kQ5 ? t + L.hb + L.hb_step * g : nullptr;
             const int8_t* xj[MR];
             for (int i = 0; i < MR; ++i) xj[i] = xq[i] + 256 * b + 64 * g;
-            g2_sub_q45k<Dot, kQ5, MR, NH, 0>(qg, hbg, xj, t + 64 + 16 * (2 * g), isum, h0);
+            g2_sub_q45k<Dot, kQ5, MR, NH, 0>(qg, hbg, xj, t + L.sc + 16 * (2 * g), isum, h0);
             for (int i = 0; i < MR; ++i) xj[i] += 32;
-            g2_sub_q45k<Dot, kQ5, MR, NH, 1>(qg, hbg, xj, t + 64 + 16 * (2 * g + 1), isum, h0);
+            g2_sub_q45k<Dot, kQ5, MR, NH, 1>(qg, hbg, xj, t + L.sc + 16 * (2 * g + 1), isum, h0);
         }
         for (int hh = 0; hh < NH; ++hh) {
             const int h = h0 + hh;
@@ -251,11 +250,11 @@ static inline void g2_tile_q45k_part(const uint8_t* group, int64_t nblocks, cons
             // 8h+r times the pair of activation sums (|sum of 32 q| <= 4064 fits int16), madd.
             __m256i wm[4];
             for (int u = 0; u < 4; ++u) {
-                const __m128i lo = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(t + 192 + 16 * (2 * u) + 8 * h));
-                const __m128i hi = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(t + 192 + 16 * (2 * u + 1) + 8 * h));
+                const __m128i lo = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(t + L.mn + 16 * (2 * u) + 8 * h));
+                const __m128i hi = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(t + L.mn + 16 * (2 * u + 1) + 8 * h));
                 wm[u] = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(lo, hi));
             }
-            const __m256 d = g2_f16x8(t + 16 * h), dmin = g2_f16x8(t + 32 + 16 * h);
+            const __m256 d = g2_f16x8(t + L.d + 16 * h), dmin = g2_f16x8(t + L.m + 16 * h);
             for (int i = 0; i < MR; ++i) {
                 const int32_t* bs = xs[i] + 16 * b;
                 __m256i msum = _mm256_setzero_si256();
@@ -280,9 +279,10 @@ static inline void g2_tile_q45k_part(const uint8_t* group, int64_t nblocks, cons
 template <class Dot, int MR, int NH, int T>
 static inline void g2_sub_q6k(const uint8_t* t, int A, int CH, const int8_t* const* x256, const int32_t* const* bs,
                               __m256i (&isum)[NH][MR], int h0) {
+    constexpr TileLayout L = tile_layout(Format::Q6_K);
     const __m256i m4 = g2_m4(), m30 = _mm256_set1_epi8(0x30);
-    const uint8_t* ql = t + 288 + 1024 * A + 64 * 8 * (T & 1);
-    const uint8_t* qh = t + 2336 + 512 * A;
+    const uint8_t* ql = t + L.q + L.q_step * A + 64 * 8 * (T & 1);
+    const uint8_t* qh = t + L.qh + L.qh_step * A;
     const int s = 8 * A + 2 * T + CH;
     __m256i dot[NH][MR];
     for (int hh = 0; hh < NH; ++hh)
@@ -317,7 +317,7 @@ static inline void g2_sub_q6k(const uint8_t* t, int A, int CH, const int8_t* con
         }
     }
     for (int hh = 0; hh < NH; ++hh) {
-        const __m256i sc = g2_i8x8(t + 32 + 16 * s + 8 * (h0 + hh));
+        const __m256i sc = g2_i8x8(t + L.sc + 16 * s + 8 * (h0 + hh));
         for (int i = 0; i < MR; ++i) {
             const __m256i v = _mm256_sub_epi32(dot[hh][i], _mm256_set1_epi32(32 * bs[i][s]));
             isum[hh][i] = _mm256_add_epi32(isum[hh][i], _mm256_mullo_epi32(sc, v));
@@ -328,7 +328,8 @@ static inline void g2_sub_q6k(const uint8_t* t, int A, int CH, const int8_t* con
 template <class Dot, Format F, int MR, int NH>
 static inline void g2_tile_q6k_part(const uint8_t* group, int64_t nblocks, const ActRows& a, int64_t m0, float* out,
                                     int64_t ldo, int nvalid, int h0) {
-    constexpr int64_t kTB = packed_tile_bytes(Format::Q6_K);
+    constexpr TileLayout L = tile_layout(Format::Q6_K);
+    constexpr int64_t kTB = L.bytes;
     const float* xd[MR];
     const int8_t* x256[MR];
     const int32_t* bs[MR];
@@ -353,7 +354,7 @@ static inline void g2_tile_q6k_part(const uint8_t* group, int64_t nblocks, const
                 g2_sub_q6k<Dot, MR, NH, 3>(t, A, CH, x256, bs, isum, h0);
             }
         for (int hh = 0; hh < NH; ++hh) {
-            const __m256 d = g2_f16x8(t + 16 * (h0 + hh));
+            const __m256 d = g2_f16x8(t + L.d + 16 * (h0 + hh));
             for (int i = 0; i < MR; ++i) {
                 const __m256 dx = _mm256_set1_ps(xd[i][b]);
                 acc[hh][i] = g2_add(acc[hh][i], g2_mul(g2_mul(d, dx), _mm256_cvtepi32_ps(isum[hh][i])));
@@ -408,7 +409,7 @@ static inline __m256 g2_wload(const uint8_t* p, int h) {
 template <Format F, int MC, int NH>
 static inline void g2_tilef_part(const uint8_t* group, int64_t k, const ActRows& a, int64_t m0, float* out, int64_t ldo,
                                  int nvalid, int h0) {
-    constexpr int64_t kTB = F == Format::F32 ? 64 : 32;
+    constexpr int64_t kTB = packed_tile_bytes(F);
     const float* x[MC];
     for (int i = 0; i < MC; ++i) x[i] = a.xf + (m0 + i) * a.xf_stride;
     __m256 s[4][NH][MC];

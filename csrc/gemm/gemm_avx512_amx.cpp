@@ -139,9 +139,10 @@ static inline void run_steps(const int8_t* xa, const uint8_t* bb, int S, int32_t
 // B holds q - 8 as s8 (TDPBSSD), so C is already the spec's dot - 8 * xsum (same exact integer).
 // Unpack: block b -> B tile b: runs 0..3 = low nibbles of q run c (elements 4c..), 4..7 = high.
 static void unpack_q4_0(const uint8_t* group, int64_t b0, int64_t nb, uint8_t* dst) {
+    constexpr TileLayout L = tile_layout(Format::Q4_0);
     const __m512i eight = _mm512_set1_epi8(8);
     for (int64_t b = 0; b < nb; ++b) {
-        const uint8_t* q = group + (b0 + b) * 288 + 32;
+        const uint8_t* q = group + (b0 + b) * L.bytes + L.q;
         for (int c = 0; c < 4; ++c) {
             const __m512i v = load64(q + 64 * c);
             store64(dst + b * 512 + 64 * c, _mm512_sub_epi8(nib_lo(v), eight));
@@ -173,12 +174,13 @@ static void panel_q4_0(const uint8_t* group, int64_t nblocks, const ActRows& a, 
 #define SLMK_ACC_INIT(i) \
     __m512 acc##i = k0 == 0 ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(km, out + (i0 + std::min(i, mt - 1)) * ldo);
             SLMK_REP16(SLMK_ACC_INIT)
-            const uint8_t* t0 = group + k0 * 288;
+            constexpr TileLayout L = tile_layout(Format::Q4_0);
+            const uint8_t* t0 = group + k0 * L.bytes + L.d;
             // k0 is a multiple of the chunk (32 blocks = 16 slabs of 64)
             const int64_t slabs = (nblocks + 1) / 2;
             run_steps<true>(a.q_panel + ((m0 + i0) / 16 * slabs + k0 / 2) * 1024, tls.b, nb, tls.c,
                             [&](int s, const int32_t(*c)[16]) {
-                                const __m512 dw = load_f16x16(t0 + 288 * s);
+                                const __m512 dw = load_f16x16(t0 + L.bytes * s);
 #define SLMK_ACC_STEP(i)                                                   \
     acc##i = add_ord(acc##i, _mm512_mul_ps(mul_ord(dw, _mm512_set1_ps(dxt[s][i])), \
                                            _mm512_cvtepi32_ps(_mm512_load_si512(c[i]))));
@@ -232,13 +234,14 @@ static inline __m512i mul_small_u8(__m512i q, __m512i sw) {
 }
 
 static void unpack_q4_k(const uint8_t* group, int64_t b0, int64_t nb, uint8_t* dst) {
+    constexpr TileLayout L = tile_layout(Format::Q4_K);
     const __m512i m7 = _mm512_set1_epi16(0x0007);
     for (int64_t b = 0; b < nb; ++b) {
-        const uint8_t* t = group + (b0 + b) * packed_tile_bytes(Format::Q4_K);
+        const uint8_t* t = group + (b0 + b) * L.bytes;
         for (int g = 0; g < 4; ++g) {
             __m512i slo[2], shi[2];
             for (int h = 0; h < 2; ++h) {  // sub-block 2g + h: its scale in each lane's low byte
-                __m512i sp = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t + 64 + 16 * (2 * g + h))));
+                __m512i sp = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t + L.sc + 16 * (2 * g + h))));
                 sp = _mm512_or_si512(sp, _mm512_slli_epi32(sp, 16));  // both 16-bit words of the lane
                 slo[h] = _mm512_and_si512(sp, m7);
                 shi[h] = _mm512_srli_epi16(sp, 3);
@@ -246,7 +249,7 @@ static void unpack_q4_k(const uint8_t* group, int64_t b0, int64_t nb, uint8_t* d
             uint8_t* lo = dst + (b * 4 + g) * 2048;
             uint8_t* hi = lo + 1024;
             for (int c = 0; c < 8; ++c) {
-                const __m512i v = load64(t + 320 + 512 * g + 64 * c);
+                const __m512i v = load64(t + L.q + L.q_step * g + 64 * c);
                 const __m512i ql = nib_lo(v), qh = nib_hi(v);
                 store64(lo + 64 * c, mul_small_u8(ql, slo[0]));
                 store64(lo + 64 * (8 + c), mul_small_u8(qh, slo[1]));
@@ -318,14 +321,15 @@ static void panel_q4_k(const uint8_t* group, int64_t nblocks, const ActRows& a, 
             const int8_t* xq = a.q_panel + ((m0 + i0) / 16 * (nblocks * 4) + 4 * k0) * 1024;  // 4 slabs per super-block
             constexpr int64_t st = 64;
             auto epi = [&](int b, const int32_t(*cl)[16], const int32_t(*ch)[16]) {
-                const uint8_t* t = group + (k0 + b) * packed_tile_bytes(Format::Q4_K);
+                constexpr TileLayout L = tile_layout(Format::Q4_K);
+                const uint8_t* t = group + (k0 + b) * L.bytes;
                 __m512i mp[4];  // lane r: m_2p[r] | m_2p+1[r] << 16 (int16 pairs)
                 for (int p = 0; p < 4; ++p) {
-                    const __m128i m0v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(t + 192 + 32 * p));
-                    const __m128i m1v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(t + 192 + 32 * p + 16));
+                    const __m128i m0v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(t + L.mn + 32 * p));
+                    const __m128i m1v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(t + L.mn + 32 * p + 16));
                     mp[p] = _mm512_cvtepu8_epi16(_mm256_set_m128i(_mm_unpackhi_epi8(m0v, m1v), _mm_unpacklo_epi8(m0v, m1v)));
                 }
-                const __m512 d = load_f16x16(t), dmin = load_f16x16(t + 32);
+                const __m512 d = load_f16x16(t + L.d), dmin = load_f16x16(t + L.m);
                 const bool first = k0 + b == 0;
 #pragma GCC unroll 16
                 for (int i = 0; i < 16; ++i) {

@@ -68,7 +68,7 @@ inline float32x4_t ft_load(const uint8_t* p) {  // 4 weights of one k, rows 4qq.
 
 template <Format F, int MR>
 void ft_tile_mr(const uint8_t* group, int64_t k, const ActRows& a, int64_t m0, float* out, int64_t ldo, int nvalid) {
-    constexpr int64_t tb = F == Format::F32 ? 64 : 32;
+    constexpr int64_t tb = packed_tile_bytes(F);
     constexpr int qb = F == Format::F32 ? 16 : 8;  // bytes of one row quarter
     const float* x[MR];
     for (int i = 0; i < MR; ++i) x[i] = a.xf + (m0 + i) * a.xf_stride;

@@ -144,8 +144,7 @@ void im_tile32(const uint8_t* group, int64_t nblocks, const ActRows& a, int64_t 
     constexpr int64_t tb = packed_tile_bytes(F);
     constexpr bool has_m = F == Format::Q4_1 || F == Format::Q5_1;
     constexpr bool q5 = F == Format::Q5_0 || F == Format::Q5_1;
-    constexpr int hb_off = has_m ? 64 : 32;  // Q5 only
-    constexpr int q_off = q5 ? hb_off + 64 : (has_m ? 64 : 32);
+    constexpr TileLayout L = tile_layout(F);
     constexpr int offset = F == Format::Q4_0 ? 8 : F == Format::Q5_0 ? 16 : 0;
     using Rows = ImRows<MR>;
     constexpr int NP = Rows::NP;
@@ -169,8 +168,8 @@ void im_tile32(const uint8_t* group, int64_t nblocks, const ActRows& a, int64_t 
             if constexpr (F == Format::Q8_0) {
 #pragma GCC unroll 4
                 for (int cp = 0; cp < 4; ++cp) {
-                    const RowPairs w = im_zip_runs(vld1q_u8(t + q_off + 2 * cp * 64 + 16 * qq),
-                                                   vld1q_u8(t + q_off + (2 * cp + 1) * 64 + 16 * qq));
+                    const RowPairs w = im_zip_runs(vld1q_u8(t + L.q + 2 * cp * 64 + 16 * qq),
+                                                   vld1q_u8(t + L.q + (2 * cp + 1) * 64 + 16 * qq));
                     for (int p = 0; p < NP; ++p) {
                         d[p][0] = vmmlaq_s32(d[p][0], xv[p][cp], w.r01);
                         d[p][1] = vmmlaq_s32(d[p][1], xv[p][cp], w.r23);
@@ -179,13 +178,13 @@ void im_tile32(const uint8_t* group, int64_t nblocks, const ActRows& a, int64_t 
             } else {
 #pragma GCC unroll 2
                 for (int cp = 0; cp < 2; ++cp) {
-                    const RowPairs z = im_zip_runs(vld1q_u8(t + q_off + 2 * cp * 64 + 16 * qq),
-                                                   vld1q_u8(t + q_off + (2 * cp + 1) * 64 + 16 * qq));
+                    const RowPairs z = im_zip_runs(vld1q_u8(t + L.q + 2 * cp * 64 + 16 * qq),
+                                                   vld1q_u8(t + L.q + (2 * cp + 1) * 64 + 16 * qq));
                     const uint8x16_t z01 = vreinterpretq_u8_s8(z.r01), z23 = vreinterpretq_u8_s8(z.r23);
                     uint8x16_t lo01 = vandq_u8(z01, m4), hi01 = vshrq_n_u8(z01, 4);
                     uint8x16_t lo23 = vandq_u8(z23, m4), hi23 = vshrq_n_u8(z23, 4);
                     if constexpr (q5) {
-                        const HbPairBits h = im_hb_pair_bits(t + hb_off + 2 * cp * kGroupRows, qq);
+                        const HbPairBits h = im_hb_pair_bits(t + L.hb + 2 * cp * kGroupRows, qq);
                         lo01 = vorrq_u8(lo01, h.lo01);
                         hi01 = vorrq_u8(hi01, h.hi01);
                         lo23 = vorrq_u8(lo23, h.lo23);
@@ -207,8 +206,8 @@ void im_tile32(const uint8_t* group, int64_t nblocks, const ActRows& a, int64_t 
                     }
                 }
             }
-            const float32x4_t dw = nt_f16x4(t + 8 * qq);
-            const float32x4_t mw = has_m ? nt_f16x4(t + 32 + 8 * qq) : dw;
+            const float32x4_t dw = nt_f16x4(t + L.d + 8 * qq);
+            const float32x4_t mw = has_m ? nt_f16x4(t + L.m + 8 * qq) : dw;
             for (int p = 0; p < NP; ++p) {
                 int32x4_t da, db;
                 im_unpair(d[p][0], d[p][1], &da, &db);
@@ -274,8 +273,8 @@ template <Format F, int MR>
 void im_tile_q45k(const uint8_t* group, int64_t nblocks, const ActRows& a, int64_t m0, float* out, int64_t ldo,
                   int nvalid) {
     constexpr bool q5 = F == Format::Q5_K;
-    constexpr int64_t tb = packed_tile_bytes(F);
-    constexpr int q_off = q5 ? 832 : 320;
+    constexpr TileLayout L = tile_layout(F);
+    constexpr int64_t tb = L.bytes;
     using Rows = ImRows<MR>;
     constexpr int NP = Rows::NP;
     const Rows x(a, m0);
@@ -286,9 +285,9 @@ void im_tile_q45k(const uint8_t* group, int64_t nblocks, const ActRows& a, int64
     int8x16_t xi[NP][32];
     for (int64_t b = 0; b < nblocks; ++b) {
         const uint8_t* t = group + b * tb;
-        const uint8_t* sc = t + 64;
+        const uint8_t* sc = t + L.sc;
         int32x4_t ms[MR][4];
-        im_q45k_msum<MR>(t + 192, x.s, b, ms);
+        im_q45k_msum<MR>(t + L.mn, x.s, b, ms);
         im_interleave256<NP>(x.q, b, xi);
         for (int qq = 0; qq < 4; ++qq) {
             int32x4_t is[NP][2];
@@ -300,12 +299,12 @@ void im_tile_q45k(const uint8_t* group, int64_t nblocks, const ActRows& a, int64
                 for (int cp = 0; cp < 4; ++cp) {
                     const int c = 8 * g + 2 * cp;  // run index within the tile's q
                     const RowPairs z =
-                        im_zip_runs(vld1q_u8(t + q_off + c * 64 + 16 * qq), vld1q_u8(t + q_off + (c + 1) * 64 + 16 * qq));
+                        im_zip_runs(vld1q_u8(t + L.q + c * 64 + 16 * qq), vld1q_u8(t + L.q + (c + 1) * 64 + 16 * qq));
                     const uint8x16_t z01 = vreinterpretq_u8_s8(z.r01), z23 = vreinterpretq_u8_s8(z.r23);
                     uint8x16_t lo01 = vandq_u8(z01, m4), hi01 = vshrq_n_u8(z01, 4);
                     uint8x16_t lo23 = vandq_u8(z23, m4), hi23 = vshrq_n_u8(z23, 4);
                     if constexpr (q5) {
-                        const HbPairBits h = im_hb_pair_bits(t + 320 + c * kGroupRows, qq);
+                        const HbPairBits h = im_hb_pair_bits(t + L.hb + c * kGroupRows, qq);
                         lo01 = vorrq_u8(lo01, h.lo01);
                         hi01 = vorrq_u8(hi01, h.hi01);
                         lo23 = vorrq_u8(lo23, h.lo23);
@@ -327,8 +326,8 @@ void im_tile_q45k(const uint8_t* group, int64_t nblocks, const ActRows& a, int64
                     is[p][1] = vmlaq_s32(is[p][1], sh.r23, dh[p][1]);
                 }
             }
-            const float32x4_t d = nt_f16x4(t + 8 * qq);
-            const float32x4_t dmin = nt_f16x4(t + 32 + 8 * qq);
+            const float32x4_t d = nt_f16x4(t + L.d + 8 * qq);
+            const float32x4_t dmin = nt_f16x4(t + L.m + 8 * qq);
             for (int p = 0; p < NP; ++p) {
                 int32x4_t ia, ib;
                 im_unpair(is[p][0], is[p][1], &ia, &ib);
@@ -349,9 +348,10 @@ void im_tile_q45k(const uint8_t* group, int64_t nblocks, const ActRows& a, int64
 // isum = sum_s sc_s * (dot_s - 32 * bsum_s)   (the -32 is in the weights)
 template <int NP, int T>
 inline void im_q6_field(const uint8_t* t, int qq, int ah, int8x16_t (*xi)[32], int32x4_t (*is)[2]) {
-    const uint8_t* ql = t + 288 + ah * 1024;
-    const uint8_t* qh = t + 2336 + ah * 512;
-    const uint8_t* sc = t + 32;
+    constexpr TileLayout L = tile_layout(Format::Q6_K);
+    const uint8_t* ql = t + L.q + ah * L.q_step;
+    const uint8_t* qh = t + L.qh + ah * L.qh_step;
+    const uint8_t* sc = t + L.sc;
     const uint8x16_t m4 = vdupq_n_u8(0x0F);
     const int8x16_t o32 = vdupq_n_s8(32);
     auto weights = [&](int cq) {  // run cq of field T, quarter qq: 4 rows x 4 elements, minus 32
@@ -384,7 +384,8 @@ inline void im_q6_field(const uint8_t* t, int qq, int ah, int8x16_t (*xi)[32], i
 template <int MR>
 void im_tile_q6k(const uint8_t* group, int64_t nblocks, const ActRows& a, int64_t m0, float* out, int64_t ldo,
                  int nvalid) {
-    constexpr int64_t tb = packed_tile_bytes(Format::Q6_K);
+    constexpr TileLayout L = tile_layout(Format::Q6_K);
+    constexpr int64_t tb = L.bytes;
     using Rows = ImRows<MR>;
     constexpr int NP = Rows::NP;
     const Rows x(a, m0);
@@ -404,7 +405,7 @@ void im_tile_q6k(const uint8_t* group, int64_t nblocks, const ActRows& a, int64_
                 im_q6_field<NP, 2>(t, qq, ah, xi, is);
                 im_q6_field<NP, 3>(t, qq, ah, xi, is);
             }
-            const float32x4_t d = nt_f16x4(t + 8 * qq);
+            const float32x4_t d = nt_f16x4(t + L.d + 8 * qq);
             for (int p = 0; p < NP; ++p) {
                 int32x4_t ia, ib;
                 im_unpair(is[p][0], is[p][1], &ia, &ib);

@@ -134,8 +134,7 @@ void nt_tile32(const uint8_t* group, int64_t nblocks, const ActRows& a, int64_t 
     constexpr int64_t tb = nt_tile_bytes<F>();
     constexpr bool has_m = F == Format::Q4_1 || F == Format::Q5_1;
     constexpr bool q5 = F == Format::Q5_0 || F == Format::Q5_1;
-    constexpr int hb_off = has_m ? 64 : 32;              // Q5 only
-    constexpr int q_off = q5 ? hb_off + 64 : (has_m ? 64 : 32);
+    constexpr TileLayout L = tile_layout(F);
     constexpr int offset = F == Format::Q4_0 ? 8 : F == Format::Q5_0 ? 16 : 0;
     const int8_t* xq[MR];
     const float* xd[MR];
@@ -159,16 +158,16 @@ void nt_tile32(const uint8_t* group, int64_t nblocks, const ActRows& a, int64_t 
             if constexpr (F == Format::Q8_0) {
 #pragma GCC unroll 8
                 for (int c = 0; c < 8; ++c) {
-                    const int8x16_t w = vld1q_s8(reinterpret_cast<const int8_t*>(t + q_off + c * 64 + 16 * qq));
+                    const int8x16_t w = vld1q_s8(reinterpret_cast<const int8_t*>(t + L.q + c * 64 + 16 * qq));
                     for (int i = 0; i < MR; ++i) dot[i] = Dot::dot(dot[i], w, nt_bcast4(xq[i] + 32 * b + 4 * c));
                 }
             } else {
 #pragma GCC unroll 4
                 for (int c = 0; c < 4; ++c) {
-                    const uint8x16_t v = vld1q_u8(t + q_off + c * 64 + 16 * qq);
+                    const uint8x16_t v = vld1q_u8(t + L.q + c * 64 + 16 * qq);
                     uint8x16_t lo = vandq_u8(v, m4), hi = vshrq_n_u8(v, 4);
                     if constexpr (q5) {
-                        const HbBits h = nt_hb_bits(t + hb_off + c * kGroupRows + 4 * qq);
+                        const HbBits h = nt_hb_bits(t + L.hb + c * kGroupRows + 4 * qq);
                         lo = vorrq_u8(lo, h.lo);
                         hi = vorrq_u8(hi, h.hi);
                     }
@@ -183,8 +182,8 @@ void nt_tile32(const uint8_t* group, int64_t nblocks, const ActRows& a, int64_t 
                     }
                 }
             }
-            const float32x4_t dw = nt_f16x4(t + 8 * qq);
-            const float32x4_t mw = has_m ? nt_f16x4(t + 32 + 8 * qq) : dw;
+            const float32x4_t dw = nt_f16x4(t + L.d + 8 * qq);
+            const float32x4_t mw = has_m ? nt_f16x4(t + L.m + 8 * qq) : dw;
             for (int i = 0; i < MR; ++i) acc[i][qq] = nt_epi32<F>(acc[i][qq], dot[i], dw, mw, xd[i][b], xs[i][b]);
         }
     }
@@ -198,8 +197,8 @@ template <class Dot, Format F, int MR>
 void nt_tile_q45k(const uint8_t* group, int64_t nblocks, const ActRows& a, int64_t m0, float* out, int64_t ldo,
                   int nvalid) {
     constexpr bool q5 = F == Format::Q5_K;
-    constexpr int64_t tb = packed_tile_bytes(F);
-    constexpr int q_off = q5 ? 832 : 320;
+    constexpr TileLayout L = tile_layout(F);
+    constexpr int64_t tb = L.bytes;
     const int8_t* xq[MR];
     const float* xd[MR];
     const int32_t* xs[MR];
@@ -214,8 +213,8 @@ void nt_tile_q45k(const uint8_t* group, int64_t nblocks, const ActRows& a, int64
     const uint8x16_t m4 = vdupq_n_u8(0x0F);
     for (int64_t b = 0; b < nblocks; ++b) {
         const uint8_t* t = group + b * tb;
-        const uint8_t* sc = t + 64;
-        const uint8_t* mn = t + 192;
+        const uint8_t* sc = t + L.sc;
+        const uint8_t* mn = t + L.mn;
         for (int qq = 0; qq < 4; ++qq) {
             int32x4_t isum[MR], msum[MR];
             for (int i = 0; i < MR; ++i) isum[i] = msum[i] = vdupq_n_s32(0);
@@ -224,10 +223,10 @@ void nt_tile_q45k(const uint8_t* group, int64_t nblocks, const ActRows& a, int64
                 for (int i = 0; i < MR; ++i) dl[i] = dh[i] = vdupq_n_s32(0);
 #pragma GCC unroll 8
                 for (int c = 0; c < 8; ++c) {
-                    const uint8x16_t v = vld1q_u8(t + q_off + (g * 8 + c) * 64 + 16 * qq);
+                    const uint8x16_t v = vld1q_u8(t + L.q + g * L.q_step + c * 64 + 16 * qq);
                     uint8x16_t lo = vandq_u8(v, m4), hi = vshrq_n_u8(v, 4);
                     if constexpr (q5) {
-                        const HbBits h = nt_hb_bits(t + 320 + (g * 8 + c) * kGroupRows + 4 * qq);
+                        const HbBits h = nt_hb_bits(t + L.hb + g * L.hb_step + c * kGroupRows + 4 * qq);
                         lo = vorrq_u8(lo, h.lo);
                         hi = vorrq_u8(hi, h.hi);
                     }
@@ -250,8 +249,8 @@ void nt_tile_q45k(const uint8_t* group, int64_t nblocks, const ActRows& a, int64
                     msum[i] = vmlaq_s32(msum[i], mh, vdupq_n_s32(bs[2] + bs[3]));
                 }
             }
-            const float32x4_t d = nt_f16x4(t + 8 * qq);
-            const float32x4_t dmin = nt_f16x4(t + 32 + 8 * qq);
+            const float32x4_t d = nt_f16x4(t + L.d + 8 * qq);
+            const float32x4_t dmin = nt_f16x4(t + L.m + 8 * qq);
             for (int i = 0; i < MR; ++i) acc[i][qq] = nt_epi_q45k(acc[i][qq], isum[i], msum[i], d, dmin, xd[i][b]);
         }
     }
@@ -274,9 +273,10 @@ inline uint8x16_t nt_q6_hi(uint8x16_t hv) {  // field T of each byte, moved to b
 
 template <class Dot, int MR, int T>
 inline void nt_q6_field(const uint8_t* t, int64_t b, int qq, int ah, const int8_t* const* xq, int32x4_t* isum) {
-    const uint8_t* ql = t + 288 + ah * 1024;
-    const uint8_t* qh = t + 2336 + ah * 512;
-    const int8_t* sc = reinterpret_cast<const int8_t*>(t + 32);
+    constexpr TileLayout L = tile_layout(Format::Q6_K);
+    const uint8_t* ql = t + L.q + ah * L.q_step;
+    const uint8_t* qh = t + L.qh + ah * L.qh_step;
+    const int8_t* sc = reinterpret_cast<const int8_t*>(t + L.sc);
     const uint8x16_t m4 = vdupq_n_u8(0x0F);
     const int8x16_t o32 = vdupq_n_s8(32);
     for (int h = 0; h < 2; ++h) {
@@ -300,7 +300,8 @@ inline void nt_q6_field(const uint8_t* t, int64_t b, int qq, int ah, const int8_
 template <class Dot, int MR>
 void nt_tile_q6k(const uint8_t* group, int64_t nblocks, const ActRows& a, int64_t m0, float* out, int64_t ldo,
                  int nvalid) {
-    constexpr int64_t tb = packed_tile_bytes(Format::Q6_K);
+    constexpr TileLayout L = tile_layout(Format::Q6_K);
+    constexpr int64_t tb = L.bytes;
     const int8_t* xq[MR];
     const float* xd[MR];
     for (int i = 0; i < MR; ++i) {
@@ -321,7 +322,7 @@ void nt_tile_q6k(const uint8_t* group, int64_t nblocks, const ActRows& a, int64_
                 nt_q6_field<Dot, MR, 2>(t, b, qq, ah, xq, isum);
                 nt_q6_field<Dot, MR, 3>(t, b, qq, ah, xq, isum);
             }
-            const float32x4_t d = nt_f16x4(t + 8 * qq);
+            const float32x4_t d = nt_f16x4(t + L.d + 8 * qq);
             for (int i = 0; i < MR; ++i) acc[i][qq] = nt_epi_q6k(acc[i][qq], isum[i], d, xd[i][b]);
         }
     }

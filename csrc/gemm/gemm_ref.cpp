@@ -72,7 +72,7 @@ inline int hbit32(const uint8_t* hb, int e, int r) {
 template <Format F>
 void tile_32_scalar(const uint8_t* group, int64_t nblocks, const ActRows& a, int64_t m0, int mr, float* out,
                     int64_t ldo, int nvalid) {
-    const int64_t tb = packed_tile_bytes(F);
+    constexpr TileLayout L = tile_layout(F);
     for (int i = 0; i < mr; ++i) {
         const int8_t* xq = a.q + (m0 + i) * a.q_stride;
         const float* xd = a.d + (m0 + i) * a.d_stride;
@@ -80,24 +80,22 @@ void tile_32_scalar(const uint8_t* group, int64_t nblocks, const ActRows& a, int
         for (int r = 0; r < nvalid; ++r) {
             float acc = 0.0f;
             for (int64_t b = 0; b < nblocks; ++b) {
-                const uint8_t* t = group + b * tb;
+                const uint8_t* t = group + b * L.bytes;
                 const int8_t* x = xq + 32 * b;
                 int32_t dot = 0;
-                float dw = tile_f16(t, 0, r), mw = 0.0f;
+                float dw = tile_f16(t, L.d, r), mw = 0.0f;
                 int offset = 0;
                 if constexpr (F == Format::Q8_0) {
-                    for (int e = 0; e < 32; ++e) dot += static_cast<int8_t>(quad_byte(t + 32, e, r)) * x[e];
+                    for (int e = 0; e < 32; ++e) dot += static_cast<int8_t>(quad_byte(t + L.q, e, r)) * x[e];
                 } else if constexpr (F == Format::Q4_0 || F == Format::Q4_1) {
-                    const int q_off = F == Format::Q4_0 ? 32 : 64;
-                    for (int e = 0; e < 32; ++e) dot += nib32(t + q_off, e, r) * x[e];
+                    for (int e = 0; e < 32; ++e) dot += nib32(t + L.q, e, r) * x[e];
                     offset = 8;
                 } else {  // Q5_0, Q5_1
-                    const int hb_off = F == Format::Q5_0 ? 32 : 64;
-                    for (int e = 0; e < 32; ++e) dot += (nib32(t + hb_off + 64, e, r) | (hbit32(t + hb_off, e, r) << 4)) * x[e];
+                    for (int e = 0; e < 32; ++e) dot += (nib32(t + L.q, e, r) | (hbit32(t + L.hb, e, r) << 4)) * x[e];
                     offset = 16;
                 }
                 if constexpr (F == Format::Q4_1 || F == Format::Q5_1) {
-                    mw = tile_f16(t, 32, r);
+                    mw = tile_f16(t, L.m, r);
                     acc = acc + (dw * xd[b]) * static_cast<float>(dot);
                     acc = acc + (mw * xd[b]) * static_cast<float>(xs[b]);
                 } else {
@@ -116,7 +114,7 @@ void tile_32_scalar(const uint8_t* group, int64_t nblocks, const ActRows& a, int
 template <Format F>
 void tile_k_scalar(const uint8_t* group, int64_t nblocks, const ActRows& a, int64_t m0, int mr, float* out,
                    int64_t ldo, int nvalid) {
-    const int64_t tb = packed_tile_bytes(F);
+    constexpr TileLayout L = tile_layout(F);
     for (int i = 0; i < mr; ++i) {
         const int8_t* xq = a.q + (m0 + i) * a.q_stride;
         const float* xd = a.d + (m0 + i) * a.d_stride;
@@ -124,39 +122,39 @@ void tile_k_scalar(const uint8_t* group, int64_t nblocks, const ActRows& a, int6
         for (int r = 0; r < nvalid; ++r) {
             float acc = 0.0f;
             for (int64_t b = 0; b < nblocks; ++b) {
-                const uint8_t* t = group + b * tb;
+                const uint8_t* t = group + b * L.bytes;
                 const int8_t* x = xq + 256 * b;
                 const int32_t* bs = xs + 16 * b;
-                const float d = tile_f16(t, 0, r);
+                const float d = tile_f16(t, L.d, r);
                 if constexpr (F == Format::Q6_K) {
-                    const int8_t* sc = reinterpret_cast<const int8_t*>(t + 32);
-                    const uint8_t* ql = t + 288;
-                    const uint8_t* qh = t + 2336;
+                    const int8_t* sc = reinterpret_cast<const int8_t*>(t + L.sc);
+                    const uint8_t* ql = t + L.q;
+                    const uint8_t* qh = t + L.qh;
                     int32_t isum = 0;
                     for (int s = 0; s < 16; ++s) {
                         int32_t dot = 0;
                         for (int l = 0; l < 16; ++l) {
                             const int e = 16 * s + l, ah = e / 128, e2 = e % 128;
-                            const int lo = (quad_byte(ql + ah * 1024, e2 % 64, r) >> (4 * (e2 / 64))) & 0x0F;
-                            const int hi = (quad_byte(qh + ah * 512, e2 % 32, r) >> (2 * (e2 / 32))) & 3;
+                            const int lo = (quad_byte(ql + ah * L.q_step, e2 % 64, r) >> (4 * (e2 / 64))) & 0x0F;
+                            const int hi = (quad_byte(qh + ah * L.qh_step, e2 % 32, r) >> (2 * (e2 / 32))) & 3;
                             dot += (lo | (hi << 4)) * x[e];
                         }
                         isum += sc[s * kGroupRows + r] * (dot - 32 * bs[s]);
                     }
                     acc = acc + (d * xd[b]) * static_cast<float>(isum);
                 } else {
-                    const float dmin = tile_f16(t, 32, r);
-                    const uint8_t* sc = t + 64;
-                    const uint8_t* mn = t + 192;
-                    const uint8_t* hb = t + 320;
-                    const uint8_t* q = t + (F == Format::Q5_K ? 832 : 320);
+                    const float dmin = tile_f16(t, L.m, r);
+                    const uint8_t* sc = t + L.sc;
+                    const uint8_t* mn = t + L.mn;
+                    const uint8_t* hb = F == Format::Q5_K ? t + L.hb : nullptr;
+                    const uint8_t* q = t + L.q;
                     int32_t isum = 0, msum = 0;
                     for (int j = 0; j < 8; ++j) {
                         int32_t dot = 0;
                         for (int l = 0; l < 32; ++l) {
-                            int v = (quad_byte(q, 32 * (j / 2) + l, r) >> (4 * (j % 2))) & 0x0F;
+                            int v = (quad_byte(q + (j / 2) * L.q_step, l, r) >> (4 * (j % 2))) & 0x0F;
                             if constexpr (F == Format::Q5_K)
-                                v |= ((hb[((j / 2) * 8 + l / 4) * kGroupRows + r] >> (4 * (j % 2) + l % 4)) & 1) << 4;
+                                v |= ((hb[(j / 2) * L.hb_step + (l / 4) * kGroupRows + r] >> (4 * (j % 2) + l % 4)) & 1) << 4;
                             dot += v * x[32 * j + l];
                         }
                         isum += sc[j * kGroupRows + r] * dot;

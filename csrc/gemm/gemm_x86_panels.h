@@ -62,21 +62,20 @@ struct P32 {
     static constexpr bool kQ5 = F == Format::Q5_0 || F == Format::Q5_1;
     // spec integer = dot_u8 - kOff * xsum (Q4_1 / Q5_1: the minimum goes through m instead)
     static constexpr int kOff = kQ8 ? 128 : kHasM ? 0 : kQ5 ? 16 : 8;
-    static constexpr int kHbOff = kHasM ? 64 : 32;
-    static constexpr int kQOff = kQ8 ? 32 : (kHasM ? 64 : 32) + (kQ5 ? 64 : 0);
-    static constexpr int64_t kTile = packed_tile_bytes(F);
+    static constexpr TileLayout L = tile_layout(F);
+    static constexpr int64_t kTile = L.bytes;
 
     // one packed tile -> 8 runs x 64 B of unsigned weights (run j pairs with activation quad j)
     static inline void unpack(const uint8_t* t, uint8_t* dst) {
         if constexpr (kQ8) {
             for (int j = 0; j < 8; ++j)
-                store64(dst + 64 * j, _mm512_xor_si512(load64(t + 32 + 64 * j), _mm512_set1_epi8(static_cast<char>(0x80))));
+                store64(dst + 64 * j, _mm512_xor_si512(load64(t + L.q + 64 * j), _mm512_set1_epi8(static_cast<char>(0x80))));
         } else {
             for (int c = 0; c < 4; ++c) {
-                const __m512i v = load64(t + kQOff + 64 * c);
+                const __m512i v = load64(t + L.q + 64 * c);
                 __m512i lo = lo_nib(v), hi = hi_nib(v);
                 if constexpr (kQ5) {
-                    const __m512i hbs = spread_hb(t + kHbOff + 16 * c);
+                    const __m512i hbs = spread_hb(t + L.hb + 16 * c);
                     lo = add_bit4(lo, hbs, 0);
                     hi = add_bit4(hi, hbs, 4);
                 }
@@ -161,8 +160,8 @@ static void panel_32_vnni(const uint8_t* group, int64_t nblocks, const ActRows& 
         for (int b = 0; b < nb; ++b) {
             const uint8_t* t = group + (k0 + b) * P::kTile;
             P::unpack(t, B + 512 * b);
-            _mm512_store_ps(dwf + 16 * b, load_f16x16(t));
-            if constexpr (P::kHasM) _mm512_store_ps(mwf + 16 * b, load_f16x16(t + 32));
+            _mm512_store_ps(dwf + 16 * b, load_f16x16(t + P::L.d));
+            if constexpr (P::kHasM) _mm512_store_ps(mwf + 16 * b, load_f16x16(t + P::L.m));
         }
         for (int i0 = 0; i0 < mr; i0 += kPanelMR) {
             const int rows = std::min(kPanelMR, mr - i0);
@@ -183,18 +182,19 @@ struct KChunk45 {
 
 template <Format F>
 static inline void unpack_q45k(const uint8_t* t, KChunk45& c, int sb) {
+    constexpr TileLayout L = tile_layout(F);
     for (int j = 0; j < 8; ++j) {
         for (int cc = 0; cc < 8; ++cc) store64(c.b[sb][j][cc], q45k_run<F == Format::Q5_K>(t, j, cc));
-        _mm512_store_si512(reinterpret_cast<void*>(c.sc[sb][j]), u8x16_to_i32(t + 64 + 16 * j));
+        _mm512_store_si512(reinterpret_cast<void*>(c.sc[sb][j]), u8x16_to_i32(t + L.sc + 16 * j));
     }
     for (int p = 0; p < 4; ++p) {
-        const __m128i m0v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(t + 192 + 32 * p));
-        const __m128i m1v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(t + 192 + 32 * p + 16));
+        const __m128i m0v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(t + L.mn + 32 * p));
+        const __m128i m1v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(t + L.mn + 32 * p + 16));
         _mm512_store_si512(reinterpret_cast<void*>(c.mp[sb][p]),
                            _mm512_cvtepu8_epi16(_mm256_set_m128i(_mm_unpackhi_epi8(m0v, m1v), _mm_unpacklo_epi8(m0v, m1v))));
     }
-    _mm512_store_ps(c.d[sb], load_f16x16(t));
-    _mm512_store_ps(c.dmin[sb], load_f16x16(t + 32));
+    _mm512_store_ps(c.d[sb], load_f16x16(t + L.d));
+    _mm512_store_ps(c.dmin[sb], load_f16x16(t + L.m));
 }
 
 template <Format F, int MR>
@@ -279,11 +279,12 @@ struct KChunk6 {
 
 template <Format F>
 static inline void unpack_q6k(const uint8_t* t, KChunk6& c, int sb) {
+    constexpr TileLayout L = tile_layout(Format::Q6_K);
     for (int s = 0; s < 16; ++s) {
         for (int cc = 0; cc < 4; ++cc) store64(c.b[sb][s][cc], q6k_run(t, s, cc));
-        _mm512_store_si512(reinterpret_cast<void*>(c.sc[sb][s]), i8x16_to_i32(t + 32 + 16 * s));
+        _mm512_store_si512(reinterpret_cast<void*>(c.sc[sb][s]), i8x16_to_i32(t + L.sc + 16 * s));
     }
-    _mm512_store_ps(c.d[sb], load_f16x16(t));
+    _mm512_store_ps(c.d[sb], load_f16x16(t + L.d));
 }
 
 template <Format F, int MR>

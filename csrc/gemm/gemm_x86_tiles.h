@@ -170,10 +170,9 @@ static void tile_32_x512(const uint8_t* group, int64_t nblocks, const ActRows& a
     constexpr bool kHasM = F == Format::Q4_1 || F == Format::Q5_1;
     constexpr bool kQ5 = F == Format::Q5_0 || F == Format::Q5_1;
     constexpr int kOffset = kQ8 ? 0 : kQ5 ? 16 : 8;  // the spec's offset (Q4_1/Q5_1 use m instead)
-    constexpr int kHbOff = kHasM ? 64 : 32;
-    constexpr int kQOff = kQ8 ? 32 : (kHasM ? 64 : 32) + (kQ5 ? 64 : 0);
+    constexpr TileLayout L = tile_layout(F);
     constexpr int kCH = kQ5 ? 4 : 8;  // DotMadd: 2*31*127*4 and 2*15*127*8 fit int16
-    constexpr int64_t tb = packed_tile_bytes(F);
+    constexpr int64_t tb = L.bytes;
     const int8_t* xq[MR];
     const float* xd[MR];
     const int32_t* xs[MR];
@@ -187,14 +186,14 @@ static void tile_32_x512(const uint8_t* group, int64_t nblocks, const ActRows& a
     for (int64_t b = 0; b < nblocks; ++b) {
         const uint8_t* t = group + b * tb;
         for (int64_t off = 0; off < tb; off += 64) _mm_prefetch(reinterpret_cast<const char*>(t + 8 * tb + off), _MM_HINT_T0);
-        const __m512 dw = load_f16x16(t);
+        const __m512 dw = load_f16x16(t + L.d);
         __m512 mw;
-        if constexpr (kHasM) mw = load_f16x16(t + 32);
+        if constexpr (kHasM) mw = load_f16x16(t + L.m);
         __m512i w[8];
         __mmask64 neg[8];
         if constexpr (kQ8) {
             for (int j = 0; j < 8; ++j) {
-                const __m512i v = load64(t + 32 + 64 * j);
+                const __m512i v = load64(t + L.q + 64 * j);
                 if constexpr (Dot::kVnni) {
                     w[j] = _mm512_xor_si512(v, _mm512_set1_epi8(static_cast<char>(0x80)));
                 } else {
@@ -204,11 +203,11 @@ static void tile_32_x512(const uint8_t* group, int64_t nblocks, const ActRows& a
             }
         } else {
             for (int c = 0; c < 4; ++c) {
-                const __m512i v = load64(t + kQOff + 64 * c);
+                const __m512i v = load64(t + L.q + 64 * c);
                 w[c] = lo_nib(v);
                 w[c + 4] = hi_nib(v);
                 if constexpr (kQ5) {
-                    const __m512i hbs = spread_hb(t + kHbOff + 16 * c);
+                    const __m512i hbs = spread_hb(t + L.hb + 16 * c);
                     w[c] = add_bit4(w[c], hbs, 0);
                     w[c + 4] = add_bit4(w[c + 4], hbs, 4);
                 }
@@ -246,9 +245,10 @@ static void tile_32_x512(const uint8_t* group, int64_t nblocks, const ActRows& a
 // The unsigned values (Q4_K: 0..15, Q5_K: 0..31) of sub-block j, run c: 16 rows x 4 elements.
 template <bool kQ5>
 static inline __m512i q45k_run(const uint8_t* t, int j, int c) {
-    const __m512i v = load64(t + (kQ5 ? 832 : 320) + (j / 2) * 512 + 64 * c);
+    constexpr TileLayout L = tile_layout(kQ5 ? Format::Q5_K : Format::Q4_K);
+    const __m512i v = load64(t + L.q + (j / 2) * L.q_step + 64 * c);
     __m512i w = (j & 1) ? hi_nib(v) : lo_nib(v);
-    if constexpr (kQ5) w = add_bit4(w, spread_hb(t + 320 + ((j / 2) * 8 + c) * 16), 4 * (j & 1));
+    if constexpr (kQ5) w = add_bit4(w, spread_hb(t + L.hb + (j / 2) * L.hb_step + 16 * c), 4 * (j & 1));
     return w;
 }
 
@@ -257,7 +257,8 @@ static void tile_q45k_x512(const uint8_t* group, int64_t nblocks, const ActRows&
                            int64_t ldo, int nvalid) {
     constexpr bool kQ5 = F == Format::Q5_K;
     constexpr int kCH = kQ5 ? 4 : 8;
-    const int64_t tb = packed_tile_bytes(F);
+    constexpr TileLayout L = tile_layout(F);
+    const int64_t tb = L.bytes;
     const int8_t* xq[MR];
     const float* xd[MR];
     const int32_t* xs[MR];
@@ -275,8 +276,8 @@ static void tile_q45k_x512(const uint8_t* group, int64_t nblocks, const ActRows&
         __m512i isum[MR], msum[MR];
         // msum = sum_j m_j * (bs_2j + bs_2j+1): pairs of sub-blocks as int16 pairs (m <= 63, |B| <= 4064)
         for (int p = 0; p < 4; ++p) {
-            const __m128i m0v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(t + 192 + 32 * p));
-            const __m128i m1v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(t + 192 + 32 * p + 16));
+            const __m128i m0v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(t + L.mn + 32 * p));
+            const __m128i m1v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(t + L.mn + 32 * p + 16));
             const __m256i il = _mm256_set_m128i(_mm_unpackhi_epi8(m0v, m1v), _mm_unpacklo_epi8(m0v, m1v));
             const __m512i mp = _mm512_cvtepu8_epi16(il);  // lane r: m_2p[r] | m_2p+1[r] << 16
             for (int i = 0; i < MR; ++i) {
@@ -290,7 +291,7 @@ static void tile_q45k_x512(const uint8_t* group, int64_t nblocks, const ActRows&
         for (int j = 0; j < 8; ++j) {  // unrolled: low / high nibble selection is compile-time
             __m512i w[8];
             for (int c = 0; c < 8; ++c) w[c] = q45k_run<kQ5>(t, j, c);
-            const __m512i sc = u8x16_to_i32(t + 64 + 16 * j);
+            const __m512i sc = u8x16_to_i32(t + L.sc + 16 * j);
             for (int i = 0; i < MR; ++i) {
                 const int8_t* x = xq[i] + 256 * b + 32 * j;
                 __m512i xv[8];
@@ -300,7 +301,7 @@ static void tile_q45k_x512(const uint8_t* group, int64_t nblocks, const ActRows&
                 isum[i] = j == 0 ? prod : _mm512_add_epi32(isum[i], prod);
             }
         }
-        const __m512 d = load_f16x16(t), dmin = load_f16x16(t + 32);
+        const __m512 d = load_f16x16(t + L.d), dmin = load_f16x16(t + L.m);
         for (int i = 0; i < MR; ++i) {
             const __m512 dx = _mm512_set1_ps(xd[i][b]);
             acc[i] = add_ord(acc[i], _mm512_mul_ps(mul_ord(d, dx), _mm512_cvtepi32_ps(isum[i])));
@@ -316,9 +317,10 @@ static void tile_q45k_x512(const uint8_t* group, int64_t nblocks, const ActRows&
 // of half a (field t), ql runs (t%2)*8 + c' of half a (low nibbles for t < 2, high for t >= 2).
 // The 6-bit values (0..63) of sub-block s, run cc (0..3): 16 rows x 4 elements.
 static inline __m512i q6k_run(const uint8_t* t, int s, int cc) {
+    constexpr TileLayout L = tile_layout(Format::Q6_K);
     const int ah = s / 8, tf = (s % 8) / 2, c = 4 * (s % 2) + cc;
-    const __m512i l = load64(t + 288 + ah * 1024 + (tf % 2) * 8 * 64 + 64 * c);
-    const __m512i hv = load64(t + 2336 + ah * 512 + 64 * c);
+    const __m512i l = load64(t + L.q + ah * L.q_step + (tf % 2) * 8 * 64 + 64 * c);
+    const __m512i hv = load64(t + L.qh + ah * L.qh_step + 64 * c);
     const __m512i lo = tf < 2 ? lo_nib(l) : hi_nib(l);
     __m512i hs;
     if (tf == 0) hs = _mm512_slli_epi32(hv, 4);
@@ -331,7 +333,8 @@ static inline __m512i q6k_run(const uint8_t* t, int s, int cc) {
 template <int MR, class Dot>
 static void tile_q6k_x512(const uint8_t* group, int64_t nblocks, const ActRows& a, int64_t m0, int mr, float* out,
                           int64_t ldo, int nvalid) {
-    const int64_t tb = packed_tile_bytes(Format::Q6_K);
+    constexpr TileLayout L = tile_layout(Format::Q6_K);
+    const int64_t tb = L.bytes;
     const int8_t* xq[MR];
     const float* xd[MR];
     const int32_t* xs[MR];
@@ -351,7 +354,7 @@ static void tile_q6k_x512(const uint8_t* group, int64_t nblocks, const ActRows& 
         for (int s = 0; s < 16; ++s) {  // unrolled: the nibble / field selection is compile-time
             __m512i w[4];
             for (int cc = 0; cc < 4; ++cc) w[cc] = q6k_run(t, s, cc);
-            const __m512i sc = i8x16_to_i32(t + 32 + 16 * s);
+            const __m512i sc = i8x16_to_i32(t + L.sc + 16 * s);
             for (int i = 0; i < MR; ++i) {
                 const int8_t* x = xq[i] + 256 * b + 16 * s;
                 __m512i xv[4];
@@ -362,7 +365,7 @@ static void tile_q6k_x512(const uint8_t* group, int64_t nblocks, const ActRows& 
                 isum[i] = s == 0 ? prod : _mm512_add_epi32(isum[i], prod);
             }
         }
-        const __m512 d = load_f16x16(t);
+        const __m512 d = load_f16x16(t + L.d);
         for (int i = 0; i < MR; ++i) {
             const __m512 dx = _mm512_set1_ps(xd[i][b]);
             acc[i] = add_ord(acc[i], _mm512_mul_ps(mul_ord(d, dx), _mm512_cvtepi32_ps(isum[i])));
@@ -385,7 +388,7 @@ static inline __m512 load_wf(const uint8_t* t) {
 template <Format F, int MR>
 static void tile_float_x512(const uint8_t* group, int64_t k, const ActRows& a, int64_t m0, int mr, float* out,
                             int64_t ldo, int nvalid) {
-    constexpr int64_t tb = F == Format::F32 ? 64 : 32;
+    constexpr int64_t tb = packed_tile_bytes(F);
     const float* x[MR];
     __m512 s[MR][4];
     for (int i = 0; i < MR; ++i) {
