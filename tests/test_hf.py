@@ -145,22 +145,6 @@ def test_tokenizer_and_template(tmp_path):
     assert len(toks) <= 3
 
 
-def test_sentencepiece_style_tokenizer_is_refused(tmp_path):
-    # Gemma's and Llama 2's tokenizer.json: BPE over '▁'-joined pieces with <0xNN> byte
-    # fallback; written as a byte-level vocabulary it would tokenize wrongly, so it is refused
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
-    make_checkpoint(tmp_path, "llama")
-    tok = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Metaspace()
-    tok.train_from_iterator(["hello world, the quick brown fox"] * 20,
-                            trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>"]))
-    tok.save(str(tmp_path / "tokenizer.json"))
-    with pytest.raises(CheckpointError, match="SentencePiece-style BPE tokenizer"):
-        write_gguf(tmp_path, tmp_path / "out.gguf")
-    assert not (tmp_path / "out.gguf").exists()
-
-
 def test_bad_checkpoints_are_clear_errors(tmp_path):
     from safetensors.numpy import load_file, save_file
 

@@ -30,6 +30,13 @@ config.json keys are read in both of transformers' spellings: ``rope_theta`` / `
 (and Gemma 3's ``rope_local_base_freq``), or v5's ``rope_parameters`` (one dict, or one per layer
 type). RoPE scaling: none, linear, or (Llama 3.1+) llama3, written as llama.cpp's converter does:
 a ``rope_freqs.weight`` tensor of per-pair frequency divisors.
+
+tokenizer.json: a byte-level BPE becomes llama.cpp's ``gpt2`` vocabulary (tokens + merges, run by
+`tokenizers`); a SentencePiece-style one (Gemma 3's: byte fallback, spaces as '▁') becomes its
+``llama`` (SentencePiece) vocabulary, with scores from the merge ranks (_spm_vocab), run by this
+package's SPM tokenizer as any Gemma 3 GGUF is. The checkpoint is loaded from the GGUF it was
+converted to, so the directory and the file tokenize through one path, and llama.cpp reads the
+same vocabulary.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -44,6 +52,8 @@ from typing import Any
 import numpy as np
 
 import slmkernels as sk
+
+from .tokenizer import BYTE, CONTROL, NORMAL, UNKNOWN, UNUSED, USER_DEFINED
 
 ARCHITECTURES = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2", "Qwen3ForCausalLM": "qwen3",
                  "Gemma3ForCausalLM": "gemma3", "PhoneLMForCausalLM": "phonelm"}
@@ -319,7 +329,10 @@ def _check_tensors(c: dict, ts: "_Tensors") -> None:
 # ---- tokenizer ----
 
 def _tokenizer_meta(directory: Path, vocab: int) -> dict | None:
-    """GGUF tokenizer metadata from a byte-level BPE tokenizer.json (None when there is none)."""
+    """GGUF tokenizer metadata from tokenizer.json / tokenizer_config.json (None when there is no
+    tokenizer.json): a byte-level BPE becomes llama.cpp's ``gpt2`` vocabulary (tokens + merges), a
+    SentencePiece-style BPE (byte fallback, '▁' for spaces: Gemma 3's) its ``llama`` one (tokens +
+    scores + types, see _spm_vocab)."""
     p = directory / "tokenizer.json"
     if not p.exists():
         return None
@@ -327,38 +340,47 @@ def _tokenizer_meta(directory: Path, vocab: int) -> dict | None:
         tj = json.loads(p.read_text(encoding="utf-8"))
         tc = json.loads((directory / "tokenizer_config.json").read_text(encoding="utf-8")) \
             if (directory / "tokenizer_config.json").exists() else {}
+        template = _chat_template(directory, tc)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{p}: unreadable: {e}") from None
+    if not isinstance(tj, dict) or not isinstance(tc, dict):
+        raise CheckpointError(f"{p}: not a JSON object")
     model = tj.get("model") or {}
     if model.get("type") != "BPE" or not isinstance(model.get("vocab"), dict):
-        raise CheckpointError(f"{p}: only byte-level BPE tokenizers are supported, got {model.get('type')!r}")
-    if model.get("byte_fallback") or not _has_byte_level(tj.get("pre_tokenizer")):
-        # SentencePiece-style BPE (Gemma's, Llama 2's: '▁' for spaces, <0xNN> byte tokens) would be
-        # written as a byte-level vocabulary and tokenize wrongly: refused rather than guessed
-        raise CheckpointError(f"{p}: a SentencePiece-style BPE tokenizer (byte_fallback, no ByteLevel "
-                              "pre-tokenizer) is not supported by from_pretrained; convert the checkpoint with "
-                              "llama.cpp's convert_hf_to_gguf.py and use Model.from_gguf")
+        raise CheckpointError(f"{p}: only BPE tokenizers are supported, got {model.get('type')!r}")
+    if not _has_byte_level(tj.get("pre_tokenizer")):
+        return _spm_vocab(p, tj, tc, vocab) | {"template": template}
     tokens = [f"[PAD{i}]" for i in range(vocab)]
-    types = [5] * vocab  # UNUSED until set
+    types = [UNUSED] * vocab  # until set
     for tok, i in model["vocab"].items():
         if 0 <= i < vocab:
-            tokens[i], types[i] = tok, 1
-    special = set()
+            tokens[i], types[i] = tok, NORMAL
     for at in tj.get("added_tokens", []):
         i = at.get("id")
         if isinstance(i, int) and 0 <= i < vocab:
             tokens[i] = at["content"]
-            types[i] = 3 if at.get("special") else 4
-            if at.get("special"):
-                special.add(at["content"])
+            types[i] = CONTROL if at.get("special") else USER_DEFINED
     merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
 
     def tid(v):
         v = v.get("content") if isinstance(v, dict) else v
         return tokens.index(v) if isinstance(v, str) and v in tokens else None
 
-    return dict(tokens=tokens, types=types, merges=merges, bos=tid(tc.get("bos_token")), eos=tid(tc.get("eos_token")),
-                template=tc.get("chat_template") if isinstance(tc.get("chat_template"), str) else None)
+    return dict(model="gpt2", tokens=tokens, types=types, merges=merges, bos=tid(tc.get("bos_token")),
+                eos=tid(tc.get("eos_token")), template=template)
+
+
+def _chat_template(directory: Path, tc: dict) -> str | None:
+    """The chat template: chat_template.jinja (transformers v5 saves it there), chat_template.json,
+    or tokenizer_config.json's chat_template (a string, or a list of named ones: 'default')."""
+    if (directory / "chat_template.jinja").exists():
+        return (directory / "chat_template.jinja").read_text(encoding="utf-8")
+    t = tc.get("chat_template")
+    if (directory / "chat_template.json").exists():
+        t = json.loads((directory / "chat_template.json").read_text(encoding="utf-8")).get("chat_template")
+    if isinstance(t, list):
+        t = next((x.get("template") for x in t if isinstance(x, dict) and x.get("name") == "default"), None)
+    return t if isinstance(t, str) else None
 
 
 def _has_byte_level(node) -> bool:
@@ -366,6 +388,172 @@ def _has_byte_level(node) -> bool:
     if not isinstance(node, dict):
         return False
     return node.get("type") == "ByteLevel" or any(_has_byte_level(n) for n in node.get("pretokenizers") or [])
+
+
+_SPACE = "\u2581"  # SentencePiece's '▁' for a space
+_BYTE_PIECE = re.compile(r"<0x[0-9A-Fa-f]{2}>")
+
+
+def _spm_space_prefix(p: Path, tj: dict, tokens: dict[str, int]) -> tuple[bool, bool]:
+    """(whether '▁' is put before each text, whether spaces are escaped by the normalizer) of a
+    SentencePiece-style tokenizer.json, or a CheckpointError for a pipeline llama.cpp's SPM
+    tokenizer cannot reproduce. That tokenizer (llama-vocab.cpp, LLAMA_VOCAB_TYPE_SPM) replaces
+    every space by '▁' and, with add_space_prefix, puts one '▁' before the text and before each
+    text that follows a special token, whatever the text starts with; it never splits the text."""
+    norm, pre = tj.get("normalizer"), tj.get("pre_tokenizer")
+    steps = norm.get("normalizers") if isinstance(norm, dict) and norm.get("type") == "Sequence" else [norm]
+    replace = prepend = False
+    for s in steps or []:
+        if s is None:
+            continue
+        if not isinstance(s, dict):
+            raise CheckpointError(f"{p}: normalizer {s!r:.60} is not an object")
+        if s.get("type") == "Replace" and s.get("pattern") == {"String": " "} and s.get("content") == _SPACE:
+            replace = True  # Gemma's: spaces written as '▁', nothing prepended
+        elif s.get("type") == "Prepend" and s.get("prepend") == _SPACE:
+            prepend = True  # Llama 2's (with Replace): '▁' before each text between added tokens
+        else:
+            raise CheckpointError(f"{p}: normalizer {s.get('type')!r} ({json.dumps(s)[:80]}) is not supported for "
+                                  "a SentencePiece-style tokenizer (Replace ' ' -> '▁' and Prepend '▁' are)")
+    pres = pre.get("pretokenizers") if isinstance(pre, dict) and pre.get("type") == "Sequence" else [pre]
+    metaspace = False
+    for s in pres or []:
+        if s is None:
+            continue
+        kind = s.get("type") if isinstance(s, dict) else None
+        if kind == "Split" and replace and s.get("pattern") == {"String": " "} and not s.get("invert"):
+            continue  # splits on spaces the normalizer has already replaced: a no-op (Gemma 3's)
+        if kind == "Metaspace" and s.get("replacement", _SPACE) == _SPACE:
+            scheme = s.get("prepend_scheme", "always" if s.get("add_prefix_space", True) else "never")
+            if scheme != "never":
+                # 'always' skips a text that already starts with a space, 'first' every text after
+                # an added token: neither is llama.cpp's add_space_prefix
+                raise CheckpointError(f"{p}: a Metaspace pre-tokenizer with prepend_scheme {scheme!r} is not "
+                                      "supported (only 'never', or a Prepend '▁' normalizer)")
+            if s.get("split", True):
+                # it splits the text before each '▁'; the same as not splitting while no token
+                # holds a '▁' after its first character
+                bad = next((t for t in tokens if _SPACE in t[1:]), None)
+                if bad is not None:
+                    raise CheckpointError(f"{p}: the Metaspace pre-tokenizer splits words, but token {bad!r} spans "
+                                          "a word boundary: not expressible as a SentencePiece vocabulary")
+            metaspace = True
+            continue
+        raise CheckpointError(f"{p}: pre-tokenizer {kind!r} is not supported for a SentencePiece-style tokenizer "
+                              "(none, Metaspace, or Split on ' ' after a Replace ' ' -> '▁' normalizer)")
+    if not (replace or metaspace):
+        raise CheckpointError(f"{p}: a BPE tokenizer with neither a ByteLevel pre-tokenizer nor spaces written as "
+                              "'▁' (Replace normalizer or Metaspace) is not supported")
+    return prepend, replace
+
+
+def _spm_vocab(p: Path, tj: dict, tc: dict, vocab: int) -> dict:
+    """llama.cpp's SentencePiece (``llama``) vocabulary for a SentencePiece-style BPE tokenizer.json
+    (Gemma 3's: a BPE over '▁'-escaped text with byte fallback, as transformers' SpmConverter writes
+    it from tokenizer.model, merges generated from the vocabulary).
+
+    llama.cpp's SPM tokenizer (llm_tokenizer_spm_session) repeatedly merges the adjacent pair whose
+    concatenation is the highest-scoring token, leftmost first, then writes a piece that is not a
+    token as its UTF-8 bytes' <0xNN> tokens. A BPE merges the pair of lowest merge rank. The two
+    agree when each token's score orders it as its merges' rank does and every pair that
+    concatenates to a token is one of its merges; so a token's score is minus the rank of its
+    first merge (transformers built those merges sorted by the SentencePiece scores, so this
+    ordering is tokenizer.model's), and a tokenizer.json with a pair that forms a token but is not
+    a merge is refused (SPM would merge it, the BPE never does). Tokens: the model's vocabulary and
+    the added tokens by id; ids at or past config.json's vocab_size are dropped and free ids are
+    '[PADi]' (as convert_hf_to_gguf.py's _create_vocab_sentencepiece). Types: <0xNN> BYTE, added
+    special CONTROL, other added USER_DEFINED, the unk token UNKNOWN, the rest NORMAL."""
+    model = tj["model"]
+    if not model.get("byte_fallback"):
+        raise CheckpointError(f"{p}: a BPE tokenizer without a ByteLevel pre-tokenizer must have byte_fallback "
+                              "(SentencePiece-style) to be converted")
+    for key in ("continuing_subword_prefix", "end_of_word_suffix"):
+        if model.get(key):
+            raise CheckpointError(f"{p}: model.{key} is not supported for a SentencePiece-style tokenizer")
+    if model.get("ignore_merges"):
+        raise CheckpointError(f"{p}: model.ignore_merges is not supported for a SentencePiece-style tokenizer")
+    tokens = [f"[PAD{i}]" for i in range(vocab)]
+    types = [UNUSED] * vocab
+    for t, i in model["vocab"].items():
+        if not isinstance(i, int) or not isinstance(t, str):
+            raise CheckpointError(f"{p}: model.vocab entry {t!r:.40}: {i!r:.20} is not a string -> id")
+        if 0 <= i < vocab:
+            tokens[i] = t
+            types[i] = BYTE if _BYTE_PIECE.fullmatch(t) else UNKNOWN if t == model.get("unk_token") else NORMAL
+    text_ids = {t: i for i, t in enumerate(tokens) if types[i] != UNUSED}
+    add_space_prefix, replaced = _spm_space_prefix(p, tj, text_ids)
+    for at in tj.get("added_tokens") or []:
+        i, content = at.get("id"), at.get("content")
+        if not isinstance(i, int) or not isinstance(content, str) or not content:
+            raise CheckpointError(f"{p}: added token {json.dumps(at)[:80]} has no id or content")
+        if any(at.get(k) for k in ("lstrip", "rstrip", "single_word")):
+            raise CheckpointError(f"{p}: added token {content!r} has lstrip/rstrip/single_word, which llama.cpp's "
+                                  "tokenizer does not do")
+        if 0 <= i < vocab:
+            if at.get("normalized") and replaced:
+                content = content.replace(_SPACE, " ")  # matched after the normalizer: its spaces are raw spaces
+            tokens[i] = content
+            types[i] = CONTROL if at.get("special") else USER_DEFINED
+    text_ids = {t: i for i, t in enumerate(tokens) if types[i] != UNUSED}
+    # merges -> the rank of each token's first merge
+    first_rank: dict[str, int] = {}
+    pairs: set[tuple[str, str]] = set()
+    merges = model.get("merges") or []
+    for r, m in enumerate(merges):
+        parts = m.split(" ") if isinstance(m, str) else m
+        if not (isinstance(parts, list) and len(parts) == 2 and all(isinstance(x, str) and x for x in parts)):
+            raise CheckpointError(f"{p}: merges[{r}] = {m!r:.60} is not two tokens")
+        left, right = parts
+        if left not in model["vocab"] or right not in model["vocab"] or left + right not in model["vocab"]:
+            raise CheckpointError(f"{p}: merges[{r}] = {m!r:.60} names a token not in the vocabulary")
+        pairs.add((left, right))
+        first_rank.setdefault(left + right, r)
+    for t, i in text_ids.items():
+        if types[i] != NORMAL:
+            continue
+        for k in range(1, len(t)):
+            left, right = t[:k], t[k:]
+            formable = all(x in text_ids or len(x) == 1 for x in (left, right))
+            if formable and (left, right) not in pairs:
+                raise CheckpointError(
+                    f"{p}: token {t!r} can be formed from {left!r} + {right!r}, which is not one of the merges: this "
+                    "BPE cannot be written as a SentencePiece vocabulary (llama.cpp's merges any adjacent pair "
+                    "that forms a token)")
+    never = -float(len(merges) + 1)  # below every merge: the tokens no merge forms
+    scores = [-float(first_rank[t]) if t in first_rank else never for t in tokens]
+
+    def tid(key: str, default=None):
+        v = tc.get(key, default)
+        v = v.get("content") if isinstance(v, dict) else v
+        return text_ids.get(v) if isinstance(v, str) else None
+
+    bos, eos = tid("bos_token"), tid("eos_token")
+    add_bos = tc.get("add_bos_token")
+    if not isinstance(add_bos, bool):
+        add_bos = bos is not None and _post_processor_adds(tj, tokens[bos], first=True)
+    add_eos = tc.get("add_eos_token")
+    if not isinstance(add_eos, bool):
+        add_eos = eos is not None and _post_processor_adds(tj, tokens[eos], first=False)
+    if add_bos and bos is None:
+        raise CheckpointError(f"{p}: add_bos_token is true but the bos_token is not in the vocabulary")
+    if add_eos and eos is None:
+        raise CheckpointError(f"{p}: add_eos_token is true but the eos_token is not in the vocabulary")
+    return dict(model="llama", tokens=tokens, types=types, scores=scores, bos=bos, eos=eos,
+                unk=tid("unk_token", model.get("unk_token")), pad=tid("pad_token"), add_bos=add_bos,
+                add_eos=add_eos, add_space_prefix=add_space_prefix)
+
+
+def _post_processor_adds(tj: dict, text: str, first: bool) -> bool:
+    """Whether tokenizer.json's TemplateProcessing puts the special token `text` first (or last)
+    around a single sequence, as Gemma's '<bos> $A'."""
+    pp = tj.get("post_processor")
+    procs = pp.get("processors") if isinstance(pp, dict) and pp.get("type") == "Sequence" else [pp]
+    for q in procs or []:
+        if isinstance(q, dict) and q.get("type") == "TemplateProcessing" and q.get("single"):
+            end = q["single"][0 if first else -1]
+            if isinstance(end, dict) and (end.get("SpecialToken") or {}).get("id") == text:
+                return True
+    return False
 
 
 # ---- GGUF ----
@@ -414,12 +602,25 @@ def write_gguf(directory: str | os.PathLike[str], path: str | os.PathLike[str], 
         w.add_rope_freq_base_swa(c["theta_local"])
         if c["final_softcap"]:
             w.add_final_logit_softcapping(c["final_softcap"])
-    if tok:
+    if tok and tok["model"] == "gpt2":
         w.add_tokenizer_model("gpt2")
         w.add_tokenizer_pre({"qwen2": "qwen2", "qwen3": "qwen2", "phonelm": "smollm"}.get(a, "default"))
         w.add_token_list(tok["tokens"])
         w.add_token_types(tok["types"])
         w.add_token_merges(tok["merges"])
+    elif tok:  # SentencePiece, as convert_hf_to_gguf.py's _set_vocab_sentencepiece writes it
+        w.add_tokenizer_model("llama")
+        w.add_tokenizer_pre("default")
+        w.add_token_list(tok["tokens"])
+        w.add_token_scores(tok["scores"])
+        w.add_token_types(tok["types"])
+        for key in ("unk", "pad"):
+            if tok[key] is not None:
+                getattr(w, f"add_{key}_token_id")(tok[key])
+        w.add_add_bos_token(tok["add_bos"])
+        w.add_add_eos_token(tok["add_eos"])
+        w.add_add_space_prefix(tok["add_space_prefix"])
+    if tok:
         if tok["bos"] is not None:
             w.add_bos_token_id(tok["bos"])
         if tok["eos"] is not None:
