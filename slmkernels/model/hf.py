@@ -511,10 +511,11 @@ def _spm_vocab(p: Path, tj: dict, tc: dict, vocab: int) -> dict:
     for t, i in text_ids.items():
         if types[i] != NORMAL:
             continue
+        last = len(t) - 1
         for k in range(1, len(t)):
             left, right = t[:k], t[k:]
-            formable = all(x in text_ids or len(x) == 1 for x in (left, right))
-            if formable and (left, right) not in pairs:
+            # SPM can form t from two symbols: each a token or a single character
+            if (k == 1 or left in text_ids) and (k == last or right in text_ids) and (left, right) not in pairs:
                 raise CheckpointError(
                     f"{p}: token {t!r} can be formed from {left!r} + {right!r}, which is not one of the merges: this "
                     "BPE cannot be written as a SentencePiece vocabulary (llama.cpp's merges any adjacent pair "
