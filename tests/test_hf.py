@@ -91,7 +91,19 @@ CASES = {"llama": ("llama", {}), "llama-tied": ("llama", dict(tied=True)), "qwen
          # three bands (kept, divided by the factor, smoothed between)
          "llama3-scaling": ("llama", dict(rope_parameters={
              "rope_type": "llama3", "rope_theta": 5000.0, "factor": 8.0, "low_freq_factor": 1.0,
-             "high_freq_factor": 4.0, "original_max_position_embeddings": 64}))}
+             "high_freq_factor": 4.0, "original_max_position_embeddings": 64})),
+         # YaRN as Qwen2.5 / Qwen3 document it for long context; an original context of 64 puts the
+         # 8 pairs of head_dim 16 (base 5000) on both sides of the ramp (pairs 0-3 ramp, 4-7
+         # interpolated) and the 1 + 0.1 ln 4 magnitude on cos/sin
+         "qwen2-yarn": ("qwen2", dict(rope_parameters={"rope_type": "yarn", "rope_theta": 5000.0, "factor": 4.0,
+                                                       "original_max_position_embeddings": 64})),
+         "qwen3-yarn": ("qwen3", dict(rope_parameters={"rope_type": "yarn", "rope_theta": 5000.0, "factor": 4.0,
+                                                       "original_max_position_embeddings": 64})),
+         "llama-yarn": ("llama", dict(rope_parameters={"rope_type": "yarn", "rope_theta": 5000.0, "factor": 2.0,
+                                                       "original_max_position_embeddings": 64})),
+         # dynamic NTK: the plain frequencies up to max_position_embeddings
+         "qwen2-dynamic": ("qwen2", dict(rope_parameters={"rope_type": "dynamic", "rope_theta": 5000.0,
+                                                          "factor": 2.0}))}
 
 
 @pytest.mark.parametrize("arch,kw", CASES.values(), ids=CASES.keys())
@@ -174,13 +186,23 @@ def test_bad_checkpoints_are_clear_errors(tmp_path):
     for key, value, match in (("num_hidden_layers", 0, "out of range"), ("rms_norm_eps", "x", "finite number"),
                               ("num_key_value_heads", 3, "not a multiple"), ("architectures", ["GPT2LMHeadModel"],
                                                                              "not supported"),
-                              ("rope_parameters", {"rope_type": "yarn", "factor": 4.0}, "type 'yarn' is not supported"),
+                              ("rope_parameters", {"rope_type": "longrope", "factor": 4.0},
+                               "type 'longrope' is not supported"),
+                              ("rope_parameters", {"rope_type": "yarn", "factor": 4.0}, "original_max_position_embeddings"),
+                              ("rope_parameters", {"rope_type": "yarn", "factor": 4.0, "beta_fast": 16,
+                                                   "original_max_position_embeddings": 64}, "beta_fast = 16"),
+                              ("rope_parameters", {"rope_type": "yarn", "factor": 4.0, "attention_factor": 1.2,
+                                                   "original_max_position_embeddings": 64}, "attention_factor"),
                               ("rope_parameters", {"rope_type": "linear", "factor": -2.0}, "out of range"),
                               ("rope_parameters", {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 4.0,
                                                    "high_freq_factor": 1.0}, "must be above low_freq_factor"),
                               ("hidden_act", "gelu", "hidden_act 'gelu' is not supported")):
         (tmp_path / "config.json").write_text(json.dumps(cfg | {key: value}))
         expect(match)
+    (tmp_path / "config.json").write_text(json.dumps(cfg | {"rope_parameters": {"rope_type": "dynamic",
+                                                                               "factor": 2.0}}))
+    with pytest.raises(CheckpointError, match="dynamic RoPE scaling is exact only up to"):
+        Model.from_pretrained(tmp_path, context=257)
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="dtype must be one of"):
         write_gguf(tmp_path, out, dtype="q3_k")

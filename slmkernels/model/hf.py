@@ -28,8 +28,9 @@ Architectures (the GGUF architecture each becomes):
 
 config.json keys are read in both of transformers' spellings: ``rope_theta`` / ``rope_scaling``
 (and Gemma 3's ``rope_local_base_freq``), or v5's ``rope_parameters`` (one dict, or one per layer
-type). RoPE scaling: none, linear, or (Llama 3.1+) llama3, written as llama.cpp's converter does:
-a ``rope_freqs.weight`` tensor of per-pair frequency divisors.
+type). RoPE scaling: none, linear, (Llama 3.1+) llama3, written as llama.cpp's converter does: a
+``rope_freqs.weight`` tensor of per-pair frequency divisors; yarn and dynamic (Llama, Qwen2,
+Qwen3) as _rope says.
 
 tokenizer.json: a byte-level BPE becomes llama.cpp's ``gpt2`` vocabulary (tokens + merges, run by
 `tokenizers`); a SentencePiece-style one (Gemma 3's: byte fallback, spaces as '▁') becomes its
@@ -137,18 +138,33 @@ def read_config(directory: Path) -> dict:
         raise CheckpointError(f"config.json: mlp_bias true is not supported for {arch}")
     if c["arch"] in ("qwen2", "qwen3") and cfg.get("use_sliding_window"):
         raise CheckpointError(f"config.json: use_sliding_window is not supported for {arch} checkpoints")
-    c["theta"], c["rope_linear"], c["rope_llama3"] = _rope(cfg, "full_attention", default_theta=10000.0,
-                                                           llama3=c["arch"] == "llama")
+    c["theta"], c["rope_linear"], c["rope_llama3"], c["rope_yarn"], c["rope_dynamic"] = _rope(
+        cfg, "full_attention", default_theta=10000.0, arch=c["arch"])
     if c["arch"] == "gemma3":
         _gemma3(cfg, c)
     return c
 
 
+# RoPE scaling types from_pretrained reads per architecture (beyond none and linear): the ones
+# llama.cpp's converter writes and its graph runs for it, and transformers computes the same way
+# (PhoneLM's modeling_phonelm.py computes its own RoPE: none or linear only)
+_ROPE_TYPES = {"llama": ("llama3", "yarn", "dynamic"), "qwen2": ("yarn", "dynamic"), "qwen3": ("yarn", "dynamic")}
+
+
 def _rope(cfg: dict, layer_type: str, default_theta: float,
-          llama3: bool = False) -> tuple[float, float, dict | None]:
-    """(base, linear scaling factor or 0, llama3 scaling parameters or None) of one layer type,
-    from rope_parameters (transformers v5: one dict, or one per layer type) or rope_theta /
-    rope_scaling (earlier versions). `llama3`: whether this architecture may use llama3 scaling."""
+          arch: str | None = None) -> tuple[float, float, dict | None, dict | None, bool]:
+    """(base, linear scaling factor or 0, llama3 parameters or None, yarn parameters or None,
+    whether the type is dynamic) of one layer type, from rope_parameters (transformers v5: one
+    dict, or one per layer type) or rope_theta / rope_scaling (earlier versions). `arch`: which of
+    _ROPE_TYPES this layer type may use (None: none and linear only).
+
+    yarn (Qwen2.5 / Qwen3 long context): transformers' _compute_yarn_parameters with its defaults
+    (beta_fast 32, beta_slow 1, truncated correction range, attention factor 1 + 0.1 ln factor)
+    is ggml's rope_yarn as llama.cpp runs it from rope.scaling.type / factor /
+    original_context_length; other values of those keys are refused. dynamic (NTK): transformers
+    uses the plain frequencies up to max_position_embeddings and rescales the base past it;
+    llama.cpp's converter writes no scaling, so neither do we, and from_pretrained refuses a
+    context past max_position_embeddings."""
     rp = cfg.get("rope_parameters")
     if isinstance(rp, dict) and isinstance(rp.get(layer_type), dict):
         rp, where = rp[layer_type], f"rope_parameters[{layer_type!r}]"
@@ -166,11 +182,28 @@ def _rope(cfg: dict, layer_type: str, default_theta: float,
         if not isinstance(scaling, dict):
             raise CheckpointError(f"config.json: rope_scaling must be an object, got {scaling!r:.60}")
     kind = scaling.get("rope_type", scaling.get("type", "default"))
+    allowed = _ROPE_TYPES.get(arch, ()) if arch else ()
     if kind in ("default", None):
-        return theta, 0.0, None
+        return theta, 0.0, None, None, False
     if kind == "linear":
-        return theta, _key(scaling, "factor", float, 1.0, 1e6), None
-    if kind == "llama3" and llama3:
+        return theta, _key(scaling, "factor", float, 1.0, 1e6), None, None, False
+    if kind == "dynamic" and kind in allowed:
+        _key(scaling, "factor", float, 1.0, 1e6)
+        return theta, 0.0, None, None, True
+    if kind == "yarn" and kind in allowed:
+        orig = _key(scaling, "original_max_position_embeddings", int, 1, 1 << 24)
+        factor = _key(scaling, "factor", float, 1.0, 1e6)
+        for k, default in (("beta_fast", 32), ("beta_slow", 1), ("extrapolation_factor", 1), ("truncate", True)):
+            v = scaling.get(k)
+            if v is not None and v != default:
+                raise CheckpointError(f"config.json: {where} yarn {k} = {v!r:.20} is not supported (llama.cpp's yarn "
+                                      f"runs {k} = {default})")
+        for k in ("attention_factor", "attn_factor", "mscale", "mscale_all_dim"):
+            if scaling.get(k) is not None:
+                raise CheckpointError(f"config.json: {where} yarn {k} is not supported (llama.cpp's yarn scales "
+                                      "cos/sin by 1 + 0.1 ln factor)")
+        return theta, 0.0, None, {"factor": factor, "original": orig}, False
+    if kind == "llama3" and kind in allowed:
         # transformers' _compute_llama3_parameters defaults (the keys Llama 3.1/3.2 configs carry)
         p = {"factor": _key(scaling, "factor", float, 1.0, 1e6, default=8.0),
              "low": _key(scaling, "low_freq_factor", float, 1e-6, 1e6, default=1.0),
@@ -178,9 +211,9 @@ def _rope(cfg: dict, layer_type: str, default_theta: float,
              "original": _key(scaling, "original_max_position_embeddings", int, 1, 1 << 24, default=8192)}
         if not p["high"] > p["low"]:
             raise CheckpointError(f"config.json: {where} high_freq_factor must be above low_freq_factor")
-        return theta, 0.0, p
-    raise CheckpointError(f"config.json: {where} type {kind!r} is not supported by from_pretrained "
-                          f"(supported: default, linear{', llama3' if llama3 else ''})")
+        return theta, 0.0, p, None, False
+    raise CheckpointError(f"config.json: {where} type {kind!r} is not supported by from_pretrained for this "
+                          f"architecture (supported: {', '.join(('default', 'linear') + allowed)})")
 
 
 def llama3_freq_factors(head_dim: int, base: float, factor: float = 32.0, low: float = 1.0, high: float = 4.0,
@@ -217,7 +250,7 @@ def _gemma3(cfg: dict, c: dict) -> None:
     c["window"] = _key(cfg, "sliding_window", int, 1, c["context"], default=4096) if any(c["local"]) else 0
     # the local layers' base: rope_local_base_freq (earlier configs) or their own rope_parameters
     local_default = _key(cfg, "rope_local_base_freq", float, 1e-3, 1e12, default=10000.0)
-    c["theta_local"], local_linear, _ = _rope(cfg, "sliding_attention", default_theta=local_default)
+    c["theta_local"], local_linear = _rope(cfg, "sliding_attention", default_theta=local_default)[:2]
     if isinstance(cfg.get("rope_parameters"), dict) and "sliding_attention" not in cfg["rope_parameters"]:
         c["theta_local"], local_linear = local_default, 0.0  # one dict: it describes the global layers
     if local_linear:
@@ -595,6 +628,10 @@ def write_gguf(directory: str | os.PathLike[str], path: str | os.PathLike[str], 
     if c["rope_linear"]:
         w.add_rope_scaling_type(RopeScalingType.LINEAR)
         w.add_rope_scaling_factor(c["rope_linear"])
+    if c["rope_yarn"]:  # as convert_hf_to_gguf.py writes it
+        w.add_rope_scaling_type(RopeScalingType.YARN)
+        w.add_rope_scaling_factor(c["rope_yarn"]["factor"])
+        w.add_rope_scaling_orig_ctx_len(c["rope_yarn"]["original"])
     w.add_layer_norm_rms_eps(c["eps"])
     if a == "gemma3":
         if c["window"]:
@@ -694,6 +731,12 @@ def from_pretrained(directory: str | os.PathLike[str], *, dtype: str = "q8_0", s
     removed once mapped."""
     from .runtime import Model
 
+    ctx = model_kw.get("context")
+    if isinstance(ctx, int) and not isinstance(ctx, bool):
+        c = read_config(Path(directory))
+        if c["rope_dynamic"] and ctx > c["context"]:
+            raise CheckpointError(f"config.json: dynamic RoPE scaling is exact only up to max_position_embeddings "
+                                  f"({c['context']}); context={ctx} is past it")
     if save_gguf is not None:
         return Model.from_gguf(write_gguf(directory, save_gguf, dtype=dtype), **model_kw)
     fd, tmp = tempfile.mkstemp(suffix=".gguf", prefix="slmk-hf-")
