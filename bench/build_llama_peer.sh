@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds llama.cpp as a benchmark peer, once, outside the project (never in CI's test path):
 #   - llama-cpp-python into a venv (for bench/compare_llama.py and `slmkernels bench --llama-python`)
-#   - llama.cpp's test-backend-ops from the same sdist (for bench/bench_gemm.py --llama-bin)
+#   - llama.cpp's test-backend-ops from the same sdist (for bench/compare_backend_ops.py --backend-ops)
 # Usage: bash bench/build_llama_peer.sh [PREFIX]   (default PREFIX=../peers; ~10-20 min on 2 cores)
 #
 # Flags: each of llama.cpp's x86 ISA options follows this CPU's /proc/cpuinfo flags (a

@@ -28,9 +28,8 @@ from pathlib import Path
 import numpy as np
 
 import slmkernels as sk
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_gemm import timeit, validate  # noqa: E402
+from slmkernels.bench.gemm import error_bound, ratio  # the bound `slmkernels bench` and the tests use
+from slmkernels.bench.runner import measure
 
 # ggml type name -> ours
 TYPES = {"f32": "f32", "f16": "f16", "bf16": "bf16", "q8_0": "q8_0", "q4_0": "q4_0", "q4_1": "q4_1",
@@ -95,12 +94,9 @@ def main(argv=None) -> int:
         x = rng.standard_normal((M, K)).astype(np.float32)
         out = np.empty((M, N), np.float32)
         got = sk.matmul(x, packed)
-        block = 256 if fmt.endswith("_k") else (32 if fmt.startswith("q") else 1)
-        err = validate(x, w_deq, got, block) if block > 1 else float(
-            np.abs(got - x.astype(np.float64) @ w_deq.astype(np.float64).T).max()
-            / (1e-5 * (np.abs(x) @ np.abs(w_deq).T).max()))
+        err = ratio(got, x.astype(np.float64) @ w_deq.astype(np.float64).T, error_bound(x, w_deq, fmt))
         ok = err <= 1.0
-        sec = timeit(lambda: sk.matmul(x, packed, out=out), args.min_time)[0] if ok else None
+        sec = measure(lambda: sk.matmul(x, packed, out=out), 5, args.min_time)["seconds"] if ok else None
         row = {"type": t, "M": M, "N": N, "K": K, "llama_us": llama_us, "ours_us": sec * 1e6 if sec else None,
                "check": err, "ok": ok,
                "speedup": llama_us / (sec * 1e6) if sec else None,

@@ -82,6 +82,24 @@ def test_all_json_schema_and_fields(capsys, tmp_path):
     assert {"numpy", "torch"} <= {r["impl"] for r in doc["rows"] if r["area"] == "gemm"}
 
 
+def test_rows_reach_every_cache_dtype_and_the_gguf_layout(capsys, tmp_path):
+    # decode attention once per KV-cache dtype, each row naming the attn_chunk entry that ran, and
+    # streaming rows when a working set is asked for; GEMV on GGUF-layout tensors, cached and not
+    fast = [a for a in TINY if a not in ("--working-set-mib", "0")] + ["--working-set-mib", "16", "--no-peers"]
+    rc, out, err = run(capsys, "attention", "gemm", *fast, "--json", str(tmp_path / "r.json"))
+    assert rc == 0, err
+    rows = load_valid(tmp_path / "r.json")["rows"]
+    active = {k["format"]: k["name"] for k in sk.kernels() if k["op"] == "attn_chunk" and k["active"]}
+    for label in ("hot", "streaming"):
+        got = {r["format"]: r["kernel"] for r in rows if r["name"] == f"decode attention, {label}"}
+        assert got == active, label
+    streaming = [r for r in rows if r["name"] == "decode attention, streaming"]
+    assert all(r["status"] == "ok" and r["params"]["working_set_bytes"] >= 16 << 20 for r in streaming)
+    gguf = [r for r in rows if "gguf layout" in r["name"]]
+    assert {r["kind"] for r in gguf} == {"kernel", "overhead"} and all(r["status"] == "ok" for r in gguf)
+    assert all(r["params"]["first_call_seconds"] > 0 for r in gguf)
+
+
 def test_schema_rejects_a_malformed_record(tmp_path, capsys):
     jsonschema = pytest.importorskip("jsonschema")
     rc, _, _ = run(capsys, "gemm", *TINY, "--no-peers", "--json", str(tmp_path / "g.json"))

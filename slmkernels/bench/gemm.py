@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 import warnings
 
 import numpy as np
@@ -142,6 +143,55 @@ def matmul_packed(ctx):
                         flops=2.0 * M * N * K, bytes=float(wbytes + x.nbytes + out.nbytes),
                         compute="fp32" if fmt in FLOAT_FORMATS else "int8")
             del packed
+
+
+@case("gemm")
+def matmul_gguf_layout(ctx):
+    """GEMV on QuantizedTensors in GGUF layout, as a model file's tensors are before packing, on
+    each preset's largest matrix: the steady state (each tensor packs itself on its first call and
+    keeps the copy; params.first_call_seconds is that first call, packing included) and, as an
+    overhead row, every call repacking (the cache dropped before it: what the cache saves)."""
+    rng = ctx.rng
+    for p in ctx.presets:
+        layer, N, K, _ = max((t for t in p.linears() if t[0] != "lm_head"), key=lambda t: t[1] * t[2])
+        label = f"gemv {layer}" + ("" if p.explicit else f" ({p.name})")
+        for fmt in ctx.formats:
+            common = dict(area="gemm", op="matmul", format=fmt, shape=f"1x{N}x{K}",
+                          kernel=entry_name("gemm", fmt, 1, packed=True))
+            blk = sk.formats()[fmt]["block_size"]
+            if K % blk or K % act_block(fmt):
+                yield Bench(**common, name=f"{label}, gguf layout", run=None, check=None, flops=0, bytes=0, compute=None,
+                            skip=f"skipped: K={K} is not a multiple of {fmt}'s block ({max(blk, act_block(fmt))})")
+                continue
+            qt = sk.quantize(rng.standard_normal((N, K)).astype(np.float32), fmt)
+            w_deq = sk.dequantize(qt)
+            x = rng.standard_normal((1, K)).astype(np.float32)
+            out = np.empty((1, N), np.float32)
+            ref = x.astype(np.float64) @ w_deq.astype(np.float64).T
+            bound = error_bound(x, w_deq, fmt)
+            n_copies = copies_for(qt.nbytes, ctx.working_set)
+            raws = [sk.QuantizedTensor(qt.data.copy(), fmt, qt.shape) for _ in range(n_copies)]
+            first = []
+            for r in raws:
+                t0 = time.perf_counter()
+                sk.matmul(x, r, out=out)
+                first.append(time.perf_counter() - t0)
+            params = dict(M=1, N=N, K=K, layer=layer, preset=p.name, working_set_bytes=qt.nbytes * n_copies,
+                          first_call_seconds=float(np.median(first)))
+            check = lambda got, ref=ref, bound=bound: ratio(got, ref, bound)  # noqa: E731
+            yield Bench(**common, name=f"{label}, gguf layout (packed once, cached)", params=params,
+                        run=cycler(lambda r: sk.matmul(x, r, out=out), raws), check=check,
+                        flops=2.0 * N * K, bytes=float(raws[0].packed_nbytes + x.nbytes + out.nbytes),
+                        compute="fp32" if fmt in FLOAT_FORMATS else "int8")
+
+            def repack(r, x=x, out=out):
+                r.drop_packed()
+                return sk.matmul(x, r, out=out)
+
+            yield Bench(**common, name=f"{label}, gguf layout (repacked per call)", params=dict(params),
+                        run=cycler(repack, raws), check=check, flops=2.0 * N * K, bytes=float(qt.nbytes),
+                        compute=None, kind="overhead")
+            del raws
 
 
 @case("gemm")
