@@ -61,12 +61,12 @@ def test_bench_model_rows_on_the_toy_file(capsys, toy_file, tmp_path):
     out_json = tmp_path / "m.json"
     rc = main(["bench", "model", "--model", toy_file, "--depth", "0,16", "--n-prompt", "8", "--n-gen", "3",
                "--model-threads", "1,2", "--model-reps", "2", "--bandwidth-mib", "16", "--peak-seconds", "0.02",
-               "--model-act", "q8,q8x2", "--json", str(out_json)])
+               "--model-act", "q8x2-head,q8x2", "--json", str(out_json)])
     out, err = capsys.readouterr()
     assert rc == 0, err
     all_rows = json.loads(out_json.read_text())["rows"]
     assert len([r for r in all_rows if r["impl"] == "slmkernels act=q8x2" and r["status"] == "ok"]) == 8
-    assert sk.get_act_mode() == "q8"  # restored
+    assert sk.get_act_mode() == "q8x2-head"  # restored (the default)
     rows = [r for r in all_rows if r["impl"] == "slmkernels"]
     got = {(r["params"]["test"], r["params"]["depth"], r["threads"]) for r in rows}
     assert got == {(t, d, n) for t in ("pp8", "tg3") for d in (0, 16) for n in (1, 2)}

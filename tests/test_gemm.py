@@ -134,9 +134,10 @@ class TestActModeQ8x2:
 
     @pytest.fixture(autouse=True)
     def q8x2(self):
+        before = sk.get_act_mode()
         sk.set_act_mode("q8x2")
         yield
-        sk.set_act_mode("q8")
+        sk.set_act_mode(before)
 
     @pytest.mark.parametrize("fmt", QUANT_FORMATS)
     def test_within_the_tighter_bound(self, isa, fmt):
@@ -186,7 +187,7 @@ class TestActModeQ8x2:
         np.testing.assert_array_equal(got[[0, 2]], clean[[0, 2]])
 
     def test_modes_and_bad_values(self):
-        assert sk.act_modes() == ("q8", "q8x2") and sk.get_act_mode() == "q8x2"
+        assert sk.act_modes() == ("q8", "q8x2", "q8x2-head") and sk.get_act_mode() == "q8x2"
         with pytest.raises(ValueError, match="mode"):
             sk.set_act_mode("q16")
         with pytest.raises(TypeError, match="mode"):

@@ -86,6 +86,35 @@ def test_quantized_forward_matches_reference(quantized, kv_dtype):
     assert (got.argmax(1) == ref.argmax(1))[clear].all()
 
 
+def test_activation_modes_in_the_model(tmp_path):
+    """set_act_mode: 'q8x2-head' (the default) puts the output head on two planes and every other
+    matrix on one, so its logits differ from both 'q8' and 'q8x2'; every mode keeps prefill and
+    decode the same bits; sk.matmul (no model role) runs q8x2-head as q8."""
+    path = write_tiny_model(tmp_path / "llama-q4_1.gguf", arch="llama", fmt="q4_1", embd_fmt="q8_0")
+    m = Model.from_gguf(path)
+    before = sk.get_act_mode()
+    assert before == "q8x2-head"
+    got = {}
+    try:
+        for mode in sk.act_modes():
+            sk.set_act_mode(mode)
+            a, b = m.new_sequence(), m.new_sequence()
+            got[mode] = m.forward(a, IDS, all_logits=True)
+            np.testing.assert_array_equal(np.stack([m.forward(b, [t]) for t in IDS]), got[mode], err_msg=mode)
+            m.free(a)
+            m.free(b)
+        assert not np.array_equal(got["q8x2-head"], got["q8"])
+        assert not np.array_equal(got["q8x2-head"], got["q8x2"])
+        x = np.random.default_rng(3).standard_normal((3, 64)).astype(np.float32)
+        w = sk.quantize(np.random.default_rng(4).standard_normal((16, 64)).astype(np.float32), "q4_1")
+        sk.set_act_mode("q8")
+        one = sk.matmul(x, w)
+        sk.set_act_mode("q8x2-head")
+        np.testing.assert_array_equal(sk.matmul(x, w), one)
+    finally:
+        sk.set_act_mode(before)
+
+
 def test_longrope_factors_follow_the_context(variant_files):
     """Phi-3's LongRoPE: the short factors up to rope.scaling.original_context_length tokens per
     sequence, the long ones past it (llama.cpp's get_rope_factors), each as the reference."""

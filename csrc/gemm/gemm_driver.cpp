@@ -36,7 +36,7 @@ std::unique_ptr<PackedMatrix> pack_matrix(Format f, const uint8_t* src, int64_t 
 
 namespace {
 
-std::atomic<int> g_act_mode{static_cast<int>(ActMode::Q8)};
+std::atomic<int> g_act_mode{static_cast<int>(ActMode::Q8x2Head)};
 
 // Per-thread scratch: quantized activations (shared by all threads of one call, owned by the
 // caller's thread), an on-the-fly packing buffer and the second plane's partial outputs (one
@@ -93,34 +93,56 @@ inline void add_plane(float* out, int64_t ldo, const float* part, int mr, int nv
         for (int r = 0; r < nvalid; ++r) out[i * ldo + r] = out[i * ldo + r] + part[i * kGroupRows + r];
 }
 
+// Rows o, o + 2, o + 4, ... of `all` as their own ActRows (one plane of the interleaved two).
+ActRows every_other(const ActRows& all, int o) {
+    ActRows v = all;
+    v.q += o * all.q_stride;
+    v.d += o * all.d_stride;
+    v.sum += o * all.sum_stride;
+    v.q_stride *= 2;
+    v.d_stride *= 2;
+    v.sum_stride *= 2;
+    return v;
+}
+
 }  // namespace
 
 void set_act_mode(ActMode m) { g_act_mode.store(static_cast<int>(m), std::memory_order_relaxed); }
 ActMode act_mode() { return static_cast<ActMode>(g_act_mode.load(std::memory_order_relaxed)); }
 
 void gemm(const GemmKernels& gk, Format f, const PackedMatrix* packed, const uint8_t* raw, int64_t row_stride,
-          int64_t n, int64_t k, const float* x, int64_t m, int64_t ldx, float* out, int64_t ldo) {
+          int64_t n, int64_t k, const float* x, int64_t m, int64_t ldx, float* out, int64_t ldo, GemmRole role) {
     const gemm_tile_fn tile = gk.tile(f);
     const int bs = format_info(f).block_size;
     const int64_t nblocks = k / bs;
-    ActRows a, a2;  // a2: the second plane (Q8x2), else unused
+    // Two planes: one buffer of 2m quantized rows, row 2r = plane 1 of row r, 2r + 1 = its second
+    // plane, so one micro-kernel call takes both planes as two activation rows (the weights are
+    // unpacked once for both); a and a2 view the planes apart (the panel path).
+    ActRows all, a, a2;
     const ActKind kind = act_kind(f);
-    const bool two = kind != ActKind::Float && act_mode() == ActMode::Q8x2;
+    const ActMode mode = act_mode();
+    const bool two = kind != ActKind::Float &&
+                     (mode == ActMode::Q8x2 || (mode == ActMode::Q8x2Head && role == GemmRole::head));
     if (kind == ActKind::Float) {
         a.xf = x;
         a.xf_stride = ldx;
     } else {
-        const Plane pl(m, k, bs, kind);
-        tls_act.reserve(pl.bytes * (two ? 2 : 1));
-        a = pl.rows(tls_act.ptr);
-        if (two) a2 = pl.rows(tls_act.ptr + pl.bytes);
+        const Plane pl(two ? 2 * m : m, k, bs, kind);
+        tls_act.reserve(pl.bytes);
+        all = a = pl.rows(tls_act.ptr);
+        if (two) {
+            a = every_other(all, 0);
+            a2 = every_other(all, 1);
+        }
         const act_quant_fn aq = gk.act_quant(kind);
         parallel_for(m, std::max<int64_t>(1, 16384 / k), [&](int64_t r0, int64_t r1) {
             for (int64_t r = r0; r < r1; ++r) {
                 const float* xr = x + r * ldx;
-                int8_t* q = const_cast<int8_t*>(a.q) + r * pl.qs;
-                float* d = const_cast<float*>(a.d) + r * pl.nd;
-                aq(xr, k, q, d, const_cast<int32_t*>(a.sum) + r * pl.nsum);
+                const int64_t row = two ? 2 * r : r;
+                int8_t* q = const_cast<int8_t*>(all.q) + row * pl.qs;
+                float* d = const_cast<float*>(all.d) + row * pl.nd;
+                int32_t* sum = const_cast<int32_t*>(all.sum) + row * pl.nsum;
+                aq(xr, k, q, d, sum);
                 if (!two) continue;
                 // the residual of plane 1, quantized as plane 2 (float32 ops, no FMA: the same
                 // bits on every ISA; a non-finite block has d = NaN, so its residual is NaN too)
@@ -131,8 +153,7 @@ void gemm(const GemmKernels& gk, Format f, const PackedMatrix* packed, const uin
                         const float dq = d[b] * static_cast<float>(q[b * bs + j]);
                         res[b * bs + j] = xr[b * bs + j] - dq;
                     }
-                aq(res, k, const_cast<int8_t*>(a2.q) + r * pl.qs, const_cast<float*>(a2.d) + r * pl.nd,
-                   const_cast<int32_t*>(a2.sum) + r * pl.nsum);
+                aq(res, k, q + pl.qs, d + pl.nd, sum + pl.nsum);
             }
         });
     }
@@ -191,14 +212,20 @@ void gemm(const GemmKernels& gk, Format f, const PackedMatrix* packed, const uin
                 pack_group(f, raw + g * kGroupRows * row_stride, row_stride, nvalid, nblocks, tls_pack.ptr);
                 grp = tls_pack.ptr;
             }
+            if (two) {  // kMaxMR / 2 rows a call, each as its two planes: out = out_1 + out_2
+                for (int64_t m0 = 0; m0 < m; m0 += kMaxMR / 2) {
+                    const int mr = static_cast<int>(std::min<int64_t>(kMaxMR / 2, m - m0));
+                    tile(grp, nblocks, all, 2 * m0, 2 * mr, part, kGroupRows, nvalid);
+                    float* o = out + m0 * ldo + g * kGroupRows;
+                    for (int i = 0; i < mr; ++i)
+                        for (int r = 0; r < nvalid; ++r)
+                            o[i * ldo + r] = part[2 * i * kGroupRows + r] + part[(2 * i + 1) * kGroupRows + r];
+                }
+                continue;
+            }
             for (int64_t m0 = 0; m0 < m; m0 += kMaxMR) {
                 const int mr = static_cast<int>(std::min<int64_t>(kMaxMR, m - m0));
-                float* o = out + m0 * ldo + g * kGroupRows;
-                tile(grp, nblocks, a, m0, mr, o, ldo, nvalid);
-                if (two) {
-                    tile(grp, nblocks, a2, m0, mr, part, kGroupRows, nvalid);
-                    add_plane(o, ldo, part, mr, nvalid);
-                }
+                tile(grp, nblocks, a, m0, mr, out + m0 * ldo + g * kGroupRows, ldo, nvalid);
             }
         }
     });

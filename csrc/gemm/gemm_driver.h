@@ -28,15 +28,23 @@ std::unique_ptr<PackedMatrix> pack_matrix(Format f, const uint8_t* src, int64_t 
 //       d2 = amax(r) / 127 <= d1 / 254: about 16-bit activations. Each plane runs the Q8 kernels
 //       unchanged (the spec of gemm.h per plane), and out = out_1 + out_2 (one float32 add per
 //       output), so batch and thread invariance carry over; the weights of a group are read from
-//       memory once (plane 2 runs while they are still in cache): the extra cost is compute.
-// Float-weight formats (F32/F16/BF16) use float activations in both modes.
-enum class ActMode : int { Q8 = 0, Q8x2 = 1 };
+//       memory once (the second plane rides in the same micro-kernel call as one more activation
+//       row, sharing the weights' unpacking): the extra cost is compute.
+// Q8x2Head (the default): Q8x2 for the output head (GemmRole::head), Q8 for every other matrix.
+//       On SmolLM2-135M the head's int8 activations were the largest single share of the
+//       divergence from exact activations (README, Fidelity), at a few % of decode.
+// Float-weight formats (F32/F16/BF16) use float activations in every mode.
+enum class ActMode : int { Q8 = 0, Q8x2 = 1, Q8x2Head = 2 };
 void set_act_mode(ActMode m);
 ActMode act_mode();
+
+// What a matrix is in the model: the activation mode may treat the output head apart.
+enum class GemmRole : int { layer = 0, head = 1 };
 
 // out (M, N) = x (M, K) @ w^T. `packed` may be null: then `raw` (GGUF layout, rows `row_stride`
 // apart) is packed group by group on the fly with the same kernels, so results are identical.
 void gemm(const GemmKernels& kern, Format f, const PackedMatrix* packed, const uint8_t* raw, int64_t row_stride,
-          int64_t n, int64_t k, const float* x, int64_t m, int64_t ldx, float* out, int64_t ldo);
+          int64_t n, int64_t k, const float* x, int64_t m, int64_t ldx, float* out, int64_t ldo,
+          GemmRole role = GemmRole::layer);
 
 }  // namespace slmk

@@ -284,7 +284,8 @@ void Transformer::run(const int64_t* ids, int64_t T, int64_t first, float* logit
     // ---- head ----
     const int64_t rows = T - first;
     rmsnorm(kern, x_.data() + first * hid, hid, out_norm_.data(), h_.data(), hid, rows, hid, s.eps);
-    gemm(kern, head_->format, head_.get(), nullptr, 0, head_->n, head_->k, h_.data(), rows, hid, logits, s.vocab);
+    gemm(kern, head_->format, head_.get(), nullptr, 0, head_->n, head_->k, h_.data(), rows, hid, logits, s.vocab,
+         GemmRole::head);
     add_bias(logits, s.vocab, rows, head_bias_);
     const int64_t nl = rows * s.vocab;
     if (s.logit_scale != 1.0f)

@@ -68,7 +68,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     m.add_argument("--model-threads", default=None, help="thread counts, comma-separated (default 1,2)")
     m.add_argument("--model-reps", type=integer(1, 1000), default=None, help="repetitions of every test (default 3)")
     m.add_argument("--model-act", default=None,
-                   help="our activation modes, comma-separated, each a candidate (default q8; see act_modes())")
+                   help="our activation modes, comma-separated, each a candidate (default q8x2-head; see act_modes())")
     p.add_argument("--seed", type=integer(0, 2**63 - 1), default=0)
     p.set_defaults(func=cmd_bench, parser=p)
     return p

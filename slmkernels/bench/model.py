@@ -34,7 +34,7 @@ from . import Bench, case
 
 SYNTHETIC = "llama-1b-q4_k_m"
 DEFAULTS = dict(n_prompt=512, n_gen=128, depths=(0, 4096), threads=(1, 2), reps=3, bandwidth_bytes=1 << 30,
-                peak_seconds=0.1, acts=("q8",))
+                peak_seconds=0.1, acts=("q8x2-head",))
 _PEER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "llama_bench_peer.py")
 
 
@@ -120,8 +120,8 @@ def llama_bench(ctx):
         return
     peers = ctx.extra.get("peers", True) and bool(ctx.llama_python)
     before_threads, before_act = sk.get_num_threads(), sk.get_act_mode()
-    # our candidates: one per activation mode (set_act_mode), "slmkernels" being the default q8
-    impl_act = {("slmkernels" if a == "q8" else f"slmkernels act={a}"): a for a in o["acts"]}
+    # our candidates: one per activation mode (set_act_mode), "slmkernels" being the default mode
+    impl_act = {("slmkernels" if a == DEFAULTS["acts"][0] else f"slmkernels act={a}"): a for a in o["acts"]}
     ours_impls = list(impl_act)
     for spec in specs:
         path = resolve_model(spec)

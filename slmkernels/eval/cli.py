@@ -38,8 +38,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=integer(1, max_threads()), default=None,
                    help=f"threads, 1..{max_threads()} (default: physical cores)")
     p.add_argument("--kv-dtype", default="f16", choices=("f32", "f16", "q8_0", "q4_0"), help="our KV cache (default f16)")
-    p.add_argument("--act", default="q8", help="our GEMV/GEMM activation modes to evaluate, comma-separated "
-                                               "(see slmkernels.act_modes(); default q8)")
+    p.add_argument("--act", default=None, help="our GEMV/GEMM activation modes to evaluate, comma-separated "
+                                               "(see slmkernels.act_modes(); default: the default mode, q8x2-head)")
     p.add_argument("--llama-python", metavar="PATH", help="a python with llama-cpp-python: llama.cpp as a candidate")
     p.add_argument("--json", metavar="PATH", help="write the summary as JSON")
     p.set_defaults(func=cmd_eval, parser=p)
@@ -90,8 +90,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from . import Stats, chunks, log_softmax
     from .reference import ReferenceModel
 
-    acts = [a.strip() for a in args.act.split(",") if a.strip()]
-    known = sk.act_modes() if hasattr(sk, "act_modes") else ["q8"]
+    before_act = sk.get_act_mode()
+    acts = [a.strip() for a in (args.act or before_act).split(",") if a.strip()]
+    known = sk.act_modes()
     for a in acts:
         if a not in known:
             parser.error(f"--act {a!r}: choose from {', '.join(known)}")
@@ -133,8 +134,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             targets = c[first + 1 :]
             logp_ref = log_softmax(ref.forward(c, rows=slice(first, args.ctx - 1)))
             for a, name in zip(acts, names):
-                if hasattr(sk, "set_act_mode"):
-                    sk.set_act_mode(a)
+                sk.set_act_mode(a)
                 seq = model.new_sequence()
                 try:
                     logits = model.forward(seq, c, all_logits=True)[first : args.ctx - 1]
@@ -151,8 +151,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             done = " | ".join(f"{n}: KLD {np.concatenate(s.kld).mean():.5f}" for n, s in stats.items())
             print(f"chunk {ci + 1}/{len(parts)} ({time.perf_counter() - t0:.0f} s) {done}", file=sys.stderr)
     finally:
-        if hasattr(sk, "set_act_mode"):
-            sk.set_act_mode("q8")
+        sk.set_act_mode(before_act)
         if peer is not None:
             peer.stdout.close()
             try:
