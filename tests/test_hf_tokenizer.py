@@ -205,6 +205,13 @@ def test_inexpressible_tokenizers_are_clear_errors(tmp_path):
         (lambda tj: tj["model"]["merges"].append(["zz", "qq"]), "names a token not in the vocabulary"),
         (lambda tj: tj.update(pre_tokenizer={"type": "Metaspace", "replacement": SPACE, "prepend_scheme": "never",
                                              "split": True}), "spans a word boundary"),
+        # hostile JSON: one line each, not a traceback
+        (lambda tj: tj["added_tokens"].append("<x>"), "added_tokens has the wrong JSON type"),
+        (lambda tj: tj.update(model=[1]), "only BPE tokenizers are supported"),
+        (lambda tj: tj["model"].update(vocab=[1]), "model.vocab has the wrong JSON type"),
+        (lambda tj: tj.update(normalizer={"type": "Sequence", "normalizers": 5}), "without a list of normalizers"),
+        (lambda tj: tj.update(pre_tokenizer={"type": "Sequence", "pretokenizers": 5}), "without a list of pre-tok"),
+        (lambda tj: tj["model"]["vocab"].update(zz="x"), "'zz': 'x' is not a string -> id"),
     ):
         (tmp_path / "tokenizer.json").write_text(good, encoding="utf-8")
         _edit(tmp_path, edit)

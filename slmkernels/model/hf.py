@@ -379,8 +379,15 @@ def _tokenizer_meta(directory: Path, vocab: int) -> dict | None:
     if not isinstance(tj, dict) or not isinstance(tc, dict):
         raise CheckpointError(f"{p}: not a JSON object")
     model = tj.get("model") or {}
-    if model.get("type") != "BPE" or not isinstance(model.get("vocab"), dict):
-        raise CheckpointError(f"{p}: only BPE tokenizers are supported, got {model.get('type')!r}")
+    if not isinstance(model, dict) or model.get("type") != "BPE":
+        raise CheckpointError(f"{p}: only BPE tokenizers are supported, got "
+                              f"{model.get('type') if isinstance(model, dict) else model!r:.40}")
+    added = tj.get("added_tokens") or []
+    for what, ok in (("model.vocab", isinstance(model.get("vocab"), dict)),
+                     ("model.merges", isinstance(model.get("merges") or [], list)),
+                     ("added_tokens", isinstance(added, list) and all(isinstance(x, dict) for x in added))):
+        if not ok:
+            raise CheckpointError(f"{p}: {what} has the wrong JSON type")
     if not _has_byte_level(tj.get("pre_tokenizer")):
         return _spm_vocab(p, tj, tc, vocab) | {"template": template}
     tokens = [f"[PAD{i}]" for i in range(vocab)]
@@ -420,7 +427,8 @@ def _has_byte_level(node) -> bool:
     """Whether a tokenizer.json pre-tokenizer (possibly a Sequence of them) includes ByteLevel."""
     if not isinstance(node, dict):
         return False
-    return node.get("type") == "ByteLevel" or any(_has_byte_level(n) for n in node.get("pretokenizers") or [])
+    subs = node.get("pretokenizers")
+    return node.get("type") == "ByteLevel" or any(_has_byte_level(n) for n in (subs if isinstance(subs, list) else []))
 
 
 _SPACE = "\u2581"  # SentencePiece's '▁' for a space
@@ -435,6 +443,8 @@ def _spm_space_prefix(p: Path, tj: dict, tokens: dict[str, int]) -> tuple[bool, 
     text that follows a special token, whatever the text starts with; it never splits the text."""
     norm, pre = tj.get("normalizer"), tj.get("pre_tokenizer")
     steps = norm.get("normalizers") if isinstance(norm, dict) and norm.get("type") == "Sequence" else [norm]
+    if not isinstance(steps or [], list):
+        raise CheckpointError(f"{p}: normalizer Sequence without a list of normalizers")
     replace = prepend = False
     for s in steps or []:
         if s is None:
@@ -449,6 +459,8 @@ def _spm_space_prefix(p: Path, tj: dict, tokens: dict[str, int]) -> tuple[bool, 
             raise CheckpointError(f"{p}: normalizer {s.get('type')!r} ({json.dumps(s)[:80]}) is not supported for "
                                   "a SentencePiece-style tokenizer (Replace ' ' -> '▁' and Prepend '▁' are)")
     pres = pre.get("pretokenizers") if isinstance(pre, dict) and pre.get("type") == "Sequence" else [pre]
+    if not isinstance(pres or [], list):
+        raise CheckpointError(f"{p}: pre_tokenizer Sequence without a list of pre-tokenizers")
     metaspace = False
     for s in pres or []:
         if s is None:
@@ -582,8 +594,9 @@ def _post_processor_adds(tj: dict, text: str, first: bool) -> bool:
     around a single sequence, as Gemma's '<bos> $A'."""
     pp = tj.get("post_processor")
     procs = pp.get("processors") if isinstance(pp, dict) and pp.get("type") == "Sequence" else [pp]
-    for q in procs or []:
-        if isinstance(q, dict) and q.get("type") == "TemplateProcessing" and q.get("single"):
+    for q in procs if isinstance(procs, list) else []:
+        if isinstance(q, dict) and q.get("type") == "TemplateProcessing" and isinstance(q.get("single"), list) \
+                and q["single"]:
             end = q["single"][0 if first else -1]
             if isinstance(end, dict) and (end.get("SpecialToken") or {}).get("id") == text:
                 return True
