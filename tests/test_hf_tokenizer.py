@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -174,6 +175,25 @@ def test_chat_template_and_end_of_turn(tmp_path):
     assert [t.id for t in gen] == [] and gen.finish_reason == "eos" and gen.text == ""
     gen = m.chat(messages, max_new_tokens=4, logit_bias={eot: -1e4})
     assert len(list(gen)) == 4 and gen.finish_reason == "length"
+
+
+def test_converted_vocabulary_matches_llama_cpp(tmp_path):
+    """llama.cpp's own ids for the converted vocabulary. tests/data/hf_spm_tokenizer.json is
+    spm_tokenizer('gemma') saved; hf_spm.gguf is write_checkpoint(d, that tokenizer) converted by
+    Model.from_pretrained(d, save_gguf='hf_spm.gguf'); tests/data/tokenizer_hf_spm.json holds
+    llama.cpp's ids for it (its 'how' says the command: 40 fixed texts of bench/compare_tokenizer.py
+    and 100 random ones)."""
+    from tokenizers import Tokenizer
+
+    data = Path(__file__).parent / "data"
+    hf = Tokenizer.from_file(str(data / "hf_spm_tokenizer.json"))
+    fixture = json.loads((data / "tokenizer_hf_spm.json").read_text(encoding="utf-8"))
+    write_checkpoint(tmp_path, hf)
+    m = Model.from_pretrained(tmp_path)
+    bad = [c["text"] for c in fixture["cases"] if m.tokenizer.encode(c["text"], add_bos=False) != c["ids"]]
+    assert not bad, f"{len(bad)}/{len(fixture['cases'])} texts differ from llama.cpp, e.g. {bad[:3]!r}"
+    # and llama.cpp's ids are the tokenizers library's
+    assert all(hf.encode(c["text"], add_special_tokens=False).ids == c["ids"] for c in fixture["cases"])
 
 
 def _edit(d, fn):
