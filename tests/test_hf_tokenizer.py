@@ -177,6 +177,18 @@ def test_chat_template_and_end_of_turn(tmp_path):
     assert len(list(gen)) == 4 and gen.finish_reason == "length"
 
 
+def test_chat_template_files(tmp_path):
+    """transformers v5 saves the template as chat_template.jinja (earlier: chat_template.json or
+    tokenizer_config.json); the file wins over tokenizer_config.json, as in transformers."""
+    from slmkernels.model.generate import render_chat
+
+    write_checkpoint(tmp_path, spm_tokenizer())
+    (tmp_path / "chat_template.json").write_text(json.dumps({"chat_template": "json:{{ messages[0]['content'] }}"}))
+    assert render_chat(Model.from_pretrained(tmp_path), [{"role": "user", "content": "x"}]) == "json:x"
+    (tmp_path / "chat_template.jinja").write_text("jinja:{{ messages[0]['content'] }}", encoding="utf-8")
+    assert render_chat(Model.from_pretrained(tmp_path), [{"role": "user", "content": "x"}]) == "jinja:x"
+
+
 def test_converted_vocabulary_matches_llama_cpp(tmp_path):
     """llama.cpp's own ids for the converted vocabulary. tests/data/hf_spm_tokenizer.json is
     spm_tokenizer('gemma') saved; hf_spm.gguf is write_checkpoint(d, that tokenizer) converted by

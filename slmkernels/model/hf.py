@@ -417,7 +417,8 @@ def _chat_template(directory: Path, tc: dict) -> str | None:
         return (directory / "chat_template.jinja").read_text(encoding="utf-8")
     t = tc.get("chat_template")
     if (directory / "chat_template.json").exists():
-        t = json.loads((directory / "chat_template.json").read_text(encoding="utf-8")).get("chat_template")
+        t = json.loads((directory / "chat_template.json").read_text(encoding="utf-8"))
+        t = t.get("chat_template") if isinstance(t, dict) else None
     if isinstance(t, list):
         t = next((x.get("template") for x in t if isinstance(x, dict) and x.get("name") == "default"), None)
     return t if isinstance(t, str) else None
