@@ -252,6 +252,7 @@ def test_update_readme_rewrites_only_the_marked_section(capsys, tmp_path):
     text = readme.read_text()
     assert "old table" not in text and text.startswith("# x\n\nbefore\n") and text.endswith("after\n")
     assert "| gemm | gemm matmul | slmkernels | q4_0 | 2x64x256 |" in text
+    assert str(tmp_path) not in text and "--json g.json" in text  # the command names files, not this machine's paths
     r = subprocess.run([sys.executable, str(script), "--from-json", str(tmp_path / "g.json"), "--readme", str(readme),
                         "--check"], cwd=TESTS_DIR, timeout=120)
     assert r.returncode == 0  # regenerating from the same run changes nothing
