@@ -12,7 +12,10 @@ struct AlignedBytes {
     ~AlignedBytes();
     AlignedBytes(const AlignedBytes&) = delete;
     AlignedBytes& operator=(const AlignedBytes&) = delete;
-    void reserve(int64_t n);  // contents are not kept; throws std::bad_alloc
+    // Contents are not kept; throws std::bad_alloc. huge: a large buffer read as long streams
+    // (packed weights) gets transparent huge pages where Linux offers them: the GEMV's weight
+    // streams then cross no 4 KiB page boundary (a TLB miss each) every 4 KiB.
+    void reserve(int64_t n, bool huge = false);
 };
 
 }  // namespace slmk

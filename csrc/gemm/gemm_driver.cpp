@@ -22,7 +22,7 @@ std::unique_ptr<PackedMatrix> pack_matrix(Format f, const uint8_t* src, int64_t 
     p->k = k;
     p->nblocks = k / format_info(f).block_size;
     p->group_bytes = p->nblocks * packed_tile_bytes(f);
-    p->data.reserve(p->n_groups() * p->group_bytes);
+    p->data.reserve(p->n_groups() * p->group_bytes, /*huge=*/true);
     PackedMatrix* pm = p.get();
     parallel_for(pm->n_groups(), 1, [&](int64_t g0, int64_t g1) {
         for (int64_t g = g0; g < g1; ++g) {

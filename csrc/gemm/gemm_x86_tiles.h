@@ -313,9 +313,9 @@ static void tile_q45k_x512(const uint8_t* group, int64_t nblocks, const ActRows&
 }
 
 // ---- Q6_K ----
-// Sub-block s (16 elements) = half a = s/8, field t = (s%8)/2, quarter h = s%2: qh runs c' = 4h..4h+3
-// of half a (field t), ql runs (t%2)*8 + c' of half a (low nibbles for t < 2, high for t >= 2).
-// The 6-bit values (0..63) of sub-block s, run cc (0..3): 16 rows x 4 elements.
+// Sub-block s (16 elements) = half a = s/8, field t = (s%8)/2, quarter h = s%2: qh runs c = 4h..4h+3
+// of half a (field t), ql runs (t%2)*8 + c of half a (low nibbles for t < 2, high for t >= 2).
+// The 6-bit values (0..63) of sub-block s, run cc (0..3): 16 rows x 4 elements (the AMX panel's view).
 static inline __m512i q6k_run(const uint8_t* t, int s, int cc) {
     constexpr TileLayout L = tile_layout(Format::Q6_K);
     const int ah = s / 8, tf = (s % 8) / 2, c = 4 * (s % 2) + cc;
@@ -328,6 +328,19 @@ static inline __m512i q6k_run(const uint8_t* t, int s, int cc) {
     else if (tf == 2) hs = hv;
     else hs = _mm512_srli_epi32(hv, 2);
     return _mm512_ternarylogic_epi32(lo, hs, _mm512_set1_epi8(0x30), 0xF8);  // lo | (hs & 0x30)
+}
+// The tiles walk (a, h) instead: each qh run and each ql run is loaded once and gives its 4 fields
+// (sub-blocks 8a + 2t + h, t = 0..3, run c - 4h).
+static inline void q6k_fields(const uint8_t* t, int ah, int c, __m512i* w0, __m512i* w1, __m512i* w2, __m512i* w3) {
+    constexpr TileLayout L = tile_layout(Format::Q6_K);
+    const __m512i l0 = load64(t + L.q + ah * L.q_step + 64 * c);           // fields 0 (low) and 2 (high)
+    const __m512i l1 = load64(t + L.q + ah * L.q_step + 8 * 64 + 64 * c);  // fields 1 (low) and 3 (high)
+    const __m512i hv = load64(t + L.qh + ah * L.qh_step + 64 * c);
+    const __m512i m30 = _mm512_set1_epi8(0x30);
+    *w0 = _mm512_ternarylogic_epi32(lo_nib(l0), _mm512_slli_epi32(hv, 4), m30, 0xF8);  // lo | (hs & 0x30)
+    *w1 = _mm512_ternarylogic_epi32(lo_nib(l1), _mm512_slli_epi32(hv, 2), m30, 0xF8);
+    *w2 = _mm512_ternarylogic_epi32(hi_nib(l0), hv, m30, 0xF8);
+    *w3 = _mm512_ternarylogic_epi32(hi_nib(l1), _mm512_srli_epi32(hv, 2), m30, 0xF8);
 }
 
 template <int MR, class Dot>
@@ -350,19 +363,24 @@ static void tile_q6k_x512(const uint8_t* group, int64_t nblocks, const ActRows& 
         if (MR == 1)  // GEMV streams weights: fetch the next tile while this one computes
             for (int64_t off = 0; off < tb; off += 64) _mm_prefetch(reinterpret_cast<const char*>(t + tb + off), _MM_HINT_T0);
         __m512i isum[MR];
-#pragma GCC unroll 16
-        for (int s = 0; s < 16; ++s) {  // unrolled: the nibble / field selection is compile-time
-            __m512i w[4];
-            for (int cc = 0; cc < 4; ++cc) w[cc] = q6k_run(t, s, cc);
-            const __m512i sc = i8x16_to_i32(t + L.sc + 16 * s);
-            for (int i = 0; i < MR; ++i) {
-                const int8_t* x = xq[i] + 256 * b + 16 * s;
-                __m512i xv[4];
-                for (int cc = 0; cc < 4; ++cc) xv[cc] = bcast4(x + 4 * cc);
-                const __m512i dot =
-                    Dot::template dot<4, 2>(_mm512_set1_epi32(-32 * xs[i][16 * b + s]), w, xv);  // 2*63*127*2 fits
-                const __m512i prod = _mm512_mullo_epi32(sc, dot);
-                isum[i] = s == 0 ? prod : _mm512_add_epi32(isum[i], prod);
+        for (int i = 0; i < MR; ++i) isum[i] = _mm512_setzero_si512();
+        // isum = sum_s sc_s * (dot_s - 32 bsum_s): exact int32, so the order of s is free
+#pragma GCC unroll 4
+        for (int ah_h = 0; ah_h < 4; ++ah_h) {  // unrolled: the field selection is compile-time
+            const int ah = ah_h / 2, h = ah_h % 2;
+            __m512i w[4][4];  // [field t][run cc]
+            for (int cc = 0; cc < 4; ++cc) q6k_fields(t, ah, 4 * h + cc, &w[0][cc], &w[1][cc], &w[2][cc], &w[3][cc]);
+            for (int tf = 0; tf < 4; ++tf) {
+                const int s = 8 * ah + 2 * tf + h;
+                const __m512i sc = i8x16_to_i32(t + L.sc + 16 * s);
+                for (int i = 0; i < MR; ++i) {
+                    const int8_t* x = xq[i] + 256 * b + 16 * s;
+                    __m512i xv[4];
+                    for (int cc = 0; cc < 4; ++cc) xv[cc] = bcast4(x + 4 * cc);
+                    const __m512i dot =
+                        Dot::template dot<4, 2>(_mm512_set1_epi32(-32 * xs[i][16 * b + s]), w[tf], xv);  // 2*63*127*2 fits
+                    isum[i] = _mm512_add_epi32(isum[i], _mm512_mullo_epi32(sc, dot));
+                }
             }
         }
         const __m512 d = load_f16x16(t + L.d);
