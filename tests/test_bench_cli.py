@@ -165,6 +165,35 @@ def test_bad_arguments_are_usage_errors(capsys, argv):
     assert len(lines) == 1 and lines[0].startswith("slmkernels bench: error: "), lines
 
 
+@pytest.mark.parametrize("argv,says", [
+    (["generation"], "generation needs one model: --model GGUF"),
+    (["generation", "--model", "no/such.gguf"], "--model no/such.gguf: no such file"),
+    (["generation", "--model", __file__, "--parts", "sampler,speed"], "--parts 'speed': choose from"),
+    (["generation", "--model", __file__, "--clients", "1,0"], "--clients: integers in 1..256"),
+])
+def test_generation_arguments_are_usage_errors(capsys, argv, says):
+    with pytest.raises(SystemExit) as e:
+        main(["bench", *argv])
+    assert e.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("slmkernels bench: error: ") and says in lines[0], lines
+
+
+def test_generation_sampler_table_on_a_tiny_model(capsys, tmp_path):
+    pytest.importorskip("gguf")
+    from tiny_models import write_tiny_model  # noqa: PLC0415  (the tests' one tiny-GGUF writer)
+
+    path = write_tiny_model(tmp_path / "m.gguf")
+    rc, out, err = run(capsys, "generation", "--model", str(path), "--parts", "sampler", "--repeat", "1")
+    assert rc == 0, err
+    lines = out.splitlines()
+    head = lines.index("| sampler configuration | per token | of a decode step |")
+    rows = [line for line in lines[head + 2:] if line.startswith("| ")]
+    assert len(rows) == 7 and lines[head + 1] == "| --- | --- | --- |"
+    assert all(line.split(" | ")[1].endswith(" us") for line in rows)  # a time for each configuration
+    assert "decode step (1 token):" in out and "TTFT" not in out  # only the part asked for
+
+
 def test_compare(capsys, tmp_path):
     a = tmp_path / "a.json"
     rc, _, _ = run(capsys, "gemm", *TINY, "--no-peers", "--json", str(a))

@@ -8,7 +8,7 @@ import os
 import sys
 
 from ..cli_args import integer, max_threads, number
-from . import AREAS
+from . import AREAS, generation
 
 DEFAULT_FORMATS = "q4_0,q8_0,q4_k"
 DEFAULT_SHAPES = "smollm2-135m"
@@ -20,11 +20,14 @@ examples:
   slmkernels bench all --json out.json --plot roofline.png
   slmkernels bench gemm --formats q4_0 --shapes 1x4096x4096 --isa avx2,avx512_vnni
   slmkernels bench --compare before.json after.json
+  slmkernels bench generation --model SmolLM2-135M-Instruct.Q4_1.gguf --parts ttft,sampler
 
 Each kernel's output is checked against a float64 numpy reference on the same inputs before it
 is timed; a row that fails is marked INVALID, is not timed, and the exit status is 1.
 Exit status: 0 all rows valid (skipped rows are fine), 1 a row failed validation or raised,
 2 bad arguments. Shapes: a preset (smollm2-135m, llama-1b, square-4096) or MxNxK.
+The generation area (time to first token, the server under concurrent clients, the sampler,
+grammar masks) prints tables of its own, needs --model and is not part of `all`.
 """
 
 
@@ -33,7 +36,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                        description="Microbenchmarks with a roofline: what each kernel achieves here, how far from "
                                    "the machine's limits, and next to numpy / PyTorch / llama.cpp.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("areas", nargs="*", metavar="AREA", help=f"{' | '.join(AREAS)} | all (default: all)")
+    p.add_argument("areas", nargs="*", metavar="AREA", help=f"{' | '.join(AREAS)} | all (default: all) | generation (not in all)")
     p.add_argument("--formats", default=DEFAULT_FORMATS, help=f"weight formats, comma-separated (default {DEFAULT_FORMATS})")
     p.add_argument("--shapes", action="append", default=None,
                    help=f"presets or MxNxK, comma-separated or repeated (default {DEFAULT_SHAPES}; square-4096 is opt-in)")
@@ -69,6 +72,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     m.add_argument("--model-reps", type=integer(1, 1000), default=None, help="repetitions of every test (default 3)")
     m.add_argument("--model-act", default=None,
                    help="our activation modes, comma-separated, each a candidate (default q8x2-head; see act_modes())")
+    g = p.add_argument_group("generation area (needs --model GGUF; not in all)")
+    g.add_argument("--parts", default=",".join(generation.PARTS),
+                   help=f"comma-separated, from {', '.join(generation.PARTS)} (default: all four)")
+    g.add_argument("--clients", default="1,4,16", help="serve: concurrent clients, comma-separated (default 1,4,16)")
+    g.add_argument("--tokens", type=integer(1, 1 << 16), default=64, help="serve: tokens per client (default 64)")
     p.add_argument("--seed", type=integer(0, 2**63 - 1), default=0)
     p.set_defaults(func=cmd_bench, parser=p)
     return p
@@ -101,8 +109,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     areas = _split(args.areas) or ["all"]
     for a in areas:
-        if a not in AREAS + ["all"]:
-            parser.error(f"unknown area {a!r}: choose from {', '.join(AREAS + ['all'])}")
+        if a not in AREAS + ["all", "generation"]:
+            parser.error(f"unknown area {a!r}: choose from {', '.join(AREAS + ['all', 'generation'])}")
+    gen = _generation_args(parser, args) if "generation" in areas else None
+    if gen and areas == ["generation"]:
+        return generation.run(**gen)
     areas = AREAS if "all" in areas else [a for a in AREAS if a in areas]
     known = sk.formats()
     formats = [f.lower() for f in _split([args.formats])]
@@ -198,4 +209,28 @@ def cmd_bench(args: argparse.Namespace) -> int:
     status = runner.exit_status(results)
     if status:
         print("slmkernels bench: some rows failed validation or raised (see above); exit status 1", file=sys.stderr)
+    if gen:
+        status = max(status, generation.run(**gen))
     return status
+
+
+def _generation_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
+    """The generation area's arguments, checked (a bad one is a one-line usage error)."""
+    models = _split(args.model) if args.model else []
+    if len(models) != 1:
+        parser.error("generation needs one model: --model GGUF")
+    if not os.path.isfile(models[0]):
+        parser.error(f"--model {models[0]}: no such file")
+    parts = _split([args.parts])
+    for part in parts:
+        if part not in generation.PARTS:
+            parser.error(f"--parts {part!r}: choose from {', '.join(generation.PARTS)}")
+    if not parts:
+        parser.error(f"--parts: give at least one of {', '.join(generation.PARTS)}")
+    try:
+        clients = [int(v) for v in _split([args.clients])]
+    except ValueError:
+        clients = []
+    if not clients or min(clients) < 1 or max(clients) > 256:
+        parser.error(f"--clients: integers in 1..256, comma-separated, got {args.clients!r}")
+    return dict(path=models[0], parts=parts, repeats=args.repeat, clients=clients, tokens=args.tokens)

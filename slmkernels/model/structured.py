@@ -1,7 +1,7 @@
 """Structured output: generation constrained to a JSON schema or a grammar, by llguidance.
 
 Optional extra: ``pip install 'slmkernels[structured]'``. Why llguidance: measured on SmolLM2's
-49152-token vocabulary (``python bench/bench_generation.py --model M structured``), it compiles
+49152-token vocabulary (``slmkernels bench generation --model M --parts structured``), it compiles
 a schema in tens of milliseconds and masks a token in about 0.1 ms (about 1% of a decode
 step); outlines-core looks the mask up faster (about 15 us) but first builds an index of the
 whole vocabulary for each schema (about 10 s for a five-field schema), which a server that

@@ -1,4 +1,6 @@
-"""Generation-level measurements (issue 17 / 16.6), each printed as a markdown table:
+"""``slmkernels bench generation --model GGUF``: generation-level costs, each printed as a
+markdown table of its own (these are whole-pipeline timings, not kernel rows on a roofline, so
+they do not use report.py's row schema):
 
   ttft        time to first token of each turn of a 5-turn chat, with and without prefix reuse
   serve       aggregate decode tokens/s of `slmkernels serve` at 1, 4 and 16 concurrent streaming
@@ -6,29 +8,54 @@
   sampler     the C++ sampler's cost per token next to a decode step, per configuration
   structured  per-token cost of computing the grammar mask: llguidance vs outlines-core
 
-    python bench/bench_generation.py --model SmolLM2-135M-Instruct.Q4_1.gguf ttft serve sampler structured
+    slmkernels bench generation --model SmolLM2-135M-Instruct.Q4_1.gguf --parts ttft,serve,sampler,structured
 
-Ratios are measured in one run, interleaved where it matters (ttft alternates the two modes).
+A part whose optional packages are missing is skipped with a one-line reason. Ratios are
+measured in one run, interleaved where it matters (ttft alternates the two modes). Not part of
+``bench all``: it needs a model and takes minutes (serve runs 16 concurrent clients).
 """
 
 from __future__ import annotations
 
-import argparse
+import importlib.util
 import statistics
+import sys
 import threading
 import time
 
 import numpy as np
 
+PARTS = ["ttft", "serve", "sampler", "structured"]
+# what each part imports beyond the package, and how to get it
+NEEDS = {"serve": (("openai", "starlette", "uvicorn"), "pip install 'slmkernels[server]' openai"),
+         "structured": (("llguidance",), "pip install 'slmkernels[structured]'")}
+
 QUESTIONS = ["What is the capital of France?", "And of Germany?", "Which of the two is larger?",
              "Name a famous museum in the first one.", "Summarize our conversation in one sentence."]
 
 
-def bench_ttft(path: str, repeats: int) -> None:
+def _load(path: str, context: int):
+    """The model, or one line and exit status 1 for a file that cannot be read."""
     from slmkernels.model import Model
+    from slmkernels.model.gguf_reader import GGUFError
 
+    try:
+        return Model.from_gguf(path, context=context)
+    except (OSError, GGUFError) as e:
+        print(f"slmkernels bench generation: cannot load {path}: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def missing(part: str) -> str:
+    """Why ``part`` cannot run here ("" when it can)."""
+    mods, how = NEEDS.get(part, ((), ""))
+    absent = [m for m in mods if importlib.util.find_spec(m) is None]
+    return f"skipped: needs {', '.join(absent)} ({how})" if absent else ""
+
+
+def bench_ttft(path: str, repeats: int) -> None:
     rows = {True: [[] for _ in QUESTIONS], False: [[] for _ in QUESTIONS]}
-    m = Model.from_gguf(path, context=2048)
+    m = _load(path, 2048)
     for _ in range(repeats):
         for reuse in (True, False):  # interleaved
             m._slmk_prefix_cache = None
@@ -54,7 +81,6 @@ def bench_serve(path: str, clients_list: list[int], tokens: int) -> None:
     import os
     import socket
     import subprocess
-    import sys
 
     import openai
 
@@ -72,6 +98,8 @@ def bench_serve(path: str, clients_list: list[int], tokens: int) -> None:
                 c.models.list()
                 break
             except openai.APIConnectionError:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"slmkernels serve exited with status {proc.returncode}") from None
                 time.sleep(0.1)
         c.completions.create(model="m", prompt="warm up", max_tokens=4)
 
@@ -103,9 +131,8 @@ def bench_serve(path: str, clients_list: list[int], tokens: int) -> None:
 
 def bench_sampler(path: str, repeats: int) -> None:
     from slmkernels import _core
-    from slmkernels.model import Model
 
-    m = Model.from_gguf(path, context=512)
+    m = _load(path, 512)
     s = m.new_sequence()
     logits = m.forward(s, m.tokenizer.encode("The history of the Roman Empire", add_bos=False))
     step = []
@@ -124,14 +151,14 @@ def bench_sampler(path: str, repeats: int) -> None:
         "typical-p 0.9, T 1": dict(temperature=1.0, typical_p=0.9),
     }
     rng = np.random.default_rng(0)
-    print(f"\ndecode step (SmolLM2, 1 token): {step_s * 1e3:.2f} ms (median of {repeats})")
+    print(f"\ndecode step (1 token): {step_s * 1e3:.2f} ms (median of {repeats})")
     print("\n| sampler configuration | per token | of a decode step |")
     print("| --- | --- | --- |")
     for name, kw in configs.items():
         smp = _core.Sampler(m.config.vocab, **kw)
-        smp.add_context(np.arange(0, 600, 3))
+        smp.add_context(np.arange(0, 600, 3) % m.config.vocab)  # a history for the penalties
         for t in range(0, 200, 7):
-            smp.accept(t)
+            smp.accept(t % m.config.vocab)
         ts = []
         for _ in range(repeats):
             t0 = time.perf_counter()
@@ -147,10 +174,9 @@ def bench_structured(path: str, tokens: int) -> None:
     the schema), for each engine; the decode step for scale."""
     import json
 
-    from slmkernels.model import Model
     from slmkernels.model.structured import JSONSchemaConstraint, ll_tokenizer
 
-    m = Model.from_gguf(path, context=1024)
+    m = _load(path, 1024)
     schema = {"type": "object", "properties": {
         "name": {"type": "string", "maxLength": 30}, "age": {"type": "integer"},
         "color": {"enum": ["red", "green", "blue"]},
@@ -218,24 +244,19 @@ def bench_structured(path: str, tokens: int) -> None:
     print("xgrammar: not measured (its wheel requires torch, transformers and triton)")
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("parts", nargs="+", choices=["ttft", "serve", "sampler", "structured"])
-    p.add_argument("--model", required=True)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--clients", default="1,4,16")
-    p.add_argument("--tokens", type=int, default=64)
-    a = p.parse_args()
-    for part in a.parts:
-        if part == "ttft":
-            bench_ttft(a.model, a.repeats)
+def run(path: str, parts: list, repeats: int, clients: list, tokens: int) -> int:
+    """Each part in turn; a part whose packages are missing is one line on stderr. Exit status 0."""
+    for part in parts:
+        why = missing(part)
+        if why:
+            print(f"generation {part}: {why}", file=sys.stderr)
+        elif part == "ttft":
+            bench_ttft(path, repeats)
         elif part == "serve":
-            bench_serve(a.model, [int(x) for x in a.clients.split(",")], a.tokens)
+            bench_serve(path, clients, tokens)
         elif part == "sampler":
-            bench_sampler(a.model, max(a.repeats, 30))
+            bench_sampler(path, max(repeats, 30))
         else:
-            bench_structured(a.model, 200)
-
-
-if __name__ == "__main__":
-    main()
+            bench_structured(path, 200)
+        sys.stdout.flush()
+    return 0
