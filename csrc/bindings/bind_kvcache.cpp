@@ -54,7 +54,7 @@ py::array_t<float> read_kv(const KVCache& c, int layer, int64_t seq, bool values
 
 struct AttnArgs {
     AttnOptions opt;
-    py::array_t<float, py::array::c_style> sinks;
+    py::array_t<float, py::array::c_style> sinks = null_array<py::array_t<float, py::array::c_style>>();
 };
 
 AttnArgs parse_options(int64_t n_heads, py::object scale, py::object window, py::object softcap, py::object sinks) {

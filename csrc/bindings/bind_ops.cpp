@@ -20,12 +20,12 @@ struct RowsView {
     float* ptr;
     int64_t rows, n, ld;
     bool vec;
-    py::array arr;         // what ptr points into
-    ArrayKind kind;        // how the caller's array came in
-    py::array half;        // an output's half-precision memory (rows `half_ld` elements apart)
+    py::array arr = null_array();   // what ptr points into
+    ArrayKind kind;                 // how the caller's array came in
+    py::array half = null_array();  // an output's half-precision memory (rows `half_ld` elements apart)
     int64_t half_ld = 0;
-    py::object caller;     // the caller's object
-    void commit() const {  // narrows a half-precision output's float32 rows into the caller's
+    py::object caller;              // the caller's object
+    void commit() const {           // narrows a half-precision output's float32 rows into the caller's
         if (kind.elem == ElemType::F32) return;
         const quantize_row_fn q = QuantKernels(kernels()).quantize(kind.elem == ElemType::F16 ? Format::F16 : Format::BF16);
         uint8_t* d = static_cast<uint8_t*>(const_cast<py::array&>(half).mutable_data());
@@ -60,7 +60,7 @@ RowsView rows_view(py::handle a, const char* name, bool writable) {
             v = {f.mutable_data(), rows, n, n, vec, f, kind, arr, outer / item, py::reinterpret_borrow<py::object>(a)};
         } else {
             py::array_t<float> f = widen_rows(arr, kind.elem, rows, n, outer, shape);
-            v = {f.mutable_data(), rows, n, n, vec, f, kind, py::array(), 0, py::reinterpret_borrow<py::object>(a)};
+            v = {f.mutable_data(), rows, n, n, vec, f, kind, null_array(), 0, py::reinterpret_borrow<py::object>(a)};
         }
         return v;
     }
@@ -73,9 +73,9 @@ RowsView rows_view(py::handle a, const char* name, bool writable) {
         const char* src = static_cast<const char*>(arr.data());
         for (int64_t r = 0; r < rows; ++r)
             std::memcpy(copy.mutable_data() + r * n, src + r * outer, static_cast<size_t>(n) * 4);
-        return {copy.mutable_data(), rows, n, n, vec, copy, kind, py::array(), 0, py::reinterpret_borrow<py::object>(a)};
+        return {copy.mutable_data(), rows, n, n, vec, copy, kind, null_array(), 0, py::reinterpret_borrow<py::object>(a)};
     }
-    return {static_cast<float*>(arr.mutable_data()), rows, n, outer / 4, vec, arr, kind, py::array(), 0,
+    return {static_cast<float*>(arr.mutable_data()), rows, n, outer / 4, vec, arr, kind, null_array(), 0,
             py::reinterpret_borrow<py::object>(a)};
 }
 
@@ -172,7 +172,7 @@ void bind_ops(py::module_& m) {
                 if (idv.at(i) < 0 || idv.at(i) >= table.rows)
                     throw py::value_error("ids[" + std::to_string(i) + "] = " + std::to_string(idv.at(i)) +
                                           " is out of range for a table of " + std::to_string(table.rows) + " rows");
-            py::array_t<float> o;
+            py::array_t<float> o = null_array<py::array_t<float>>();
             OutArg out_arg;
             if (out.is_none()) {
                 o = py::array_t<float>({n, table.cols});
