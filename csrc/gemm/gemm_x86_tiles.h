@@ -112,11 +112,14 @@ static inline __m512 mul_ord(__m512 a, __m512 b) {
     __asm__("vmulps %2, %1, %0" : "=v"(r) : "v"(a), "v"(b));
     return r;
 }
-// GEMV (MR = 1: the weights stream from memory) prefetch of the K-quant tiles: the tile 4 ahead,
+// GEMV (MR <= 2: the weights stream from memory; 2 is a decode step in the q8x2 modes, whose second
+// activation plane rides as a second row) prefetch of the K-quant tiles: the tile 4 ahead,
 // into L2. Into L1 (T0) the prefetches queue behind the few L1 miss buffers and a one-tile lead
 // is shorter than the memory latency: Q6_K 4096 x 4096 from DRAM, 1 thread, 8.7 GB/s with the
 // next tile into L1; 16-22 GB/s into L2 two to four tiles ahead (a profile of the T0 version had
-// 27% of its samples on the prefetch loop and on the tile's first load).
+// 27% of its samples on the prefetch loop and on the tile's first load). Without it at MR = 2 the
+// 1B file's Q6_K head (default mode q8x2-head) ran at about half speed: decode 13-15 tok/s against
+// 22-23 with it, 1 thread.
 static inline void gemv_prefetch(const uint8_t* t, int64_t tb) {
     for (int64_t off = 0; off < tb; off += 64) _mm_prefetch(reinterpret_cast<const char*>(t + 4 * tb + off), _MM_HINT_T1);
 }
@@ -279,7 +282,7 @@ static void tile_q45k_x512(const uint8_t* group, int64_t nblocks, const ActRows&
     }
     for (int64_t b = 0; b < nblocks; ++b) {
         const uint8_t* t = group + b * tb;
-        if (MR == 1) gemv_prefetch(t, tb);
+        if (MR <= 2) gemv_prefetch(t, tb);
         __m512i isum[MR], msum[MR];
         // msum = sum_j m_j * (bs_2j + bs_2j+1): pairs of sub-blocks as int16 pairs (m <= 63, |B| <= 4064)
         for (int p = 0; p < 4; ++p) {
@@ -367,7 +370,7 @@ static void tile_q6k_x512(const uint8_t* group, int64_t nblocks, const ActRows& 
     }
     for (int64_t b = 0; b < nblocks; ++b) {
         const uint8_t* t = group + b * tb;
-        if (MR == 1) gemv_prefetch(t, tb);
+        if (MR <= 2) gemv_prefetch(t, tb);
         __m512i isum[MR];
         for (int i = 0; i < MR; ++i) isum[i] = _mm512_setzero_si512();
         // isum = sum_s sc_s * (dot_s - 32 bsum_s): exact int32, so the order of s is free
