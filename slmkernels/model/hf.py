@@ -45,7 +45,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -54,7 +53,7 @@ import numpy as np
 
 import slmkernels as sk
 
-from .tokenizer import BYTE, CONTROL, NORMAL, UNKNOWN, UNUSED, USER_DEFINED
+from .tokenizer import _BYTE_TOKEN, BYTE, CONTROL, NORMAL, SPM_SPACE, UNKNOWN, UNUSED, USER_DEFINED
 
 ARCHITECTURES = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2", "Qwen3ForCausalLM": "qwen3",
                  "Gemma3ForCausalLM": "gemma3", "PhoneLMForCausalLM": "phonelm"}
@@ -432,10 +431,6 @@ def _has_byte_level(node) -> bool:
     return node.get("type") == "ByteLevel" or any(_has_byte_level(n) for n in (subs if isinstance(subs, list) else []))
 
 
-_SPACE = "\u2581"  # SentencePiece's '▁' for a space
-_BYTE_PIECE = re.compile(r"<0x[0-9A-Fa-f]{2}>")
-
-
 def _spm_space_prefix(p: Path, tj: dict, tokens: dict[str, int]) -> tuple[bool, bool]:
     """(whether '▁' is put before each text, whether spaces are escaped by the normalizer) of a
     SentencePiece-style tokenizer.json, or a CheckpointError for a pipeline llama.cpp's SPM
@@ -452,9 +447,9 @@ def _spm_space_prefix(p: Path, tj: dict, tokens: dict[str, int]) -> tuple[bool, 
             continue
         if not isinstance(s, dict):
             raise CheckpointError(f"{p}: normalizer {s!r:.60} is not an object")
-        if s.get("type") == "Replace" and s.get("pattern") == {"String": " "} and s.get("content") == _SPACE:
+        if s.get("type") == "Replace" and s.get("pattern") == {"String": " "} and s.get("content") == SPM_SPACE:
             replace = True  # Gemma's: spaces written as '▁', nothing prepended
-        elif s.get("type") == "Prepend" and s.get("prepend") == _SPACE:
+        elif s.get("type") == "Prepend" and s.get("prepend") == SPM_SPACE:
             prepend = True  # Llama 2's (with Replace): '▁' before each text between added tokens
         else:
             raise CheckpointError(f"{p}: normalizer {s.get('type')!r} ({json.dumps(s)[:80]}) is not supported for "
@@ -469,7 +464,7 @@ def _spm_space_prefix(p: Path, tj: dict, tokens: dict[str, int]) -> tuple[bool, 
         kind = s.get("type") if isinstance(s, dict) else None
         if kind == "Split" and replace and s.get("pattern") == {"String": " "} and not s.get("invert"):
             continue  # splits on spaces the normalizer has already replaced: a no-op (Gemma 3's)
-        if kind == "Metaspace" and s.get("replacement", _SPACE) == _SPACE:
+        if kind == "Metaspace" and s.get("replacement", SPM_SPACE) == SPM_SPACE:
             scheme = s.get("prepend_scheme", "always" if s.get("add_prefix_space", True) else "never")
             if scheme != "never":
                 # 'always' skips a text that already starts with a space, 'first' every text after
@@ -479,7 +474,7 @@ def _spm_space_prefix(p: Path, tj: dict, tokens: dict[str, int]) -> tuple[bool, 
             if s.get("split", True):
                 # it splits the text before each '▁'; the same as not splitting while no token
                 # holds a '▁' after its first character
-                bad = next((t for t in tokens if _SPACE in t[1:]), None)
+                bad = next((t for t in tokens if SPM_SPACE in t[1:]), None)
                 if bad is not None:
                     raise CheckpointError(f"{p}: the Metaspace pre-tokenizer splits words, but token {bad!r} spans "
                                           "a word boundary: not expressible as a SentencePiece vocabulary")
@@ -525,7 +520,7 @@ def _spm_vocab(p: Path, tj: dict, tc: dict, vocab: int) -> dict:
             raise CheckpointError(f"{p}: model.vocab entry {t!r:.40}: {i!r:.20} is not a string -> id")
         if 0 <= i < vocab:
             tokens[i] = t
-            types[i] = BYTE if _BYTE_PIECE.fullmatch(t) else UNKNOWN if t == model.get("unk_token") else NORMAL
+            types[i] = BYTE if _BYTE_TOKEN.fullmatch(t) else UNKNOWN if t == model.get("unk_token") else NORMAL
     text_ids = {t: i for i, t in enumerate(tokens) if types[i] != UNUSED}
     add_space_prefix, replaced = _spm_space_prefix(p, tj, text_ids)
     for at in tj.get("added_tokens") or []:
@@ -537,7 +532,7 @@ def _spm_vocab(p: Path, tj: dict, tc: dict, vocab: int) -> dict:
                                   "tokenizer does not do")
         if 0 <= i < vocab:
             if at.get("normalized") and replaced:
-                content = content.replace(_SPACE, " ")  # matched after the normalizer: its spaces are raw spaces
+                content = content.replace(SPM_SPACE, " ")  # matched after the normalizer: its spaces are raw spaces
             tokens[i] = content
             types[i] = CONTROL if at.get("special") else USER_DEFINED
     text_ids = {t: i for i, t in enumerate(tokens) if types[i] != UNUSED}
