@@ -184,10 +184,8 @@ void Transformer::project(const std::vector<std::shared_ptr<const PackedMatrix>>
         return;
     }
     int64_t col = 0;
-    for (const auto& m : w) {  // separate matrices side by side in `out`
-        tmp_.resize(T * m->n);
-        gemm(k, m->format, m.get(), nullptr, 0, m->n, m->k, x, T, m->k, tmp_.data(), m->n);
-        for (int64_t t = 0; t < T; ++t) std::memcpy(out + t * ldo + col, tmp_.data() + t * m->n, m->n * sizeof(float));
+    for (const auto& m : w) {  // separate matrices side by side in `out` (the GEMM writes ldo apart)
+        gemm(k, m->format, m.get(), nullptr, 0, m->n, m->k, x, T, m->k, out + col, ldo);
         col += m->n;
     }
 }
@@ -220,13 +218,18 @@ void Transformer::run(const int64_t* ids, int64_t T, int64_t first, float* logit
         for (float& v : x_) v *= s.embedding_scale;
 
     const float res = s.residual_scale;
-    auto residual_add = [&]() {
-        for (int64_t i = 0; i < T * hid; ++i) x_[i] += res != 1.0f ? h_[i] * res : h_[i];
+    // rows [r0, T) of x_ += h_ (scaled)
+    auto residual_add = [&](int64_t r0) {
+        for (int64_t i = r0 * hid; i < T * hid; ++i) x_[i] += res != 1.0f ? h_[i] * res : h_[i];
     };
     for (size_t li = 0; li < layers_.size(); ++li) {
         const LayerWeights& L = layers_[li];
         const LayerSpec& S = s.layers[li];
         const int64_t F = S.ffn;
+        // After the last layer's mixer only the rows whose logits are asked for are read (the
+        // head takes rows [first, T)): its attention queries, output projection and FFN run on
+        // those rows only, as llama.cpp does (rows are independent there, so the same bits).
+        const int64_t r0 = li + 1 == layers_.size() ? first : 0, Tr = T - r0;
         gu_.resize(T * 2 * F);
         f_.resize(T * F);
         rmsnorm(kern, x_.data(), hid, L.attn_norm.data(), h_.data(), hid, T, hid, s.eps);
@@ -257,28 +260,31 @@ void Transformer::run(const int64_t* ids, int64_t T, int64_t first, float* logit
                 rope_apply(*rt, q_.data(), q_.data(), T, H, D, pos_.data());
                 rope_apply(*rt, k_.data(), k_.data(), T, KV, D, pos_.data());
             }
-            attend(static_cast<int>(li));
-            project({L.wo}, att_.data(), T, h_.data(), hid);
-            add_bias(h_.data(), hid, T, L.wo_bias);
+            attend(static_cast<int>(li), r0);  // queries [r0, T), every row's K/V written
+            float* h = h_.data() + r0 * hid;
+            project({L.wo}, att_.data() + r0 * H * D, Tr, h, hid);
+            add_bias(h, hid, Tr, L.wo_bias);
             if (!L.post_attention_norm.empty())
-                rmsnorm(kern, h_.data(), hid, L.post_attention_norm.data(), h_.data(), hid, T, hid, s.eps);
+                rmsnorm(kern, h, hid, L.post_attention_norm.data(), h, hid, Tr, hid, s.eps);
         }
-        residual_add();
+        residual_add(r0);
 
-        // ---- gated FFN ----
-        rmsnorm(kern, x_.data(), hid, L.ffn_norm.data(), h_.data(), hid, T, hid, s.eps);
-        project(L.gate_up, h_.data(), T, gu_.data(), 2 * F);
-        add_bias(gu_.data(), 2 * F, T, L.gate_up_bias);
+        // ---- gated FFN (rows [r0, T)) ----
+        float* xr = x_.data() + r0 * hid;
+        float* h = h_.data() + r0 * hid;
+        rmsnorm(kern, xr, hid, L.ffn_norm.data(), h, hid, Tr, hid, s.eps);
+        project(L.gate_up, h, Tr, gu_.data(), 2 * F);
+        add_bias(gu_.data(), 2 * F, Tr, L.gate_up_bias);
         switch (S.activation) {
-            case FfnActivation::SiLU: swiglu(kern, gu_.data(), 2 * F, gu_.data() + F, 2 * F, f_.data(), F, T, F); break;
-            case FfnActivation::GeluTanh: geglu(kern, gu_.data(), 2 * F, gu_.data() + F, 2 * F, f_.data(), F, T, F); break;
-            case FfnActivation::ReLU: reglu(kern, gu_.data(), 2 * F, gu_.data() + F, 2 * F, f_.data(), F, T, F); break;
+            case FfnActivation::SiLU: swiglu(kern, gu_.data(), 2 * F, gu_.data() + F, 2 * F, f_.data(), F, Tr, F); break;
+            case FfnActivation::GeluTanh: geglu(kern, gu_.data(), 2 * F, gu_.data() + F, 2 * F, f_.data(), F, Tr, F); break;
+            case FfnActivation::ReLU: reglu(kern, gu_.data(), 2 * F, gu_.data() + F, 2 * F, f_.data(), F, Tr, F); break;
         }
-        project({L.down}, f_.data(), T, h_.data(), hid);
-        add_bias(h_.data(), hid, T, L.down_bias);
+        project({L.down}, f_.data(), Tr, h, hid);
+        add_bias(h, hid, Tr, L.down_bias);
         if (!L.post_ffn_norm.empty())
-            rmsnorm(kern, h_.data(), hid, L.post_ffn_norm.data(), h_.data(), hid, T, hid, s.eps);
-        residual_add();
+            rmsnorm(kern, h, hid, L.post_ffn_norm.data(), h, hid, Tr, hid, s.eps);
+        residual_add(r0);
     }
 
     // ---- head ----
@@ -312,15 +318,18 @@ void Transformer::forward(KVCache& cache, int64_t seq, const int64_t* ids, int64
     const KernelTable& kern = kernels();
     run(
         ids, T, all_logits ? 0 : T - 1, logits,
-        [&](int layer) {
+        [&](int layer, int64_t r0) {
             const int kv = cache_layer_[layer];
             {
                 std::unique_lock<std::shared_mutex> lk(cache.mu);
                 cache.write(kern, kv, seq, k_.data(), v_.data(), T);
             }
             std::shared_lock<std::shared_mutex> lk(cache.mu);
-            attention(kern, cache, kv, seq, q_.data(), T, spec_.layers[layer].attention.n_heads, attn_opt_[layer],
-                      att_.data());
+            const AttentionSpec& A = spec_.layers[layer].attention;
+            const int64_t qw = static_cast<int64_t>(A.n_heads) * A.head_dim;
+            // queries [r0, T) are the newest T - r0 positions of the sequence
+            attention(kern, cache, kv, seq, q_.data() + r0 * qw, T - r0, A.n_heads, attn_opt_[layer],
+                      att_.data() + r0 * qw);
         },
         [&](int layer) {
             const int r = cache_layer_[layer];
@@ -371,7 +380,7 @@ void Transformer::forward_batch(KVCache& cache, const int64_t* seqs, const int64
     const KernelTable& kern = kernels();
     run(
         ids, n, 0, logits,
-        [&](int layer) {
+        [&](int layer, int64_t) {  // every row is a logits row here (first = 0)
             const int kv = cache_layer_[layer];
             const AttentionSpec& A = spec_.layers[layer].attention;
             const int64_t kvw = static_cast<int64_t>(A.n_kv_heads) * A.head_dim;

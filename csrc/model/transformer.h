@@ -81,14 +81,14 @@ class Transformer {
     const uint8_t* embd_ = nullptr;  // (vocab, hidden) rows in embd_format_, owned by the caller
 
     // scratch, grown to the largest layer
-    std::vector<float> x_, h_, qkv_, q_, k_, v_, att_, tmp_, gu_, f_;
+    std::vector<float> x_, h_, qkv_, q_, k_, v_, att_, gu_, f_;
     std::vector<int64_t> pos_;
     Mamba2Scratch mamba_;
     std::vector<float> snap_;  // (recurrent layers, state_floats): a prompt's state before its last token
     void project(const std::vector<std::shared_ptr<const PackedMatrix>>& w, const float* x, int64_t T, float* out,
                  int64_t ldo);
-    // The layer stack over T rows at positions pos_; `attend(layer)` writes K/V (k_, v_) to the
-    // cache and leaves attention of q_ in att_; `mix(layer)` runs a Mamba-2 layer on h_ (in
+    // The layer stack over T rows at positions pos_; `attend(layer, r0)` writes K/V (k_, v_) of
+    // all T rows to the cache and leaves attention of q_'s rows [r0, T) in att_; `mix(layer)` runs a Mamba-2 layer on h_ (in
     // place) with the sequences' states. Then the final norm and head for rows [first, T) into
     // logits.
     template <typename Attend, typename Mix>
