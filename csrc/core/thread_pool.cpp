@@ -72,7 +72,7 @@ class Pool {
         start_workers(n - 1);
     }
 
-    void run(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+    void run(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn, int per_thread) {
         if (n <= 0) return;
         grain = std::max<int64_t>(grain, 1);
         std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
@@ -82,7 +82,8 @@ class Pool {
             return;
         }
         // A few chunks per thread so a slow thread does not hold the others up.
-        const int64_t n_chunks = std::min<int64_t>(max_chunks, (int64_t)n_threads_ * 4);
+        const int64_t n_chunks = std::min<int64_t>({max_chunks, (int64_t)n_threads_ * std::max(per_thread, 1),
+                                                   static_cast<int64_t>(kMask20)});
         job_ = &fn;
         job_n_ = n;
         done_.store(0, std::memory_order_relaxed);
@@ -187,8 +188,8 @@ void set_num_threads(int n) {
     pool().set_num_threads(n);
 }
 
-void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
-    pool().run(n, grain, fn);
+void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn, int per_thread) {
+    pool().run(n, grain, fn, per_thread);
 }
 
 }  // namespace slmk

@@ -15,6 +15,9 @@ int get_num_threads();
 void set_num_threads(int n);     // n >= 1; throws std::invalid_argument otherwise
 
 // `grain`: the fewest items worth a chunk of their own (amortizes the hand-off).
-void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+// `per_thread`: at most this many chunks per thread (more: finer balance when threads run at
+// different speeds or start late, at one atomic claim per chunk).
+void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn,
+                  int per_thread = 4);
 
 }  // namespace slmk

@@ -38,6 +38,8 @@ namespace {
 
 std::atomic<int> g_act_mode{static_cast<int>(ActMode::Q8x2Head)};
 
+constexpr int kPanelChunksPerThread = 16;  // the panel path's work chunks per thread (see gemm())
+
 // Per-thread scratch: quantized activations (shared by all threads of one call, owned by the
 // caller's thread), an on-the-fly packing buffer and the second plane's partial outputs (one
 // per worker), the residual row of Q8x2 (one per worker).
@@ -174,6 +176,9 @@ void gemm(const GemmKernels& gk, Format f, const PackedMatrix* packed, const uin
             a2.q_panel = reinterpret_cast<int8_t*>(tls_panel.ptr + slab_bytes);
             panel_copy(a2, m, k, const_cast<int8_t*>(a2.q_panel));
         }
+        // Chunks of a few groups (up to kPanelChunksPerThread per thread): a group is >= 16 x M x K
+        // multiply-adds, so a claim costs nothing next to it, and at 4 chunks per thread the
+        // thread that finished first waited ~half a chunk, 1/16 of every GEMM at 2 threads.
         parallel_for(n_groups, 1, [&](int64_t g0, int64_t g1) {
             float* part = nullptr;
             if (two) {
@@ -193,7 +198,7 @@ void gemm(const GemmKernels& gk, Format f, const PackedMatrix* packed, const uin
                     }
                 }
             }
-        });
+        }, kPanelChunksPerThread);
         return;
     }
     parallel_for(n_groups, 1, [&](int64_t g0, int64_t g1) {
