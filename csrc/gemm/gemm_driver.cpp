@@ -168,13 +168,18 @@ void gemm(const GemmKernels& gk, Format f, const PackedMatrix* packed, const uin
         // 0.5 MB at K = 4096) stays in L2 while this thread's weight groups stream past it once
         // per chunk.
         const int64_t panel_rows = panel_tile.cols;
-        const int64_t slab_bytes = (m + 15) / 16 * ((k + 63) / 64) * 1024;
-        tls_panel.reserve(slab_bytes * (two ? 2 : 1));
-        a.q_panel = reinterpret_cast<int8_t*>(tls_panel.ptr);
-        panel_copy(a, m, k, const_cast<int8_t*>(a.q_panel));
-        if (two) {
-            a2.q_panel = reinterpret_cast<int8_t*>(tls_panel.ptr + slab_bytes);
-            panel_copy(a2, m, k, const_cast<int8_t*>(a2.q_panel));
+        // Only the AMX panels read the slab copy (ActRows::q_panel); the VNNI and NEON panels
+        // read the quantized rows in place, so on their rungs the copy is skipped.
+        const Kernel* pk = gk.t->find(Op::gemm_panel, f);
+        if (pk->isa == Isa::avx512_amx) {
+            const int64_t slab_bytes = (m + 15) / 16 * ((k + 63) / 64) * 1024;
+            tls_panel.reserve(slab_bytes * (two ? 2 : 1));
+            a.q_panel = reinterpret_cast<int8_t*>(tls_panel.ptr);
+            panel_copy(a, m, k, const_cast<int8_t*>(a.q_panel));
+            if (two) {
+                a2.q_panel = reinterpret_cast<int8_t*>(tls_panel.ptr + slab_bytes);
+                panel_copy(a2, m, k, const_cast<int8_t*>(a2.q_panel));
+            }
         }
         // Chunks of a few groups (up to kPanelChunksPerThread per thread): a group is >= 16 x M x K
         // multiply-adds, so a claim costs nothing next to it, and at 4 chunks per thread the

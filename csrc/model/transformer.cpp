@@ -218,9 +218,18 @@ void Transformer::run(const int64_t* ids, int64_t T, int64_t first, float* logit
         for (float& v : x_) v *= s.embedding_scale;
 
     const float res = s.residual_scale;
-    // rows [r0, T) of x_ += h_ (scaled)
+    // rows [r0, T) of x_ += h_ (scaled); on the pool, so at 2 threads the other one does not wait
     auto residual_add = [&](int64_t r0) {
-        for (int64_t i = r0 * hid; i < T * hid; ++i) x_[i] += res != 1.0f ? h_[i] * res : h_[i];
+        parallel_for(T - r0, std::max<int64_t>(1, 16384 / hid), [&](int64_t t0, int64_t t1) {
+            float* __restrict x = x_.data() + (r0 + t0) * hid;
+            const float* __restrict h = h_.data() + (r0 + t0) * hid;
+            const int64_t n = (t1 - t0) * hid;
+            if (res != 1.0f) {
+                for (int64_t i = 0; i < n; ++i) x[i] += h[i] * res;
+            } else {
+                for (int64_t i = 0; i < n; ++i) x[i] += h[i];
+            }
+        });
     };
     for (size_t li = 0; li < layers_.size(); ++li) {
         const LayerWeights& L = layers_[li];
@@ -248,12 +257,14 @@ void Transformer::run(const int64_t* ids, int64_t T, int64_t first, float* logit
             att_.resize(T * H * D);
             project(L.qkv, h_.data(), T, qkv_.data(), qkv_w);
             add_bias(qkv_.data(), qkv_w, T, L.qkv_bias);
-            for (int64_t t = 0; t < T; ++t) {
-                const float* row = qkv_.data() + t * qkv_w;
-                std::memcpy(q_.data() + t * H * D, row, H * D * sizeof(float));
-                std::memcpy(k_.data() + t * KV * D, row + H * D, KV * D * sizeof(float));
-                std::memcpy(v_.data() + t * KV * D, row + (H + KV) * D, KV * D * sizeof(float));
-            }
+            parallel_for(T, std::max<int64_t>(1, 16384 / qkv_w), [&](int64_t t0, int64_t t1) {
+                for (int64_t t = t0; t < t1; ++t) {
+                    const float* row = qkv_.data() + t * qkv_w;
+                    std::memcpy(q_.data() + t * H * D, row, H * D * sizeof(float));
+                    std::memcpy(k_.data() + t * KV * D, row + H * D, KV * D * sizeof(float));
+                    std::memcpy(v_.data() + t * KV * D, row + (H + KV) * D, KV * D * sizeof(float));
+                }
+            });
             if (!L.q_norm.empty()) rmsnorm(kern, q_.data(), D, L.q_norm.data(), q_.data(), D, T * H, D, s.eps);
             if (!L.k_norm.empty()) rmsnorm(kern, k_.data(), D, L.k_norm.data(), k_.data(), D, T * KV, D, s.eps);
             if (const RopeTable* rt = rope_[li].get()) {
