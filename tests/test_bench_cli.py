@@ -285,3 +285,10 @@ def test_update_readme_rewrites_only_the_marked_section(capsys, tmp_path):
     r = subprocess.run([sys.executable, str(script), "--from-json", str(tmp_path / "g.json"), "--readme", str(readme),
                         "--check"], cwd=TESTS_DIR, timeout=120)
     assert r.returncode == 0  # regenerating from the same run changes nothing
+
+
+def test_bandwidth_probe_reads_whole_huge_pages():
+    # from 4 MiB on the probe's buffer is whole 2 MiB pages (as the packed weights are); below,
+    # whole 4 KiB pages; the checksum of what was read is validated inside the probe
+    assert sk._core._probe_read_bandwidth((5 << 20) + 123, 1)["bytes"] == 4 << 20
+    assert sk._core._probe_read_bandwidth((1 << 20) + 123, 1)["bytes"] == 1 << 20

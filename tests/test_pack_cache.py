@@ -29,6 +29,19 @@ def resident_bytes(addr: int, n: int) -> int:
     return total
 
 
+def present_pages(addr: int, n: int) -> int:
+    """Pages of [addr, addr+n) mapped in this process (/proc/self/pagemap's present bit), whole
+    pages inside the range only."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    first, last = -(-addr // page), (addr + n) // page
+    if last <= first:
+        return 0
+    with open("/proc/self/pagemap", "rb") as f:
+        f.seek(first * 8)
+        entries = np.frombuffer(f.read((last - first) * 8), dtype=np.uint64)
+    return int(((entries >> np.uint64(63)) & np.uint64(1)).sum())
+
+
 @pytest.mark.parametrize("fmt", ["q8_0", "q4_k", "f16"])
 def test_first_matmul_caches_the_packed_copy(fmt):
     qt = sk.quantize(W, fmt)
@@ -78,6 +91,16 @@ def test_mmap_backed_tensor_does_not_double_its_rss(tmp_path):
     sk.dequantize(qt)
     assert sk.release_pages(mm) >= qt.nbytes - 4096
     np.testing.assert_array_equal(np.frombuffer(mm, np.uint8), qt0.data)
+    # pack(release_pages=True) gives the pages back as it goes; the same packed bits
+    qt2 = sk.QuantizedTensor(mm, "q8_0", qt0.shape)
+    sk.dequantize(qt2)
+    assert present_pages(addr, qt.nbytes) >= qt.nbytes // 4096 - 1
+    p = sk.pack(qt2, release_pages=True)
+    assert present_pages(addr, qt.nbytes) == 0
+    np.testing.assert_array_equal(sk.matmul(X, p), sk.matmul(X, qt0))
+    # anonymous memory: release_pages=True packs and leaves it alone
+    np.testing.assert_array_equal(sk.matmul(X, sk.pack(qt0, release_pages=True)), sk.matmul(X, qt0))
+    assert sk.release_pages(qt0) == 0
     del qt, cow
 
 
@@ -94,5 +117,9 @@ def test_model_load_keeps_one_copy_of_the_weights(tmp_path):
     # what stays resident of the file: the header, norms (read as float32) and page-rounding edges
     assert resident_bytes(t.data.ctypes.data, t.nbytes) < 0.1 * size
     seq = m.new_sequence()
-    logits = m.forward(seq, [5, 6, 7])  # the embedding rows come back from the file
+    logits = m.forward(seq, [5, 6, 7])  # the embedding rows are read from the file...
     assert np.isfinite(logits).all()
+    e = m.tok_embd.data
+    assert present_pages(e.ctypes.data, e.nbytes) == 0  # ...and their pages dropped again
+    m.cache.truncate(seq, 0)
+    np.testing.assert_array_equal(m.forward(seq, [5, 6, 7]), logits)

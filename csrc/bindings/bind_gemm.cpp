@@ -100,7 +100,7 @@ void bind_gemm(py::module_& m) {
 
     m.def(
         "pack",
-        [](py::handle w) {
+        [](py::handle w, bool release) {
             if (py::isinstance<PackedWeights>(w)) throw py::type_error("w is already packed");
             WeightView v = resolve_weight(w);
             PackedWeights p;
@@ -108,18 +108,28 @@ void bind_gemm(py::module_& m) {
                 std::lock_guard<std::mutex> lk(v.qt->pack_cache->mu);  // a builder never needs the GIL
                 if (v.qt->pack_cache->m) {
                     p.m = v.qt->pack_cache->m;  // matmul packed it already: share that copy
+                    if (release) release_file_pages(v.raw, v.n * v.row_stride);
                     return p;
                 }
             }
             {
                 py::gil_scoped_release rel;
-                p.m = pack_matrix(v.format, v.raw, v.n, v.k, v.row_stride);
+                // release: each slice's file pages go as soon as it is packed (peak = packed + a slice)
+                const uint8_t* raw = v.raw;
+                const int64_t stride = v.row_stride;
+                p.m = pack_matrix(v.format, raw, v.n, v.k, stride,
+                                  release ? std::function<void(int64_t, int64_t)>([raw, stride](int64_t r0, int64_t r1) {
+                                      release_file_pages(raw + r0 * stride, (r1 - r0) * stride);
+                                  })
+                                          : std::function<void(int64_t, int64_t)>());
             }
             return p;
         },
-        py::arg("w"),
+        py::arg("w"), py::kw_only(), py::arg("release_pages") = false,
         "Repack a QuantizedTensor (or float32/float16 (N, K) array) for matmul. A tensor that matmul has\n"
-        "packed already gives that cached copy.");
+        "packed already gives that cached copy. release_pages=True: the pages of w that a file backs\n"
+        "(see release_pages) are given back slice by slice as they are packed, so a large matrix from\n"
+        "an mmap and its packed copy are never resident whole at the same time.");
 
     m.def(
         "release_pages",

@@ -280,6 +280,8 @@ void bind_model(py::module_& m) {
                                                       packed(head, "head"), f32_vector(head_bias, "head_bias"),
                                                       e.format, e.data, n_ctx);
                  p->embd_owner = py::reinterpret_borrow<py::object>(embd);
+                 // the table's rows are read from an mmap of the file: their pages go again after use
+                 p->t->set_embedding_release(file_page_ranges(e.data, e.nbytes));
                  return p;
              }),
              py::arg("spec"), py::arg("layers"), py::arg("out_norm"), py::arg("head"), py::arg("head_bias"),

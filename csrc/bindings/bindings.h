@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "quant/formats.h"
@@ -121,6 +122,10 @@ bool f32_aligned(const py::array& arr);
 // pages of anonymous or private-writable memory. Only whole pages inside the range. Returns the
 // bytes advised away (0 where the OS offers no such call). Linux: /proc/self/maps + madvise.
 int64_t release_file_pages(const void* p, int64_t n);
+// The whole pages of [p, p + n) that release_file_pages would drop, as [first, second) address
+// ranges (empty where the OS offers no such call).
+using PageRange = std::pair<uintptr_t, uintptr_t>;
+std::vector<PageRange> file_page_ranges(const void* p, int64_t n);
 
 // A Python int (not bool) as int64: TypeError naming `name` for another type, ValueError when it
 // does not fit in 64 bits (pybind11's own cast would raise RuntimeError for both).

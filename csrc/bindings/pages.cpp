@@ -16,14 +16,14 @@
 
 namespace slmk {
 
-int64_t release_file_pages(const void* p, int64_t n) {
+std::vector<PageRange> file_page_ranges(const void* p, int64_t n) {
+    std::vector<PageRange> out;
 #if defined(__linux__)
-    if (n <= 0) return 0;
+    if (n <= 0) return out;
     const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
     const uintptr_t lo = reinterpret_cast<uintptr_t>(p), hi = lo + static_cast<uintptr_t>(n);
     std::FILE* f = std::fopen("/proc/self/maps", "r");
-    if (!f) return 0;
-    int64_t released = 0;
+    if (!f) return out;
     char line[4096];
     while (std::fgets(line, sizeof line, f)) {
         // start-end perms offset dev inode [path]
@@ -35,16 +35,24 @@ int64_t release_file_pages(const void* p, int64_t n) {
         if (writable && !shared) continue;  // private and writable: may hold changes of its own
         const uintptr_t a = (std::max<uintptr_t>(start, lo) + page - 1) / page * page;
         const uintptr_t b = std::min<uintptr_t>(end, hi) / page * page;
-        if (b > a && madvise(reinterpret_cast<void*>(a), b - a, MADV_DONTNEED) == 0)
-            released += static_cast<int64_t>(b - a);
+        if (b > a) out.push_back({a, b});
     }
     std::fclose(f);
-    return released;
 #else
     (void)p;
     (void)n;
-    return 0;
 #endif
+    return out;
+}
+
+int64_t release_file_pages(const void* p, int64_t n) {
+    int64_t released = 0;
+#if defined(__linux__)
+    for (const PageRange& r : file_page_ranges(p, n))
+        if (madvise(reinterpret_cast<void*>(r.first), r.second - r.first, MADV_DONTNEED) == 0)
+            released += static_cast<int64_t>(r.second - r.first);
+#endif
+    return released;
 }
 
 }  // namespace slmk

@@ -15,7 +15,8 @@
 
 namespace slmk {
 
-std::unique_ptr<PackedMatrix> pack_matrix(Format f, const uint8_t* src, int64_t n, int64_t k, int64_t row_stride) {
+std::unique_ptr<PackedMatrix> pack_matrix(Format f, const uint8_t* src, int64_t n, int64_t k, int64_t row_stride,
+                                          const std::function<void(int64_t r0, int64_t r1)>& packed_rows) {
     auto p = std::make_unique<PackedMatrix>();
     p->format = f;
     p->n = n;
@@ -24,13 +25,21 @@ std::unique_ptr<PackedMatrix> pack_matrix(Format f, const uint8_t* src, int64_t 
     p->group_bytes = p->nblocks * packed_tile_bytes(f);
     p->data.reserve(p->n_groups() * p->group_bytes, /*huge=*/true);
     PackedMatrix* pm = p.get();
-    parallel_for(pm->n_groups(), 1, [&](int64_t g0, int64_t g1) {
-        for (int64_t g = g0; g < g1; ++g) {
-            const int nrows = static_cast<int>(std::min<int64_t>(kGroupRows, n - g * kGroupRows));
-            pack_group(f, src + g * kGroupRows * row_stride, row_stride, nrows, pm->nblocks,
-                       pm->data.ptr + g * pm->group_bytes);
-        }
-    });
+    const int64_t groups = pm->n_groups();
+    // one slice when nobody watches; else ~kPackSliceBytes of source rows per slice
+    const int64_t slice = packed_rows ? std::max<int64_t>(1, kPackSliceBytes / std::max<int64_t>(1, kGroupRows * row_stride))
+                                      : groups;
+    for (int64_t s0 = 0; s0 < groups; s0 += slice) {
+        const int64_t s1 = std::min(groups, s0 + slice);
+        parallel_for(s1 - s0, 1, [&](int64_t g0, int64_t g1) {
+            for (int64_t g = s0 + g0; g < s0 + g1; ++g) {
+                const int nrows = static_cast<int>(std::min<int64_t>(kGroupRows, n - g * kGroupRows));
+                pack_group(f, src + g * kGroupRows * row_stride, row_stride, nrows, pm->nblocks,
+                           pm->data.ptr + g * pm->group_bytes);
+            }
+        });
+        if (packed_rows) packed_rows(s0 * kGroupRows, std::min(n, s1 * kGroupRows));
+    }
     return p;
 }
 

@@ -1,6 +1,7 @@
 // ---- GEMM driver: activation quantization, tiling over (weight groups x activation rows), threads ----
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 #include "../core/aligned_bytes.h"
@@ -19,7 +20,12 @@ struct PackedMatrix {
 };
 
 // Packs a GGUF-layout (N, K) matrix (rows `row_stride` bytes apart). Runs on the thread pool.
-std::unique_ptr<PackedMatrix> pack_matrix(Format f, const uint8_t* src, int64_t n, int64_t k, int64_t row_stride);
+// packed_rows (optional): called on the caller's thread after each slice of rows [r0, r1) is
+// packed (slices of about kPackSliceBytes of source, in order), e.g. to give back the file pages
+// of those rows so that a large matrix and its packed copy are never resident whole together.
+std::unique_ptr<PackedMatrix> pack_matrix(Format f, const uint8_t* src, int64_t n, int64_t k, int64_t row_stride,
+                                          const std::function<void(int64_t r0, int64_t r1)>& packed_rows = {});
+constexpr int64_t kPackSliceBytes = 8 << 20;
 
 // ---- activation precision (process-wide, like the ISA: applies to calls that start after) ----
 // Q8:   each activation block is one int8 plane (gemm.h): x ~ d q.

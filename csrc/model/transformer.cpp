@@ -10,6 +10,10 @@
 #include <stdexcept>
 #include <string>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #include "../core/thread_pool.h"
 #include "../ops/ops.h"
 
@@ -202,6 +206,21 @@ void add_bias(float* y, int64_t ld, int64_t T, const std::vector<float>& bias) {
 
 }  // namespace
 
+void Transformer::release_embedding_row(const uint8_t* row, int64_t bytes) const {
+#if defined(__linux__)
+    constexpr uintptr_t kWindow = 2 << 20;  // fault-around never maps beyond the 2 MiB (PMD) window
+    const uintptr_t lo = reinterpret_cast<uintptr_t>(row) / kWindow * kWindow;
+    const uintptr_t hi = (reinterpret_cast<uintptr_t>(row) + static_cast<uintptr_t>(bytes) + kWindow - 1) / kWindow * kWindow;
+    for (const auto& r : embd_release_) {
+        const uintptr_t a = std::max(lo, r.first), b = std::min(hi, r.second);
+        if (b > a) madvise(reinterpret_cast<void*>(a), b - a, MADV_DONTNEED);  // advice: errors ignored
+    }
+#else
+    (void)row;
+    (void)bytes;
+#endif
+}
+
 template <typename Attend, typename Mix>
 void Transformer::run(const int64_t* ids, int64_t T, int64_t first, float* logits, Attend attend, Mix mix) {
     const KernelTable& kern = kernels();
@@ -213,7 +232,10 @@ void Transformer::run(const int64_t* ids, int64_t T, int64_t first, float* logit
     // embedding rows
     const dequantize_row_fn dq = QuantKernels(kern).dequantize(embd_format_);
     const int64_t rb = row_bytes(embd_format_, hid);
-    for (int64_t t = 0; t < T; ++t) dq(embd_ + ids[t] * rb, x_.data() + t * hid, hid);
+    for (int64_t t = 0; t < T; ++t) {
+        dq(embd_ + ids[t] * rb, x_.data() + t * hid, hid);
+        if (!embd_release_.empty()) release_embedding_row(embd_ + ids[t] * rb, rb);
+    }
     if (s.embedding_scale != 1.0f)
         for (float& v : x_) v *= s.embedding_scale;
 
