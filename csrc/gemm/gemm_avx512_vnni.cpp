@@ -15,11 +15,11 @@ constexpr std::array<KernelEntry, 8> kPanels = {
     entry<Op::gemm_panel, panel_32_vnni<Format::Q5_0>>(Format::Q5_0, {kGroupRows, kPanelRows, kPanelMinM, 32 * kPanelChunk32}),
     entry<Op::gemm_panel, panel_32_vnni<Format::Q5_1>>(Format::Q5_1, {kGroupRows, kPanelRows, kPanelMinM, 32 * kPanelChunk32}),
     entry<Op::gemm_panel, panel_k_vnni<Format::Q4_K, KChunk45, unpack_q45k<Format::Q4_K>, MicroQ45K>>(
-        Format::Q4_K, {kGroupRows, kPanelRows, kPanelMinM, 256 * kPanelChunkK}),
+        Format::Q4_K, {kGroupRows, kPanelRowsK, kPanelMinM, 256 * kPanelChunkK}),
     entry<Op::gemm_panel, panel_k_vnni<Format::Q5_K, KChunk45, unpack_q45k<Format::Q5_K>, MicroQ45K>>(
-        Format::Q5_K, {kGroupRows, kPanelRows, kPanelMinM, 256 * kPanelChunkK}),
+        Format::Q5_K, {kGroupRows, kPanelRowsK, kPanelMinM, 256 * kPanelChunkK}),
     entry<Op::gemm_panel, panel_k_vnni<Format::Q6_K, KChunk6, unpack_q6k<Format::Q6_K>, MicroQ6K>>(
-        Format::Q6_K, {kGroupRows, kPanelRows, kPanelMinM, 256 * kPanelChunkK}),
+        Format::Q6_K, {kGroupRows, kPanelRowsK, kPanelMinM, 256 * kPanelChunkK}),
 };
 // The activation quantizers are the AVX-512 rung's (inherited): VNNI does not change them.
 constexpr auto kEntries = join(x512_tile_entries<DotVnni>, kPanels);

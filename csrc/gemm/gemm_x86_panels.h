@@ -197,47 +197,87 @@ static inline void unpack_q45k(const uint8_t* t, KChunk45& c, int sb) {
     _mm512_store_ps(c.dmin[sb], load_f16x16(t + L.m));
 }
 
+// The K-quant micros run 8 activation rows per register block: 8 independent vpdpbusd chains
+// cover its latency (5 cycles on Zen 4; 4 chains left a fifth of the pipe idle), and the rows'
+// quads are broadcast from the quantized rows in place (ActRows::q).
+constexpr int kPanelMRK = 8;  // activation rows per register block (K-quants)
+// Activation rows per call (the entries' tile.cols): each call unpacks its group's tiles once, so
+// 256 rows unpack half as often as 128. 512 was slower at K = 14336 (a call then walks 7 MB of
+// activations per weight group, more than the L3 share it gets here; 256: 3.7 MB).
+constexpr int kPanelRowsK = 256;
+
+// Prefetch (L1) the MR rows' 256 k of the super-block a micro visits after its current one: the
+// next in its chunk, after the last one the next row block's first. Each row's slice of a chunk
+// is its own 1 KB run, too short for the hardware prefetcher to pick up, so at large K
+// (activations from L3 or memory) the loads stalled without it.
+template <int MR>
+static inline void prefetch_rows_k(const ActRows& a, int64_t row0, int rows_left, int b, int nb, int64_t b0) {
+    const bool last = b + 1 == nb;
+    if (last && rows_left <= MR) return;
+    const int8_t* p = a.q + (last ? row0 + MR : row0) * a.q_stride + 256 * (last ? b0 : b0 + b + 1);
+    for (int r = 0; r < MR; ++r)
+        for (int l = 0; l < 256; l += 64) _mm_prefetch(reinterpret_cast<const char*>(p + r * a.q_stride + l), _MM_HINT_T0);
+}
+
+// Rows [0, mr) in register blocks of 8, then 4, 2, 1 (every row runs the same operation sequence
+// whatever its block).
+template <template <Format, int> class Micro, Format F, class... Args>
+static inline void micro_rows_k(int mr, const ActRows& a, int64_t m0, float* out, int64_t ldo, Args&&... args) {
+    int i0 = 0;
+    for (; i0 + kPanelMRK <= mr; i0 += kPanelMRK) Micro<F, kPanelMRK>::run(a, m0 + i0, mr - i0, out + i0 * ldo, ldo, args...);
+    if (i0 + 4 <= mr) Micro<F, 4>::run(a, m0 + i0, mr - i0, out + i0 * ldo, ldo, args...), i0 += 4;
+    if (i0 + 2 <= mr) Micro<F, 2>::run(a, m0 + i0, mr - i0, out + i0 * ldo, ldo, args...), i0 += 2;
+    if (i0 < mr) Micro<F, 1>::run(a, m0 + i0, mr - i0, out + i0 * ldo, ldo, args...);
+}
+
+// MR rows (rows_left from row0 to the call's last) x one group over the nb super-blocks of a
+// chunk starting at super-block b0. Integer part per super-block, exact in int32 (the spec's isum
+// and msum, gemm_ref.cpp): |sc * dot| <= 63 * 32 * 31 * 127 = 7.9e6 per sub-block (Q5_K; Q4_K: 15 for 31), 8 of them
+// 6.4e7; msum <= 8 * 63 * 32 * 127 = 2.0e6; far from 2^31, so any order of the adds is the same.
 template <Format F, int MR>
-static inline void micro_q45k(const KChunk45& c, int nb, const ActRows& a, int64_t row0, int64_t b0, float* out,
-                              int64_t ldo, __mmask16 km, bool first) {
-    const int8_t* xq[MR];
+static inline void micro_q45k(const ActRows& a, int64_t row0, int rows_left, float* out, int64_t ldo, const KChunk45& c,
+                              int nb, int64_t b0, __mmask16 km, bool first) {
     const float* xd[MR];
     __m512 acc[MR];
-    // per row, super-block and pair p: (bs_4p + bs_4p+1) | (bs_4p+2 + bs_4p+3) << 16 (int16 pairs)
+    // per row, super-block and pair p: (bs_4p + bs_4p+1) | (bs_4p+2 + bs_4p+3) << 16 (int16 pairs;
+    // |bs_4p + bs_4p+1| <= 32 * 127 fits)
     alignas(64) int32_t bp[MR][kPanelChunkK][4];
     for (int r = 0; r < MR; ++r) {
-        xq[r] = a.q + (row0 + r) * a.q_stride + 256 * b0;
         xd[r] = a.d + (row0 + r) * a.d_stride + b0;
         const int32_t* xs = a.sum + (row0 + r) * a.sum_stride + 16 * b0;
-        for (int b = 0; b < nb; ++b)
-            for (int p = 0; p < 4; ++p) {
-                const int32_t* bs = xs + 16 * b + 4 * p;
-                const uint32_t lo = static_cast<uint16_t>(bs[0] + bs[1]), hi = static_cast<uint16_t>(bs[2] + bs[3]);
-                bp[r][b][p] = static_cast<int32_t>(lo | (hi << 16));
-            }
+        for (int b = 0; b < nb; ++b) {
+            const __m512i v = _mm512_loadu_si512(reinterpret_cast<const void*>(xs + 16 * b));
+            // even lanes: bs_2i + bs_2i+1; vpmovqw keeps each 64-bit lane's low 16 bits
+            const __m512i s2 = _mm512_add_epi32(v, _mm512_srli_epi64(v, 32));
+            _mm_store_si128(reinterpret_cast<__m128i*>(bp[r][b]), _mm512_cvtepi64_epi16(s2));
+        }
         acc[r] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(km, out + r * ldo);
     }
+    const int64_t qs = a.q_stride;
     for (int b = 0; b < nb; ++b) {
+        const int8_t* xb = a.q + row0 * qs + 256 * (b0 + b);  // row r at + r qs
+        prefetch_rows_k<MR>(a, row0, rows_left, b, nb, b0);
         __m512i isum[MR];
+        for (int r = 0; r < MR; ++r) isum[r] = _mm512_setzero_si512();
         for (int j = 0; j < 8; ++j) {
-            __m512i w[8];
-            for (int cc = 0; cc < 8; ++cc) w[cc] = _mm512_load_si512(reinterpret_cast<const void*>(c.b[b][j][cc]));
-            const __m512i sc = _mm512_load_si512(reinterpret_cast<const void*>(c.sc[b][j]));
+            const int8_t* xj = xb + 32 * j;
             __m512i dots[MR];
             for (int r = 0; r < MR; ++r) dots[r] = _mm512_setzero_si512();
-            for (int cc = 0; cc < 8; ++cc)
-                for (int r = 0; r < MR; ++r) dots[r] = dpbusd_b(dots[r], w[cc], xq[r] + 256 * b + 32 * j + 4 * cc);
-            for (int r = 0; r < MR; ++r) {
-                const __m512i prod = _mm512_mullo_epi32(sc, dots[r]);
-                isum[r] = j == 0 ? prod : _mm512_add_epi32(isum[r], prod);
+#pragma GCC unroll 8
+            for (int cc = 0; cc < 8; ++cc) {
+                const __m512i w = _mm512_load_si512(reinterpret_cast<const void*>(c.b[b][j][cc]));
+#pragma GCC unroll 8
+                for (int r = 0; r < MR; ++r) dots[r] = dpbusd_b(dots[r], w, xj + r * qs + 4 * cc);
             }
+            const __m512i sc = _mm512_load_si512(reinterpret_cast<const void*>(c.sc[b][j]));
+#pragma GCC unroll 8
+            for (int r = 0; r < MR; ++r) isum[r] = _mm512_add_epi32(isum[r], _mm512_mullo_epi32(sc, dots[r]));
         }
         const __m512 d = _mm512_load_ps(c.d[b]), dmin = _mm512_load_ps(c.dmin[b]);
-        __m512i mp[4];
-        for (int p = 0; p < 4; ++p) mp[p] = _mm512_load_si512(reinterpret_cast<const void*>(c.mp[b][p]));
         for (int r = 0; r < MR; ++r) {
             __m512i msum = _mm512_setzero_si512();
-            for (int p = 0; p < 4; ++p) msum = dpwssd_b(msum, mp[p], &bp[r][b][p]);
+            for (int p = 0; p < 4; ++p)
+                msum = dpwssd_b(msum, _mm512_load_si512(reinterpret_cast<const void*>(c.mp[b][p])), &bp[r][b][p]);
             acc[r] = add_ord(acc[r], _mm512_mul_ps(mul_ord_b(d, xd[r] + b), _mm512_cvtepi32_ps(isum[r])));
             acc[r] = sub_ord(acc[r], _mm512_mul_ps(mul_ord_b(dmin, xd[r] + b), _mm512_cvtepi32_ps(msum)));
         }
@@ -252,7 +292,7 @@ struct MicroQ45K {
 };
 
 // One driver for the K-quant panels: unpack a chunk of super-blocks (Unpack), sweep the rows
-// over it kPanelMR at a time (Micro).
+// over it (Micro, register blocks of micro_rows_k).
 template <Format F, class Chunk, void (*Unpack)(const uint8_t*, Chunk&, int), template <Format, int> class Micro>
 static void panel_k_vnni(const uint8_t* group, int64_t nblocks, const ActRows& a, int64_t m0, int mr, float* out,
                          int64_t ldo, int nvalid) {
@@ -261,10 +301,12 @@ static void panel_k_vnni(const uint8_t* group, int64_t nblocks, const ActRows& a
     for (int64_t k0 = 0; k0 < nblocks; k0 += kPanelChunkK) {
         const int nb = static_cast<int>(std::min<int64_t>(kPanelChunkK, nblocks - k0));
         for (int b = 0; b < nb; ++b) Unpack(group + (k0 + b) * packed_tile_bytes(F), c, b);
-        for (int i0 = 0; i0 < mr; i0 += kPanelMR) {
-            const int rows = std::min(kPanelMR, mr - i0);
-            micro_rows<Micro, F>(rows, c, nb, a, m0 + i0, k0, out + i0 * ldo, ldo, km, k0 == 0);
-        }
+        // the next chunk's tiles into L2 while the rows sweep this one (they come from memory: a
+        // group's tiles are read once per call, and the unpack stalled on them)
+        const int64_t next = std::min<int64_t>(kPanelChunkK, nblocks - k0 - nb) * packed_tile_bytes(F);
+        const uint8_t* np = group + (k0 + nb) * packed_tile_bytes(F);
+        for (int64_t o = 0; o < next; o += 64) _mm_prefetch(reinterpret_cast<const char*>(np + o), _MM_HINT_T1);
+        micro_rows_k<Micro, F>(mr, a, m0, out, ldo, static_cast<const Chunk&>(c), nb, k0, km, k0 == 0);
     }
 }
 
@@ -287,34 +329,40 @@ static inline void unpack_q6k(const uint8_t* t, KChunk6& c, int sb) {
     _mm512_store_ps(c.d[sb], load_f16x16(t + L.d));
 }
 
+// Integer part per super-block: |sc * (dot - 32 bs)| <= 128 * (16 * 63 * 127 + 32 * 16 * 127)
+// = 2.5e7 per sub-block, 16 of them 4.1e8 < 2^31: exact, in any order (gemm_ref.cpp's isum).
 template <Format F, int MR>
-static inline void micro_q6k(const KChunk6& c, int nb, const ActRows& a, int64_t row0, int64_t b0, float* out,
-                             int64_t ldo, __mmask16 km, bool first) {
-    const int8_t* xq[MR];
+static inline void micro_q6k(const ActRows& a, int64_t row0, int rows_left, float* out, int64_t ldo, const KChunk6& c,
+                             int nb, int64_t b0, __mmask16 km, bool first) {
     const float* xd[MR];
     __m512 acc[MR];
     alignas(64) int32_t off32[MR][kPanelChunkK * 16];  // 32 * bsum_s per row and sub-block
     for (int r = 0; r < MR; ++r) {
-        xq[r] = a.q + (row0 + r) * a.q_stride + 256 * b0;
         xd[r] = a.d + (row0 + r) * a.d_stride + b0;
         const int32_t* xs = a.sum + (row0 + r) * a.sum_stride + 16 * b0;
         for (int s = 0; s < 16 * nb; ++s) off32[r][s] = 32 * xs[s];
         acc[r] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(km, out + r * ldo);
     }
+    const int64_t qs = a.q_stride;
     for (int b = 0; b < nb; ++b) {
+        const int8_t* xb = a.q + row0 * qs + 256 * (b0 + b);  // row r at + r qs
+        prefetch_rows_k<MR>(a, row0, rows_left, b, nb, b0);
         __m512i isum[MR];
+        for (int r = 0; r < MR; ++r) isum[r] = _mm512_setzero_si512();
         for (int s = 0; s < 16; ++s) {
-            __m512i w[4];
-            for (int cc = 0; cc < 4; ++cc) w[cc] = _mm512_load_si512(reinterpret_cast<const void*>(c.b[b][s][cc]));
-            const __m512i sc = _mm512_load_si512(reinterpret_cast<const void*>(c.sc[b][s]));
+            const int8_t* xsb = xb + 16 * s;
             __m512i dots[MR];
             for (int r = 0; r < MR; ++r) dots[r] = _mm512_setzero_si512();
-            for (int cc = 0; cc < 4; ++cc)
-                for (int r = 0; r < MR; ++r) dots[r] = dpbusd_b(dots[r], w[cc], xq[r] + 256 * b + 16 * s + 4 * cc);
-            for (int r = 0; r < MR; ++r) {
-                const __m512i prod = _mm512_mullo_epi32(sc, sub_b(dots[r], &off32[r][16 * b + s]));
-                isum[r] = s == 0 ? prod : _mm512_add_epi32(isum[r], prod);
+#pragma GCC unroll 4
+            for (int cc = 0; cc < 4; ++cc) {
+                const __m512i w = _mm512_load_si512(reinterpret_cast<const void*>(c.b[b][s][cc]));
+#pragma GCC unroll 8
+                for (int r = 0; r < MR; ++r) dots[r] = dpbusd_b(dots[r], w, xsb + r * qs + 4 * cc);
             }
+            const __m512i sc = _mm512_load_si512(reinterpret_cast<const void*>(c.sc[b][s]));
+#pragma GCC unroll 8
+            for (int r = 0; r < MR; ++r)
+                isum[r] = _mm512_add_epi32(isum[r], _mm512_mullo_epi32(sc, sub_b(dots[r], &off32[r][16 * b + s])));
         }
         const __m512 d = _mm512_load_ps(c.d[b]);
         for (int r = 0; r < MR; ++r)
