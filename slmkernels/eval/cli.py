@@ -120,11 +120,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     peer = None
     req_path = None
     if args.llama_python:
-        stats["llama.cpp"] = Stats()
+        peer_name = f"llama.cpp kv={args.kv_dtype}"
+        stats[peer_name] = Stats()
         fd, req_path = tempfile.mkstemp(suffix=".json")
         with os.fdopen(fd, "w") as fh:
             json.dump({"model": os.path.abspath(args.model), "threads": threads, "ctx": args.ctx, "first": first,
-                       "vocab": vocab, "chunks": [c.tolist() for c in parts]}, fh)
+                       "vocab": vocab, "kv_dtype": args.kv_dtype, "chunks": [c.tolist() for c in parts]}, fh)
         script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "llama_peer.py")
         peer = subprocess.Popen([args.llama_python, script, req_path], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     nbytes = (args.ctx - 1 - first) * vocab * 4
@@ -147,7 +148,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                     err = peer.stderr.read().decode(errors="replace").strip().splitlines()
                     print(f"slmkernels eval: llama.cpp stopped: {err[-1] if err else 'no output'}", file=sys.stderr)
                     return 1
-                stats["llama.cpp"].add(logp_ref, np.frombuffer(raw, dtype=np.float32).reshape(-1, vocab), targets)
+                stats[peer_name].add(logp_ref, np.frombuffer(raw, dtype=np.float32).reshape(-1, vocab), targets)
             done = " | ".join(f"{n}: KLD {np.concatenate(s.kld).mean():.5f}" for n, s in stats.items())
             print(f"chunk {ci + 1}/{len(parts)} ({time.perf_counter() - t0:.0f} s) {done}", file=sys.stderr)
     finally:
