@@ -10,7 +10,7 @@
     X(probe_avx2) X(probe_avx_vnni) X(probe_avx512) X(probe_avx512_vnni) X(probe_avx512_amx)                     \
     X(quant_avx2) X(quant_avx512)                                                                                 \
     X(gemm_avx2) X(gemm_avx_vnni) X(gemm_avx512) X(gemm_avx512_vnni) X(gemm_avx512_amx)                          \
-    X(attention_avx2) X(attention_avx512) X(attention_avx512_vnni)                                               \
+    X(attention_avx2) X(attention_avx512)                                                                         \
     X(ops_avx2) X(ops_avx512)                                                                                     \
     X(ssm_avx2) X(ssm_avx512)
 #elif defined(__aarch64__)

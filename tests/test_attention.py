@@ -1,9 +1,8 @@
 """attention over the KV cache against a float64 numpy reference, on every ISA.
 
 The reference reads the cache's own dequantized contents (KVCache.keys/values), so the cache
-dtype's quantization error is not part of the comparison (nor, for a q8_0 cache, the query's
-quantization, which the reference applies too): what is left is float32 rounding of the
-kernels (dot products, online softmax, exp), bounded below.
+dtype's quantization error is not part of the comparison: what is left is float32 rounding of
+the kernels (dot products, online softmax, exp), bounded below.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import slmkernels as sk
-from slmkernels.bench.attention import q8_0_query  # what a q8_0 cache's scores see of the query
 from slmkernels.tolerances import ATTN_TOL  # relative to max|v|; where it comes from: there
 
 DTYPES = ["f32", "f16", "q8_0", "q4_0"]
@@ -65,10 +63,8 @@ def check_against_ref(c, s, q, layer=0, **kw):
     K, V, kpos = c.keys(layer, s), c.values(layer, s), c.positions(layer, s)
     L = c.length(s)
     T = q.shape[0]
-    scale = kw.get("scale") or np.float32(1) / np.sqrt(np.float32(q.shape[2]))
+    scale = kw.get("scale") or 1.0 / np.sqrt(q.shape[2])
     window = kw.get("window") or (c.layer_windows[layer] or None)
-    if c.dtype == "q8_0":  # the scores take the quantized pre-scaled query (attention.h)
-        q, scale = q8_0_query(q, scale), 1.0
     ref = ref_attention(q, K, V, kpos, np.arange(L - T, L), scale, window, kw.get("softcap"), kw.get("sinks"))
     vmax = max(1.0, float(np.abs(V).max()) if V.size else 1.0)
     err = np.abs(out - ref).max() / vmax

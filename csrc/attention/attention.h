@@ -3,14 +3,6 @@
 // For a query row r (one query head h at position qpos) over the cached keys of its KV head
 // g = h / (n_heads / n_kv_heads) (GQA; MQA when n_kv_heads = 1):
 //   s_j = dot(q_r * scale, k_j)                  q pre-scaled once, in float32
-// except for Q8_0 caches, whose scores are integer dot products (as llama.cpp's CPU flash
-// attention converts Q to the K type's vec_dot_type, Q8_0, ggml-cpu/ops.cpp): the pre-scaled
-// query row is quantized once per call to blocks of 32 (quantize_query_q8_0 below: dq_b =
-// max|x| / 127 kept in float32, x_i -> nearbyint(x_i * (1 / dq_b)), RNE; a block holding a
-// NaN or Inf gets dq_b = NaN), and
-//   s_j = sum over blocks b of (dq_b * dk_jb) * I_jb,   I_jb = sum_i qi_i * k_i (exact int32)
-// (the scalar twin sums the blocks in order; SIMD splits each I_jb into lane partials, each
-// scaled by dq_b * dk_jb, and sums those: float order only).
 //   s_j = softcap * tanh(s_j / softcap)          if softcap > 0 (Gemma 2 logit soft-capping)
 //   key j is visible iff kpos_j <= qpos and qpos - kpos_j < window   (causal, sliding window)
 //   out = sum_j exp(s_j - m) v_j / (sum_j exp(s_j - m) + exp(sink_h - m))
@@ -48,9 +40,6 @@ class KVCache;
 struct AttnChunkArgs {
     const float* q = nullptr;     // [R][ldq] pre-scaled queries, zero-padded to the cache's padded head_dim
     int64_t ldq = 0;
-    const int8_t* qq = nullptr;   // Q8_0 caches: [R][ldqq] the queries' quantized values (ldqq >= ldq, a
-    int64_t ldqq = 0;             // multiple of 64, zero beyond ldq) and [R][ldq / 32] their block
-    const float* qd = nullptr;    // scales dq_b (quantize_query_q8_0); null for other formats
     const int64_t* qpos = nullptr;  // [R] position of each query row
     int R = 0;
     int64_t window = 0;           // key kp is visible to row r iff kp <= qpos[r] and qpos[r] - kp < window
@@ -71,14 +60,10 @@ struct AttnChunkArgs {
 };
 using attn_chunk_fn = void (*)(const AttnChunkArgs& a);
 // Scratch a chunk kernel may use: R x n scores, 2 x R row bounds and R rescale factors, the
-// chunk's keys and values dequantized (2 x n x dp), per-row query data (2 x R x (dp + 16)),
-// SIMD slack.
+// chunk's keys and values dequantized (2 x n x dp), SIMD slack.
 static inline int64_t kAttnScratch(int64_t R, int64_t n, int64_t dp) {
-    return (R * n + 15) / 16 * 16 + (3 * R + 15) / 16 * 16 + 2 * n * dp + 2 * R * (dp + 16) + 64;
+    return (R * n + 15) / 16 * 16 + (3 * R + 15) / 16 * 16 + 2 * n * dp + 64;
 }
-// Q8_0 caches: one query row x (dp floats, dp a multiple of 32) as blocks of 32: qq[dp] the
-// integers in [-127, 127], qd[dp / 32] the scales (the numeric spec above).
-void quantize_query_q8_0(const float* x, int64_t dp, int8_t* qq, float* qd);
 template <> struct OpFn<Op::attn_chunk> { using type = attn_chunk_fn; };
 
 // The attention slice of a kernel table (what the driver calls).

@@ -71,26 +71,6 @@ struct Avx2 {
     static void f16_column(const uint8_t* p, int64_t stride, int64_t n, float* dst) {
         for (int64_t i = 0; i < n; ++i) dst[i] = _cvtsh_ss(load_u16(p + i * stride));
     }
-    // ---- Q8_0 scores (attention_simd.h): one block per 256-bit group ----
-    // |k| by q with k's sign moved onto it (vpsignb): vpmaddubsw's pair sums stay within int16
-    // (2 x 128 x 127), vpmaddwd adds the pairs of a lane.
-    static constexpr int q8_blocks = 1;
-    struct Q8Key {
-        __m256i k, ak;
-    };
-    static Q8Key q8_key(const uint8_t* blk, int) {
-        const __m256i k = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
-        return {k, _mm256_abs_epi8(k)};
-    }
-    static vec q8_scales(const float* sc, int64_t, int) { return _mm256_set1_ps(sc[0]); }
-    static void q8_query(const int8_t*, const float* qd, int, float* qdl, int32_t*) {
-        _mm256_storeu_ps(qdl, _mm256_set1_ps(qd[0]));
-    }
-    static vec q8_dot(const Q8Key& k, const int8_t* q, const int32_t*, vec dkq, vec s) {
-        const __m256i sq = _mm256_sign_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q)), k.k);
-        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(k.ak, sq), _mm256_set1_epi16(1));
-        return _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), dkq, s);
-    }
     template <Format F>
     static void k_row(const uint8_t* row, float* dst, int64_t dp) {
         if (F == Format::F16) {

@@ -118,7 +118,6 @@ struct Ctx {
     int64_t head_bytes = 0;
     int64_t row_bytes;             // between a head's consecutive rows
     attn_chunk_fn chunk;
-    Format format;                 // the rows' format (Q8_0: queries quantized, QuantQ)
     int64_t D, Dp, G, Hkv;
     int64_t window;  // effective (INT64_MAX: none)
     float softcap;
@@ -130,32 +129,9 @@ struct Ctx {
     }
 };
 
-// Q8_0 caches: the packed query rows quantized once per call (attention.h's spec); empty for
-// other formats. Row r of the packed queries is row r here.
-struct QuantQ {
-    std::vector<int8_t> qq;  // [rows][ldqq], zero beyond Dp
-    std::vector<float> qd;   // [rows][nb]
-    int64_t ldqq = 0, nb = 0;
-    const int8_t* qq_row(int64_t r) const { return qq.empty() ? nullptr : qq.data() + r * ldqq; }
-    const float* qd_row(int64_t r) const { return qd.empty() ? nullptr : qd.data() + r * nb; }
-};
-
-QuantQ quantize_queries(const Ctx& c, const std::vector<float>& qp) {
-    QuantQ z;
-    if (c.format != Format::Q8_0) return z;
-    const int64_t rows = static_cast<int64_t>(qp.size()) / c.Dp;
-    z.ldqq = (c.Dp + 63) / 64 * 64;
-    z.nb = c.Dp / QK;
-    z.qq.assign(rows * z.ldqq, 0);
-    z.qd.resize(rows * z.nb);
-    for (int64_t r = 0; r < rows; ++r) quantize_query_q8_0(qp.data() + r * c.Dp, c.Dp, z.qq.data() + r * z.ldqq, z.qd.data() + r * z.nb);
-    return z;
-}
-
-// Runs partition p's chunks for R rows (q [R][Dp], positions qpos; Q8_0: their quantized form
-// from row q_row of qz), starting from an empty state.
-void run_partition(const Ctx& c, const Plan& pl, int64_t p, int g, const float* q, const QuantQ& qz, int64_t q_row,
-                   const int64_t* qpos, int R, float* m, float* l, float* acc, float* scratch) {
+// Runs partition p's chunks for R rows (q [R][Dp], positions qpos), starting from an empty state.
+void run_partition(const Ctx& c, const Plan& pl, int64_t p, int g, const float* q, const int64_t* qpos, int R,
+                   float* m, float* l, float* acc, float* scratch) {
     std::fill(m, m + R, kNegInf);
     std::fill(l, l + R, 0.0f);
     std::fill(acc, acc + R * c.D, 0.0f);
@@ -163,9 +139,6 @@ void run_partition(const Ctx& c, const Plan& pl, int64_t p, int g, const float* 
     AttnChunkArgs a;
     a.q = q;
     a.ldq = c.Dp;
-    a.qq = qz.qq_row(q_row);
-    a.ldqq = qz.ldqq;
-    a.qd = qz.qd_row(q_row);
     a.qpos = qpos;
     a.R = R;
     a.window = c.window;
@@ -209,7 +182,6 @@ Ctx make_ctx(const AttentionKernels& kern, const KVCache& cache, int layer, int6
     c.cache = &cache;
     c.row_bytes = cache.row_bytes;
     c.chunk = kern.chunk(cache.dtype);
-    c.format = cache.dtype;
     c.D = cache.head_dim;
     c.Dp = cache.head_dim_padded;
     c.Hkv = cache.n_kv_heads;
@@ -242,7 +214,6 @@ float effective_scale(int64_t head_dim, const AttnOptions& opt) {
 void decode(const Ctx& c, const std::vector<const Plan*>& plans, const std::vector<int64_t>& qposv,
             const std::vector<float>& qpacked /*[S][Hkv][G][Dp]*/, const float* sinks, float* out /*[S][H][D]*/) {
     const int64_t S = static_cast<int64_t>(plans.size()), Hkv = c.Hkv, G = c.G, D = c.D, Dp = c.Dp;
-    const QuantQ qz = quantize_queries(c, qpacked);
     std::vector<int64_t> item0(S + 1, 0);  // first item of each sequence
     for (int64_t s = 0; s < S; ++s) item0[s + 1] = item0[s] + Hkv * plans[s]->n_parts();
     const int64_t n_items = item0[S];
@@ -270,9 +241,8 @@ void decode(const Ctx& c, const std::vector<const Plan*>& plans, const std::vect
                 std::fill(m, m + G, kNegInf);
                 continue;
             }
-            const int64_t row = (s * Hkv + g) * G;
-            run_partition(c, pl, p, g, qpacked.data() + row * Dp, qz, row, qpos.data(), static_cast<int>(G), m, l, acc,
-                          scratch);
+            const float* q = qpacked.data() + (s * Hkv + g) * G * Dp;
+            run_partition(c, pl, p, g, q, qpos.data(), static_cast<int>(G), m, l, acc, scratch);
         }
     });
     // fold in partition order, per (sequence, query head)
@@ -296,26 +266,6 @@ void decode(const Ctx& c, const std::vector<const Plan*>& plans, const std::vect
 }
 
 }  // namespace
-
-void quantize_query_q8_0(const float* x, int64_t dp, int8_t* qq, float* qd) {
-    for (int64_t b = 0; b < dp / QK; ++b) {
-        const float* xb = x + b * QK;
-        float amax = 0.0f;
-        bool finite = true;
-        for (int i = 0; i < QK; ++i) {
-            finite = finite && std::isfinite(xb[i]);
-            amax = std::max(amax, std::fabs(xb[i]));
-        }
-        const float d = finite ? amax / 127.0f : std::numeric_limits<float>::quiet_NaN();
-        const float id = finite && d != 0.0f ? 1.0f / d : 0.0f;
-        qd[b] = d;
-        for (int i = 0; i < QK; ++i) {
-            float t = xb[i] * id;  // |t| <= 127 up to rounding; clamped (a subnormal d can make id inf)
-            t = t > 127.0f ? 127.0f : t < -127.0f ? -127.0f : t;
-            qq[b * QK + i] = static_cast<int8_t>(t == t ? std::nearbyint(t) : 0.0f);
-        }
-    }
-}
 
 void attention_check(const KVCache& cache, int layer, int64_t seq, int64_t q_tokens, int64_t n_heads,
                      const AttnOptions& opt) {
@@ -363,7 +313,6 @@ void run_attention(const Ctx& c, const Plan& pl, int64_t L, const float* q, int6
         return;
     }
     // prefill: items (KV head, tile of query tokens); each row folds its partitions in order
-    const QuantQ qz = quantize_queries(c, qp);
     const int64_t Tt = std::max<int64_t>(1, 64 / G);
     const int64_t n_tiles = (T + Tt - 1) / Tt;
     parallel_for(Hkv * n_tiles, 1, [&](int64_t i0, int64_t i1) {
@@ -383,13 +332,12 @@ void run_attention(const Ctx& c, const Plan& pl, int64_t L, const float* q, int6
             std::fill(rm.begin(), rm.end(), kNegInf);
             std::fill(rl.begin(), rl.end(), 0.0f);
             std::fill(racc.begin(), racc.end(), 0.0f);
-            const int64_t row = ((g * T) + t0) * G;
+            const float* q = qp.data() + ((g * T) + t0) * G * Dp;
             const int64_t qmin = L - T + t0, qmax = L - T + t1 - 1;
             for (int64_t p = 0; p < pl.n_parts(); ++p) {
                 if (pl.first_pos(p) > qmax) break;
                 if (!partition_visible(c, pl, p, qmin, qmax)) continue;
-                run_partition(c, pl, p, g, qp.data() + row * Dp, qz, row, qpos.data(), R, m.data(), l.data(), acc.data(),
-                              scratch);
+                run_partition(c, pl, p, g, q, qpos.data(), R, m.data(), l.data(), acc.data(), scratch);
                 for (int r = 0; r < R; ++r) merge_state(rm[r], rl[r], racc.data() + r * D, m[r], l[r], acc.data() + r * D, D);
             }
             for (int64_t t = t0; t < t1; ++t)
@@ -426,7 +374,6 @@ void attention_dense(const AttentionKernels& kern, const DenseKV& kv, const floa
     c.row_bytes = kv.token_stride;
     c.head_bytes = kv.head_stride;
     c.chunk = kern.chunk(kv.format);
-    c.format = kv.format;
     c.D = c.Dp = kv.head_dim;  // f32/f16 rows are not padded
     c.Hkv = kv.n_kv_heads;
     c.G = n_heads / kv.n_kv_heads;

@@ -66,24 +66,6 @@ struct Neon {
     static void f16_column(const uint8_t* p, int64_t stride, int64_t n, float* dst) {
         for (int64_t i = 0; i < n; ++i) dst[i] = fp16_to_fp32(load_u16(p + i * stride));
     }
-    // ---- Q8_0 scores (attention_simd.h): one block per group, 8 bytes per lane ----
-    // Widening multiplies: each int16 lane sums two products (<= 2 x 128 x 127), then pairwise
-    // widening adds into 4 int32 lanes (exact).
-    static constexpr int q8_blocks = 1;
-    struct Q8Key {
-        int8x16_t k0, k1;
-    };
-    static Q8Key q8_key(const uint8_t* blk, int) {
-        return {vld1q_s8(reinterpret_cast<const int8_t*>(blk + 2)), vld1q_s8(reinterpret_cast<const int8_t*>(blk + 18))};
-    }
-    static vec q8_scales(const float* sc, int64_t, int) { return vdupq_n_f32(sc[0]); }
-    static void q8_query(const int8_t*, const float* qd, int, float* qdl, int32_t*) { vst1q_f32(qdl, vdupq_n_f32(qd[0])); }
-    static vec q8_dot(const Q8Key& k, const int8_t* q, const int32_t*, vec dkq, vec s) {
-        const int8x16_t q0 = vld1q_s8(q), q1 = vld1q_s8(q + 16);
-        const int16x8_t a = vmlal_high_s8(vmull_s8(vget_low_s8(k.k0), vget_low_s8(q0)), k.k0, q0);
-        const int16x8_t b = vmlal_high_s8(vmull_s8(vget_low_s8(k.k1), vget_low_s8(q1)), k.k1, q1);
-        return vfmaq_f32(s, vcvtq_f32_s32(vpadalq_s16(vpaddlq_s16(a), b)), dkq);
-    }
     template <Format F>
     static void k_row(const uint8_t* row, float* dst, int64_t dp) {
         if (F == Format::F16) {

@@ -26,16 +26,15 @@ float dot_f16(const float* q, const uint8_t* row, int64_t dp) {
     return s;
 }
 
-// Q8_0: the quantized query (qq, qd: attention.h's spec) against the key's int8 blocks; per
-// block the exact integer dot, scaled by dq_b * dk_b, summed over the blocks in order.
-float dot_q8_0(const int8_t* qq, const float* qd, const uint8_t* row, int64_t dp) {
+// Q8_0: per block of 32, sum q*int8 in float, then scale by the block's d.
+float dot_q8_0(const float* q, const uint8_t* row, int64_t dp) {
     float s = 0.0f;
     for (int64_t b = 0; b < dp / QK; ++b) {
         const uint8_t* blk = row + b * sizeof(block_q8_0);
         const int8_t* qs = reinterpret_cast<const int8_t*>(blk + 2);
-        int32_t bs = 0;
-        for (int i = 0; i < QK; ++i) bs += static_cast<int32_t>(qq[b * QK + i]) * qs[i];
-        s += (qd[b] * fp16_to_fp32(load_u16(blk))) * static_cast<float>(bs);
+        float bs = 0.0f;
+        for (int i = 0; i < QK; ++i) bs += q[b * QK + i] * static_cast<float>(qs[i]);
+        s += fp16_to_fp32(load_u16(blk)) * bs;
     }
     return s;
 }
@@ -98,7 +97,7 @@ void chunk_scalar(const AttnChunkArgs& a) {
             const uint8_t* krow = a.k + j * a.row_bytes;
             float x = F == Format::F32 ? dot_f32(q, krow, dp)
                     : F == Format::F16 ? dot_f16(q, krow, dp)
-                    : F == Format::Q8_0 ? dot_q8_0(a.qq + r * a.ldqq, a.qd + r * (dp / QK), krow, dp)
+                    : F == Format::Q8_0 ? dot_q8_0(q, krow, dp)
                                         : dot_q4_0(q, krow, dp);
             if (a.softcap > 0.0f) x = a.softcap * std::tanh(x / a.softcap);
             s[j] = x;

@@ -24,14 +24,6 @@
 // k_vec<F>(row, d, sc) (the width floats at d of one cached row, d + width <= dp, given the
 // scale sc of the block holding d for quantized formats) and f16_column(p, stride, n, dst)
 // (n f16 values stride bytes apart, as floats: a chunk's block scales).
-// Q8_0 scores (integer dot products, attention.h's spec) work on groups of q8_blocks blocks,
-// one vector op wide; lane l of a group covers its bytes [l * bpl, (l + 1) * bpl), bpl =
-// q8_blocks * 32 / width: Q8Key q8_key(blk, nblk) (a key's group loaded once for all rows,
-// nblk <= q8_blocks blocks from blk), q8_scales(sc, n, nblk) (lane l = the key scale of its
-// block; block b + 1's scale is at sc + n), q8_dot(key, q, aux, dkq, s) = s + the lanes' exact
-// integer partial dot of key and q (the group's query bytes) times dkq (per-lane dq * dk),
-// with aux from q8_query(q, qd, nblk, qdl, aux) (once per row and chunk: qdl = the lanes'
-// query scales, 0 past nblk; aux = anything q8_dot needs, e.g. an offset its lanes start from).
 #pragma once
 #include <array>
 #include <cmath>
@@ -109,21 +101,6 @@ struct Prefetcher {
     }
 };
 
-// Lane i of the reduced acc[i] = the score of key j0 + i; stores the visible ones of each row.
-template <class V, int RB>
-static inline void store_scores(typename V::vec (&acc)[RB][V::width], int r0, int64_t n, int64_t j0, int nk,
-                                const int32_t* jlo, const int32_t* jhi, float* S) {
-    constexpr int W = V::width;
-    for (int i = 0; i < RB; ++i) {
-        for (int k = nk; k < W; ++k) acc[i][k] = V::zero();
-        alignas(64) float t[W];
-        V::store(t, V::reduce_lanes(acc[i]));
-        const int r = r0 + i;
-        const int64_t lo = jlo[r] > j0 ? jlo[r] : j0, hi = jhi[r] < j0 + nk ? jhi[r] : j0 + nk;
-        for (int64_t j = lo; j < hi; ++j) S[r * n + j] = t[j - j0];
-    }
-}
-
 // Scores of rows [r0, r0 + RB) against keys [j0, j0 + nk), nk <= W: lane l of a key's
 // accumulator sums q[d] * k[d] over d = l mod W (fused multiply-adds in d order, from zero),
 // then reduce_lanes folds the W accumulators. Only the visible keys of each row are stored.
@@ -167,64 +144,13 @@ static inline void score_rows(const AttnChunkArgs& a, int r0, const Src& K, int6
         }
         for (int i = 0; i < RB; ++i) acc[i][k] = s[i];
     }
-    store_scores<V, RB>(acc, r0, n, j0, nk, jlo, jhi, S);
-}
-
-// Per-row query data of the Q8_0 scores, once per chunk (V::q8_query): for each row r and
-// group g (of V::q8_blocks blocks), qdl = the lanes' query scales dq_b (0 past the row's last
-// block), aux = what V::q8_dot starts its lanes from.
-template <class V>
-static inline void q8_prep(const AttnChunkArgs& a, int64_t ng, float* qdl, int32_t* aux) {
-    constexpr int W = V::width, B = V::q8_blocks;
-    const int64_t nb = a.ldq / QK;
-    for (int r = 0; r < a.R; ++r)
-        for (int64_t g = 0; g < ng; ++g) {
-            const int nblk = static_cast<int>(nb - g * B < B ? nb - g * B : B);
-            V::q8_query(a.qq + r * a.ldqq + g * B * QK, a.qd + r * nb + g * B, nblk, qdl + (r * ng + g) * W,
-                        aux + (r * ng + g) * W);
-        }
-}
-
-// Q8_0 scores of rows [r0, r0 + RB) against keys [j0, j0 + nk), nk <= W: per key and group the
-// integer partial dots in lanes (V::q8_dot), each scaled by its dq_b * dk_b, summed per lane
-// over the groups, then folded across lanes by reduce_lanes. NG > 0: the row is NG groups.
-template <class V, int RB, int NG>
-static inline void score_rows_q8(const AttnChunkArgs& a, int r0, const float* ksc, int64_t ng_, int64_t j0, int nk,
-                                 const int32_t* jlo, const int32_t* jhi, float* S, Prefetcher* pf, const float* qdl,
-                                 const int32_t* aux) {
-    constexpr int W = V::width, B = V::q8_blocks;
-    using vec = typename V::vec;
-    const int64_t n = a.n, nb = a.ldq / QK, ng = NG > 0 ? NG : ng_;
-    vec acc[RB][W];
-    for (int k = 0; k < nk; ++k) {
-        if (pf) pf->next<V>();
-        const uint8_t* row = a.k + (j0 + k) * a.row_bytes;
-        vec s[RB];
-        for (int i = 0; i < RB; ++i) s[i] = V::zero();
-        for (int64_t g = 0; g < ng; ++g) {
-            const int nblk = static_cast<int>(nb - g * B < B ? nb - g * B : B);
-            const auto key = V::q8_key(row + g * B * sizeof(block_q8_0), nblk);
-            const vec dk = V::q8_scales(ksc + g * B * n + j0 + k, n, nblk);
-            for (int i = 0; i < RB; ++i) {
-                const int64_t rg = (r0 + i) * ng + g;
-                s[i] = V::q8_dot(key, a.qq + (r0 + i) * a.ldqq + g * B * QK, aux + rg * W,
-                                 V::mul(dk, V::load(qdl + rg * W)), s[i]);
-            }
-        }
-        for (int i = 0; i < RB; ++i) acc[i][k] = s[i];
-    }
-    store_scores<V, RB>(acc, r0, n, j0, nk, jlo, jhi, S);
-}
-
-template <class V, int NG>
-static inline void score_block_q8(int rb, const AttnChunkArgs& a, int r, const float* ksc, int64_t ng, int64_t j0,
-                                  int nk, const int32_t* jlo, const int32_t* jhi, float* S, Prefetcher* p,
-                                  const float* qdl, const int32_t* aux) {
-    switch (rb) {
-        case 1: score_rows_q8<V, 1, NG>(a, r, ksc, ng, j0, nk, jlo, jhi, S, p, qdl, aux); break;
-        case 2: score_rows_q8<V, 2, NG>(a, r, ksc, ng, j0, nk, jlo, jhi, S, p, qdl, aux); break;
-        case 3: score_rows_q8<V, 3, NG>(a, r, ksc, ng, j0, nk, jlo, jhi, S, p, qdl, aux); break;
-        default: score_rows_q8<V, 4, NG>(a, r, ksc, ng, j0, nk, jlo, jhi, S, p, qdl, aux); break;
+    for (int i = 0; i < RB; ++i) {
+        for (int k = nk; k < W; ++k) acc[i][k] = V::zero();
+        alignas(64) float t[W];
+        V::store(t, V::reduce_lanes(acc[i]));
+        const int r = r0 + i;
+        const int64_t lo = jlo[r] > j0 ? jlo[r] : j0, hi = jhi[r] < j0 + nk ? jhi[r] : j0 + nk;
+        for (int64_t j = lo; j < hi; ++j) S[r * n + j] = t[j - j0];
     }
 }
 
@@ -322,21 +248,16 @@ static void chunk_impl(const AttnChunkArgs& a) {
     }
     if (jmin >= jmax) return;
     const bool f32_rows = F == Format::F32 && a.row_bytes == dp * static_cast<int64_t>(sizeof(float));
-    constexpr bool q8 = F == Format::Q8_0;  // scores from the int8 rows and the quantized queries
     RowSrc<V, F, Direct> K{a.k, a.row_bytes, nullptr, dp}, Vs{a.v, a.row_bytes, nullptr, dp};
-    float* ksc = kbuf;  // [nb][n] quantized formats: the keys' block scales
-    const int64_t ng = (dp / QK + V::q8_blocks - 1) / V::q8_blocks;  // Q8_0: groups per row
-    float* qdl = vbuf + n * dp;                                         // [R][ng][W] (q8_prep)
-    int32_t* aux = reinterpret_cast<int32_t*>(qdl + R * ng * W);        // [R][ng][W]
-    if (q8) q8_prep<V>(a, ng, qdl, aux);
-    if ((Direct && RowSrc<V, F, Direct>::quantized) || q8) {
+    if (Direct && RowSrc<V, F, Direct>::quantized) {
         // the block scales of the visible rows, converted once per chunk rather than once per
         // use (f16 -> f32 is exact: the same floats); into the unused dequantization buffers
         const int64_t nb = dp / QK, bb = F == Format::Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
+        float* ksc = kbuf;
         float* vsc = kbuf + nb * n;
         for (int64_t b = 0; b < nb; ++b) {
             V::f16_column(a.k + jmin * a.row_bytes + b * bb, a.row_bytes, jmax - jmin, ksc + b * n + jmin);
-            if (Direct) V::f16_column(a.v + jmin * a.row_bytes + b * bb, a.row_bytes, jmax - jmin, vsc + b * n + jmin);
+            V::f16_column(a.v + jmin * a.row_bytes + b * bb, a.row_bytes, jmax - jmin, vsc + b * n + jmin);
         }
         K.sc = ksc;
         Vs.sc = vsc;
@@ -347,7 +268,7 @@ static void chunk_impl(const AttnChunkArgs& a) {
             K.buf = reinterpret_cast<const float*>(a.k);
             Vs.buf = reinterpret_cast<const float*>(a.v);
         } else {
-            if (!q8) rows_as_float<V, F>(a.k, a.row_bytes, jmin, jmax, dp, kbuf);
+            rows_as_float<V, F>(a.k, a.row_bytes, jmin, jmax, dp, kbuf);
             rows_as_float<V, F>(a.v, a.row_bytes, jmin, jmax, dp, vbuf);
             K.buf = kbuf;
             Vs.buf = vbuf;
@@ -362,22 +283,12 @@ static void chunk_impl(const AttnChunkArgs& a) {
     // scores, W keys at a time, rows in blocks of V::score_rows
     for (int64_t j0 = jmin; j0 < jmax; j0 += W) {
         const int nk = static_cast<int>(jmax - j0 < W ? jmax - j0 : W);
-        // the Q8_0 scores keep only one accumulator per row in registers: rows in blocks of 4
-        const int rows = q8 ? 4 : V::score_rows;
         for (int r = 0; r < R;) {
-            const int rb = R - r < rows ? R - r : rows;
+            const int rb = R - r < V::score_rows ? R - r : V::score_rows;
             bool any = false;
             for (int i = 0; i < rb; ++i) any |= jlo[r + i] < j0 + nk && jhi[r + i] > j0 && jlo[r + i] < jhi[r + i];
             Prefetcher* p = r == 0 ? &pf : nullptr;
-            if (any && q8) {
-                if (ng == 1) {
-                    score_block_q8<V, 1>(rb, a, r, ksc, ng, j0, nk, jlo, jhi, S, p, qdl, aux);
-                } else if (ng == 2) {
-                    score_block_q8<V, 2>(rb, a, r, ksc, ng, j0, nk, jlo, jhi, S, p, qdl, aux);
-                } else {
-                    score_block_q8<V, 0>(rb, a, r, ksc, ng, j0, nk, jlo, jhi, S, p, qdl, aux);
-                }
-            } else if (any) {
+            if (any) {
                 if (dp == 4 * W) {
                     score_block<V, 4>(rb, a, r, K, j0, nk, jlo, jhi, S, p);
                 } else if (dp == 8 * W) {

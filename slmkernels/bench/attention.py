@@ -15,39 +15,16 @@ from ..tolerances import ATTN_TOL  # the tests' tolerance, relative to max|v|
 from .peers import torch_or_reason
 
 CONTEXTS = (512, 2048)  # cached tokens
-DECODE_CONTEXT = 4096  # cached tokens of the per-dtype decode rows (llama-bench's depth 4096)
 KV_DTYPES = ("f32", "f16", "q8_0", "q4_0")  # decode rows: one per cache dtype (attn_chunk entry)
 
 
-def q8_0_query(q: np.ndarray, scale: float) -> np.ndarray:
-    """The pre-scaled query q * scale (..., D) as attention quantizes it for a Q8_0 cache
-    (csrc/attention/attention.h: blocks of 32 along D, dq = max|x| / 127 in float32, x * (1 / dq)
-    rounded half to even; NaN scale for a block holding a non-finite value), dequantized exactly
-    in float64: what the cache's scores see in place of the query."""
-    x = q.astype(np.float32) * np.float32(scale)
-    D = x.shape[-1]
-    Dp = (D + 31) // 32 * 32
-    x = np.concatenate([x, np.zeros(x.shape[:-1] + (Dp - D,), np.float32)], axis=-1)
-    xb = x.reshape(x.shape[:-1] + (Dp // 32, 32))
-    d = (np.abs(xb).max(axis=-1, keepdims=True) / np.float32(127)).astype(np.float32)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        inv = np.where(d != 0, np.float32(1) / d, np.float32(0)).astype(np.float32)
-        t = np.clip(xb * inv, np.float32(-127), np.float32(127))
-    qi = np.rint(np.where(np.isnan(t), np.float32(0), t))
-    d = np.where(np.isfinite(xb).all(axis=-1, keepdims=True), d, np.float32(np.nan))
-    return (d.astype(np.float64) * qi).reshape(x.shape)[..., :D]
-
-
-def ref_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, dtype: str = "f32") -> np.ndarray:
-    """float64 causal GQA attention of the newest T positions: q (T, H, D), k/v (L, G, D) the
-    contents of a `dtype` cache (a q8_0 cache's scores see the quantized query: q8_0_query)."""
+def ref_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """float64 causal GQA attention of the newest T positions: q (T, H, D), k/v (L, G, D)."""
     T, H, D = q.shape
     L, G, _ = k.shape
     kk = np.repeat(k.astype(np.float64), H // G, axis=1)  # (L, H, D)
     vv = np.repeat(v.astype(np.float64), H // G, axis=1)
-    scale = np.float32(1) / np.sqrt(np.float32(D))
-    qs = q8_0_query(q, scale) if dtype == "q8_0" else q.astype(np.float64) * np.float64(scale)
-    s = np.einsum("thd,lhd->htl", qs, kk)
+    s = np.einsum("thd,lhd->htl", q.astype(np.float64), kk) / np.sqrt(D)
     visible = np.arange(L)[None, :] <= (L - T + np.arange(T))[:, None]  # (T, L)
     s = np.where(visible[None], s, -np.inf)
     p = np.exp(s - s.max(axis=2, keepdims=True))
@@ -95,7 +72,7 @@ def attention(ctx):
             for T in sorted(set([1] + [m for m in ctx.m_values(p) if m <= L])):
                 q = rng.standard_normal((T, H, D)).astype(np.float32)
                 out = np.empty_like(q)
-                ref = ref_attention(q, k, v, cache.dtype)
+                ref = ref_attention(q, k, v)
                 bound = ATTN_TOL * np.abs(v).max() + 1e-30
                 visible = T * L - T * (T - 1) / 2  # causal (query, key) pairs
                 common = dict(area="attention", name=f"{'decode' if T == 1 else 'prefill'} attention", format=cache.dtype,
@@ -141,7 +118,7 @@ def decode_dtypes(ctx):
 
     rng = ctx.rng
     for p in ctx.presets:
-        H, G, D, L = p.heads, p.kv_heads, p.head_dim, DECODE_CONTEXT
+        H, G, D, L = p.heads, p.kv_heads, p.head_dim, CONTEXTS[-1]
         kv = (rng.standard_normal((L, G, D)).astype(np.float32), rng.standard_normal((L, G, D)).astype(np.float32))
         q = rng.standard_normal((1, H, D)).astype(np.float32)
         exact = None
@@ -152,7 +129,7 @@ def decode_dtypes(ctx):
             per_token = cache.stats()["bytes_per_token"]
             n = copies_for(per_token * L, ctx.working_set)
             caches = [(cache, seq)] + [_filled_cache(rng, p, L, dtype, kv)[:2] for _ in range(n - 1)]
-            ref = ref_attention(q, k, v, dtype)
+            ref = ref_attention(q, k, v)
             bound = ATTN_TOL * np.abs(v).max() + 1e-30
             params = dict(T=1, L=L, H=H, G=G, D=D, preset=p.name, bytes_per_token=per_token,
                           diff_vs_f32_cache=float(np.abs(got - exact).max() / np.abs(kv[1]).max()))
