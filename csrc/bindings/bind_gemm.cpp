@@ -115,13 +115,12 @@ void bind_gemm(py::module_& m) {
             {
                 py::gil_scoped_release rel;
                 // release: each slice's file pages go as soon as it is packed (peak = packed + a slice)
-                const uint8_t* raw = v.raw;
-                const int64_t stride = v.row_stride;
-                p.m = pack_matrix(v.format, raw, v.n, v.k, stride,
-                                  release ? std::function<void(int64_t, int64_t)>([raw, stride](int64_t r0, int64_t r1) {
-                                      release_file_pages(raw + r0 * stride, (r1 - r0) * stride);
-                                  })
-                                          : std::function<void(int64_t, int64_t)>());
+                std::function<void(int64_t, int64_t)> give_back;
+                if (release)
+                    give_back = [&v](int64_t r0, int64_t r1) {
+                        release_file_pages(v.raw + r0 * v.row_stride, (r1 - r0) * v.row_stride);
+                    };
+                p.m = pack_matrix(v.format, v.raw, v.n, v.k, v.row_stride, give_back);
             }
             return p;
         },

@@ -206,18 +206,12 @@ void add_bias(float* y, int64_t ld, int64_t T, const std::vector<float>& bias) {
 
 }  // namespace
 
-void Transformer::release_embedding_row(const uint8_t* row, int64_t bytes) const {
+void Transformer::release_embedding_pages() const {
 #if defined(__linux__)
-    constexpr uintptr_t kWindow = 2 << 20;  // fault-around never maps beyond the 2 MiB (PMD) window
-    const uintptr_t lo = reinterpret_cast<uintptr_t>(row) / kWindow * kWindow;
-    const uintptr_t hi = (reinterpret_cast<uintptr_t>(row) + static_cast<uintptr_t>(bytes) + kWindow - 1) / kWindow * kWindow;
-    for (const auto& r : embd_release_) {
-        const uintptr_t a = std::max(lo, r.first), b = std::min(hi, r.second);
-        if (b > a) madvise(reinterpret_cast<void*>(a), b - a, MADV_DONTNEED);  // advice: errors ignored
-    }
-#else
-    (void)row;
-    (void)bytes;
+    // one call per step over the file-backed ranges: only the pages this step's lookups (and their
+    // fault-around) mapped are resident, and zapping the unmapped rest is a page-table walk
+    for (const auto& r : embd_release_)
+        madvise(reinterpret_cast<void*>(r.first), r.second - r.first, MADV_DONTNEED);  // advice: errors ignored
 #endif
 }
 
@@ -232,10 +226,8 @@ void Transformer::run(const int64_t* ids, int64_t T, int64_t first, float* logit
     // embedding rows
     const dequantize_row_fn dq = QuantKernels(kern).dequantize(embd_format_);
     const int64_t rb = row_bytes(embd_format_, hid);
-    for (int64_t t = 0; t < T; ++t) {
-        dq(embd_ + ids[t] * rb, x_.data() + t * hid, hid);
-        if (!embd_release_.empty()) release_embedding_row(embd_ + ids[t] * rb, rb);
-    }
+    for (int64_t t = 0; t < T; ++t) dq(embd_ + ids[t] * rb, x_.data() + t * hid, hid);
+    release_embedding_pages();
     if (s.embedding_scale != 1.0f)
         for (float& v : x_) v *= s.embedding_scale;
 

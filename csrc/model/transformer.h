@@ -69,8 +69,8 @@ class Transformer {
     void forward_batch(KVCache& cache, const int64_t* seqs, const int64_t* ids, int64_t n, float* logits);
 
     // Address ranges [first, second) of the embedding table whose pages a file backs read-only
-    // (the caller finds them: an mmap of the GGUF). Each row read from them then has its 2 MiB
-    // window of pages dropped again: re-faulting a row is a minor fault, while keeping the pages
+    // (the caller finds them: an mmap of the GGUF). After each step's lookups their pages are
+    // dropped again: re-faulting a row is a minor fault, while keeping the pages
     // (and the neighbours fault-around maps with them) would leave a tied table resident beside
     // its packed copy as the head, up to the table's size (the 1B file: 205 MiB).
     void set_embedding_release(std::vector<std::pair<uintptr_t, uintptr_t>> ranges) { embd_release_ = std::move(ranges); }
@@ -88,7 +88,7 @@ class Transformer {
     Format embd_format_ = Format::F32;
     const uint8_t* embd_ = nullptr;  // (vocab, hidden) rows in embd_format_, owned by the caller
     std::vector<std::pair<uintptr_t, uintptr_t>> embd_release_;  // file-backed page ranges of embd_
-    void release_embedding_row(const uint8_t* row, int64_t bytes) const;
+    void release_embedding_pages() const;
 
     // scratch, grown to the largest layer
     std::vector<float> x_, h_, qkv_, q_, k_, v_, att_, gu_, f_;
