@@ -292,3 +292,30 @@ def test_bandwidth_probe_reads_whole_huge_pages():
     # whole 4 KiB pages; the checksum of what was read is validated inside the probe
     assert sk._core._probe_read_bandwidth((5 << 20) + 123, 1)["bytes"] == 4 << 20
     assert sk._core._probe_read_bandwidth((1 << 20) + 123, 1)["bytes"] == 1 << 20
+
+
+def test_read_probe_keeps_its_buffer_and_validates():
+    p = sk._core._ReadProbe((5 << 20) + 123)
+    assert p.bytes == 4 << 20
+    first, again = p.measure(1), p.measure(2)
+    assert first["bytes"] == again["bytes"] == 4 << 20 and first["gb_per_s"] > 0 and again["gb_per_s"] > 0
+    with pytest.raises(ValueError):
+        sk._core._ReadProbe(100)
+    with pytest.raises(ValueError):
+        p.measure(0)
+
+
+def test_cold_gemv_rows_are_placed_against_their_own_probe(capsys, tmp_path):
+    # a cold GEMV row (weights cycled through a working set) takes the read bandwidth between its
+    # own timed samples and its fraction of the limit is against that; a hot row keeps the run's
+    rc, _, err = run(capsys, "gemm", "--shapes", "1x64x256", "--formats", "q4_0", "--no-peers",
+                     *[a for a in FAST if a not in ("--working-set-mib", "0")], "--working-set-mib", "4",
+                     "--json", str(tmp_path / "r.json"))
+    assert rc == 0, err
+    doc = load_valid(tmp_path / "r.json")
+    cold = [r for r in doc["rows"] if r["impl"] == "slmkernels" and r["kind"] == "kernel" and r["shape"] == "1x64x256"]
+    assert len(cold) == 2  # packed, and GGUF layout packed once
+    for row in cold:
+        bw = row["params"]["read_gb_per_s"]
+        assert bw > 0 and row["limit"] == "read bandwidth" and row["limit_value"] == bw
+        assert row["frac_of_limit"] == pytest.approx(row["gb_per_s"] / bw)

@@ -17,42 +17,64 @@ double now() {
 }
 }  // namespace
 
+// A read-bandwidth probe over one buffer kept between measurements, so a benchmark can take the
+// bandwidth between its own timed samples (same run, same moment) without faulting a new buffer
+// in each time. From 4 MiB on the buffer is whole 2 MiB pages allocated as the packed weights are
+// (AlignedBytes::reserve(n, huge = true): 2 MiB aligned, transparent huge pages), so the GEMV rows
+// compare their weight streams with a stream on the same kind of pages.
+struct ReadProbe {
+    AlignedBytes buf;
+    int64_t bytes = 0;
+    explicit ReadProbe(int64_t want) {
+        if (want < 4096) throw py::value_error("bytes >= 4096 required");
+        constexpr int64_t kHuge = 2 << 20;
+        bytes = want >= 2 * kHuge ? want / kHuge * kHuge : want / 4096 * 4096;
+        py::gil_scoped_release rel;
+        buf.reserve(bytes, /*huge=*/true);
+        parallel_for(bytes / 4096, 64, [&](int64_t a, int64_t b) {
+            std::memset(buf.ptr + a * 4096, 1, (b - a) * 4096);  // fault pages in, on their threads
+        });
+    }
+    // Best of `reps` timed reads after one warm-up read, on all threads; every read's checksum is
+    // validated (each 64-bit word reads 0x0101010101010101: a read that skipped bytes gives another sum).
+    py::dict measure(int reps) {
+        if (reps < 1) throw py::value_error("reps >= 1 required");
+        double best = 1e30;
+        uint64_t sink = 0;
+        {
+            py::gil_scoped_release rel;
+            sink += probe_read(kernels(), buf.ptr, bytes, 1);  // warm-up
+            for (int r = 0; r < reps; ++r) {
+                const double t0 = now();
+                sink += probe_read(kernels(), buf.ptr, bytes, 1);
+                best = std::min(best, now() - t0);
+            }
+        }
+        const uint64_t one_read = static_cast<uint64_t>(bytes / 8) * 0x0101010101010101ull;
+        if (sink != one_read * static_cast<uint64_t>(reps + 1))
+            throw std::runtime_error("read-bandwidth probe: checksum mismatch (a read was skipped)");
+        py::dict d;
+        d["bytes"] = bytes;
+        d["seconds"] = best;
+        d["gb_per_s"] = bytes / best / 1e9;
+        d["checksum"] = sink;
+        return d;
+    }
+};
+
 void bind_bench(py::module_& m) {
+    py::class_<ReadProbe>(m, "_ReadProbe",
+                          "A streaming-read probe over one buffer of `bytes` (from 4 MiB rounded down to whole 2 MiB\n"
+                          "transparent huge pages, as the packed weights are), kept for repeated measurements.")
+        .def(py::init<int64_t>(), py::arg("bytes"))
+        .def_readonly("bytes", &ReadProbe::bytes)
+        .def("measure", &ReadProbe::measure, py::arg("reps") = 3,
+             "Best of `reps` reads on all threads (after a warm-up read): dict bytes, seconds, gb_per_s, checksum.");
     m.def(
         "_probe_read_bandwidth",
         [](int64_t bytes, int reps) {
             if (bytes < 4096 || reps < 1) throw py::value_error("bytes >= 4096 and reps >= 1 required");
-            // Whole 2 MiB pages from 4 MiB on: the buffer is allocated as the packed weights are
-            // (AlignedBytes::reserve(n, huge = true): 2 MiB aligned, transparent huge pages), so
-            // the GEMV rows compare their weight streams with a stream on the same kind of pages.
-            constexpr int64_t kHuge = 2 << 20;
-            bytes = bytes >= 2 * kHuge ? bytes / kHuge * kHuge : bytes / 4096 * 4096;
-            double best = 1e30;
-            uint64_t sink = 0, want = 0;
-            {
-                py::gil_scoped_release rel;
-                AlignedBytes buf;
-                buf.reserve(bytes, /*huge=*/true);
-                parallel_for(bytes / 4096, 64, [&](int64_t a, int64_t b) {
-                    std::memset(buf.ptr + a * 4096, 1, (b - a) * 4096);  // fault pages in, on their threads
-                });
-                // every 64-bit word reads 0x0101010101010101: a read that skipped bytes gives another sum
-                const uint64_t one_read = static_cast<uint64_t>(bytes / 8) * 0x0101010101010101ull;
-                sink += probe_read(kernels(), buf.ptr, bytes, 1);  // warm-up
-                for (int r = 0; r < reps; ++r) {
-                    const double t0 = now();
-                    sink += probe_read(kernels(), buf.ptr, bytes, 1);
-                    best = std::min(best, now() - t0);
-                }
-                want = one_read * static_cast<uint64_t>(reps + 1);
-            }
-            if (sink != want) throw std::runtime_error("read-bandwidth probe: checksum mismatch (a read was skipped)");
-            py::dict d;
-            d["bytes"] = bytes;
-            d["seconds"] = best;
-            d["gb_per_s"] = bytes / best / 1e9;
-            d["checksum"] = sink;
-            return d;
+            return ReadProbe(bytes).measure(reps);
         },
         py::arg("bytes"), py::arg("reps") = 5,
         "Streaming-read bandwidth over `bytes` (use more than the last-level cache; from 4 MiB rounded down to whole\n"

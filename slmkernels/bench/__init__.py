@@ -56,6 +56,9 @@ class Bench:
     check_run: Optional[Callable[[], Any]] = None  # the call whose output is checked, if not `run`
     threads: Optional[int] = None  # the row ran on this many threads (default: the run's --threads)
     timing: Optional[dict] = None  # measure()'s fields when timed elsewhere (the model area's interleaved runs)
+    # memory-bound rows: the read bandwidth (GB/s) measured between this row's own timed samples;
+    # the row's fraction of the read-bandwidth limit is then against that, not the run's start probe
+    probe: Optional[Callable[[], float]] = None
 
 
 @dataclass

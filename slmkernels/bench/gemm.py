@@ -86,6 +86,17 @@ def copies_for(nbytes: int, working_set: int) -> int:
     return int(min(MAX_COPIES, max(1, math.ceil(working_set / max(nbytes, 1)))))
 
 
+def read_probe(ctx, nbytes: int):
+    """A read-bandwidth probe over `nbytes` (a cold GEMV's working set), the same kind of pages as the
+    packed weights, taken between a row's timed samples (runner.measure): a cold GEMV row is placed
+    against the bandwidth of its own moment, not the run's start. One buffer per size per run."""
+    probes = ctx.extra.setdefault("read_probes", {})
+    if nbytes not in probes:
+        probes[nbytes] = sk._core._ReadProbe(nbytes)
+    p = probes[nbytes]
+    return lambda: p.measure(3)["gb_per_s"]
+
+
 def cycler(fn, objs):
     """A call that runs fn(next object) in turn, so each call reads weights from memory."""
     i = [0]
@@ -138,10 +149,12 @@ def matmul_packed(ctx):
             ref = x.astype(np.float64) @ w_deq.astype(np.float64).T
             bound = error_bound(x, w_deq, fmt)
             common["params"]["working_set_bytes"] = wbytes * n_copies
+            cold = M == 1 and ctx.working_set > 0
             yield Bench(**common, run=cycler(lambda pw: sk.matmul(x, pw, out=out), packed),
                         check=lambda got, ref=ref, bound=bound: ratio(got, ref, bound),
                         flops=2.0 * M * N * K, bytes=float(wbytes + x.nbytes + out.nbytes),
-                        compute="fp32" if fmt in FLOAT_FORMATS else "int8")
+                        compute="fp32" if fmt in FLOAT_FORMATS else "int8",
+                        probe=read_probe(ctx, wbytes * n_copies) if cold else None)
             del packed
 
 
@@ -182,7 +195,8 @@ def matmul_gguf_layout(ctx):
             yield Bench(**common, name=f"{label}, gguf layout (packed once, cached)", params=params,
                         run=cycler(lambda r: sk.matmul(x, r, out=out), raws), check=check,
                         flops=2.0 * N * K, bytes=float(raws[0].packed_nbytes + x.nbytes + out.nbytes),
-                        compute="fp32" if fmt in FLOAT_FORMATS else "int8")
+                        compute="fp32" if fmt in FLOAT_FORMATS else "int8",
+                        probe=read_probe(ctx, raws[0].packed_nbytes * n_copies) if ctx.working_set > 0 else None)
 
             def repack(r, x=x, out=out):
                 r.drop_packed()
