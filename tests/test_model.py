@@ -159,6 +159,21 @@ def test_decode_equals_prefill_bit_for_bit(variant_files, variant):
     np.testing.assert_array_equal(chunks, full)
 
 
+@pytest.mark.parametrize("fmt", ["q4_0", "q4_k"])
+def test_prompt_ffn_row_chunks_same_bits(tmp_path, fmt, isa):
+    """A long prompt's FFN runs in row chunks (128 rows for 32-block panels, 256 for K-quants,
+    256 without panels) so its intermediates do not scale with the prompt: 300 tokens as one
+    call (chunks plus a tail) give the bits of the same tokens in calls of 100 (one chunk each)."""
+    path = write_tiny_model(tmp_path / "m.gguf", "llama", fmt=fmt, hidden=256, ffn=512, n_layers=1, context=320)
+    m = Model.from_gguf(path)
+    ids = np.random.default_rng(0).integers(0, m.config.vocab, size=300).tolist()
+    s = m.new_sequence()
+    full = m.forward(s, ids, all_logits=True)
+    m.cache.truncate(s, 0)
+    parts = np.concatenate([m.forward(s, ids[i : i + 100], all_logits=True) for i in range(0, 300, 100)])
+    np.testing.assert_array_equal(parts, full)
+
+
 @pytest.mark.parametrize("variant", ["llama", "gemma3", "phi3", "smollm3"])
 def test_thread_count_invariance(variant_files, variant):
     m = Model.from_gguf(variant_files[variant])

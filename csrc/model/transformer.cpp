@@ -204,6 +204,17 @@ void add_bias(float* y, int64_t ld, int64_t T, const std::vector<float>& bias) {
         for (int64_t j = 0; j < n; ++j) y[t * ld + j] += bias[j];
 }
 
+// Rows per FFN chunk (run()): the widest panel call (tile.cols) of the layer's FFN matrices, so
+// every panel call stays full (K-quants: 256 rows, 32-blocks: 128); without panels (the 4-row
+// tiles re-read a group's weights per call), 256 rows: the weights are streamed twice per
+// 512-row prompt step instead of once.
+int64_t ffn_chunk_rows(const GemmKernels& gk, const LayerWeights& L) {
+    int64_t rows = 0;
+    for (const auto& m : L.gate_up) rows = std::max<int64_t>(rows, gk.panel(m->format) ? gk.panel_tile(m->format).cols : 0);
+    if (gk.panel(L.down->format)) rows = std::max<int64_t>(rows, gk.panel_tile(L.down->format).cols);
+    return rows > 0 ? rows : 256;
+}
+
 }  // namespace
 
 void Transformer::release_embedding_pages() const {
@@ -253,8 +264,6 @@ void Transformer::run(const int64_t* ids, int64_t T, int64_t first, float* logit
         // head takes rows [first, T)): its attention queries, output projection and FFN run on
         // those rows only, as llama.cpp does (rows are independent there, so the same bits).
         const int64_t r0 = li + 1 == layers_.size() ? first : 0, Tr = T - r0;
-        gu_.resize(T * 2 * F);
-        f_.resize(T * F);
         rmsnorm(kern, x_.data(), hid, L.attn_norm.data(), h_.data(), hid, T, hid, s.eps);
 
         if (S.kind == LayerKind::Mamba2) {
@@ -294,18 +303,29 @@ void Transformer::run(const int64_t* ids, int64_t T, int64_t first, float* logit
         }
         residual_add(r0);
 
-        // ---- gated FFN (rows [r0, T)) ----
+        // ---- gated FFN (rows [r0, T)), in chunks of ffn_chunk_rows() ----
+        // A chunk's rows go through gate/up -> activation -> down before the next chunk's: the
+        // intermediates (2 F + F floats a row, 48 MiB for 512 rows of the 1B's F = 8192) are
+        // held for one chunk only. Rows are independent and the GEMMs batch-invariant, so the
+        // chunks give the same bits as one call over all rows.
         float* xr = x_.data() + r0 * hid;
         float* h = h_.data() + r0 * hid;
         rmsnorm(kern, xr, hid, L.ffn_norm.data(), h, hid, Tr, hid, s.eps);
-        project(L.gate_up, h, Tr, gu_.data(), 2 * F);
-        add_bias(gu_.data(), 2 * F, Tr, L.gate_up_bias);
-        switch (S.activation) {
-            case FfnActivation::SiLU: swiglu(kern, gu_.data(), 2 * F, gu_.data() + F, 2 * F, f_.data(), F, Tr, F); break;
-            case FfnActivation::GeluTanh: geglu(kern, gu_.data(), 2 * F, gu_.data() + F, 2 * F, f_.data(), F, Tr, F); break;
-            case FfnActivation::ReLU: reglu(kern, gu_.data(), 2 * F, gu_.data() + F, 2 * F, f_.data(), F, Tr, F); break;
+        const int64_t C = std::min(Tr, ffn_chunk_rows(kern, L));
+        gu_.resize(C * 2 * F);
+        f_.resize(C * F);
+        for (int64_t c0 = 0; c0 < Tr; c0 += C) {
+            const int64_t n = std::min(C, Tr - c0);
+            float* hc = h + c0 * hid;
+            project(L.gate_up, hc, n, gu_.data(), 2 * F);
+            add_bias(gu_.data(), 2 * F, n, L.gate_up_bias);
+            switch (S.activation) {
+                case FfnActivation::SiLU: swiglu(kern, gu_.data(), 2 * F, gu_.data() + F, 2 * F, f_.data(), F, n, F); break;
+                case FfnActivation::GeluTanh: geglu(kern, gu_.data(), 2 * F, gu_.data() + F, 2 * F, f_.data(), F, n, F); break;
+                case FfnActivation::ReLU: reglu(kern, gu_.data(), 2 * F, gu_.data() + F, 2 * F, f_.data(), F, n, F); break;
+            }
+            project({L.down}, f_.data(), n, hc, hid);  // the chunk's rows of h are read (gate/up) before they are written
         }
-        project({L.down}, f_.data(), Tr, h, hid);
         add_bias(h, hid, Tr, L.down_bias);
         if (!L.post_ffn_norm.empty())
             rmsnorm(kern, h, hid, L.post_ffn_norm.data(), h, hid, Tr, hid, s.eps);
