@@ -43,12 +43,14 @@ uint64_t probe_read(const ProbeKernels& k, const uint8_t* buf, int64_t bytes, in
     const probe_read_fn read_slice = k.read();
     std::atomic<uint64_t> total{0};
     const int64_t pages = bytes / 4096;
-    // Split as the GEMV splits its weight groups (parallel_for's default: up to 4 contiguous chunks
-    // per thread, claimed as threads come free), so a thread that runs late on a shared host is
-    // made up for by the other as in the GEMV. With one fixed half per thread the probe waited for
-    // the slower thread and read below what 2-thread GEMVs then streamed (up to 1.16x in one run).
+    // Split as the GEMV splits its weight groups (gemm_driver.cpp: up to 16 contiguous chunks per
+    // thread, claimed as threads come free), so a thread that runs late on a shared host is made up
+    // for by the other as in the GEMV. With one fixed half per thread the probe waited for the
+    // slower thread and read below what 2-thread GEMVs then streamed (up to 1.16x in one run).
+    constexpr int kChunksPerThread = 16;
     for (int rep = 0; rep < reps; ++rep)
-        parallel_for(pages, 1, [&](int64_t p0, int64_t p1) { total += read_slice(buf + p0 * 4096, (p1 - p0) * 4096); });
+        parallel_for(pages, 1, [&](int64_t p0, int64_t p1) { total += read_slice(buf + p0 * 4096, (p1 - p0) * 4096); },
+                     kChunksPerThread);
     return total.load();
 }
 
