@@ -237,8 +237,13 @@ void Transformer::run(const int64_t* ids, int64_t T, int64_t first, float* logit
     // embedding rows
     const dequantize_row_fn dq = QuantKernels(kern).dequantize(embd_format_);
     const int64_t rb = row_bytes(embd_format_, hid);
-    for (int64_t t = 0; t < T; ++t) dq(embd_ + ids[t] * rb, x_.data() + t * hid, hid);
-    release_embedding_pages();
+    // Pages dropped every 32 rows: each looked-up row maps up to fault-around's 64 KiB of the
+    // file with it, so a 512-token prompt's lookups alone would keep up to 32 MiB of the table
+    // resident until the step's end (on a table of 29 MiB, as SmolLM2's, all of it).
+    for (int64_t t = 0; t < T; ++t) {
+        dq(embd_ + ids[t] * rb, x_.data() + t * hid, hid);
+        if (t % 32 == 31 || t + 1 == T) release_embedding_pages();
+    }
     if (s.embedding_scale != 1.0f)
         for (float& v : x_) v *= s.embedding_scale;
 
