@@ -205,7 +205,7 @@ void add_bias(float* y, int64_t ld, int64_t T, const std::vector<float>& bias) {
 }
 
 // Rows per FFN chunk (run()): the widest panel call (tile.cols) of the layer's FFN matrices, so
-// every panel call stays full (K-quants: 256 rows, 32-blocks: 128); without panels (the 4-row
+// every panel call stays full (AVX-512 VNNI: 256 rows, AMX: 128); without panels (the 4-row
 // tiles re-read a group's weights per call), 256 rows: the weights are streamed twice per
 // 512-row prompt step instead of once.
 int64_t ffn_chunk_rows(const GemmKernels& gk, const LayerWeights& L) {
