@@ -317,5 +317,12 @@ def test_cold_gemv_rows_are_placed_against_their_own_probe(capsys, tmp_path):
     assert len(cold) == 2  # packed, and GGUF layout packed once
     for row in cold:
         bw = row["params"]["read_gb_per_s"]
-        assert bw > 0 and row["limit"] == "read bandwidth" and row["limit_value"] == bw
-        assert row["frac_of_limit"] == pytest.approx(row["gb_per_s"] / bw)
+        assert bw > 0 and bw != doc["limits"]["read_gb_per_s"]
+        # which limit binds depends on this host's measured peak (a 4 MiB set can read from L3
+        # fast enough to make the row compute-bound); the row's own probe decides either way
+        peak = doc["limits"]["peaks"].get(row["isa"], {}).get("int8", 0.0)
+        if not peak or row["intensity"] < peak / bw:
+            assert row["limit"] == "read bandwidth" and row["limit_value"] == bw
+            assert row["frac_of_limit"] == pytest.approx(row["gb_per_s"] / bw)
+        else:
+            assert row["limit"] == "int8 peak" and row["limit_value"] == peak
