@@ -1047,6 +1047,11 @@ def test_model_forward_batch_full_cache_changes_nothing(tiny):
     (dict(context="x"), TypeError, "context"),
     (dict(context=-1), ValueError, "context"),
     (dict(context=2**40), ValueError, "capacity_tokens"),
+    (dict(kv_block_tokens=0), ValueError, "kv_block_tokens"),
+    (dict(kv_block_tokens=4097), ValueError, "kv_block_tokens"),
+    (dict(kv_block_tokens=None), TypeError, "kv_block_tokens"),
+    (dict(kv_block_tokens=32.0), TypeError, "kv_block_tokens"),
+    (dict(kv_block_tokens=True), TypeError, "kv_block_tokens"),
 ])
 def test_model_from_gguf_wrong_keyword(tiny, kw, exc, pattern):
     """The keyword's own error comes out (it used to be masked by a BufferError from closing

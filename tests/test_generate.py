@@ -207,12 +207,15 @@ def test_finish_reasons_listed():
 
 def test_parked_prefixes_never_fail_a_direct_forward(path):
     """Parked sequences hold KV blocks; a caller's own forward that needs them evicts them."""
-    m = Model.from_gguf(path, context=128)
+    m = Model.from_gguf(path, context=128)  # a pool of two blocks of 128: the context and a copy-on-write tail
     list(m.generate(list(range(3, 100)), 4, logit_bias={0: -100.0, 2: -100.0}))
     assert m.cache.stats()["sequences"] == 1
+    first = m.new_sequence()
+    m.forward(first, list(range(3, 131)))  # the free block
+    assert m.cache.stats()["sequences"] == 2
     s = m.new_sequence()
-    m.forward(s, list(range(3, 131)))  # the whole pool
-    assert m.cache.stats()["sequences"] == 1 and m.cache.length(s) == 128
+    m.forward(s, list(range(3, 131)))  # the parked sequence's block
+    assert m.cache.stats()["sequences"] == 2 and m.cache.length(s) == 128
 
 
 @pytest.mark.model

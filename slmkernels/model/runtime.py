@@ -96,7 +96,16 @@ class Model:
 
     `Model.from_gguf(path)` maps the file, checks every tensor against the metadata, packs the
     weights and allocates a paged KV cache of `context` tokens (default: the file's context
-    length, at most 4096) in `kv_dtype`.
+    length, at most 4096) in `kv_dtype`, for `max_sequences` sequences at once.
+
+    The cache's blocks hold `kv_block_tokens` tokens (default 256; at most the context rounded
+    up to a multiple of 16, so a short context does not take blocks it can never fill). Decode
+    attention makes one kernel call per run of slots in a block, so larger blocks cost fewer
+    calls. Chunks are cut at blocks and at every 256 tokens (csrc/attention/attention.h), so
+    full-attention layers give the same bits with blocks of 256, of any multiple of 256, or of
+    the whole context; smaller blocks agree within rounding, not bit for bit. The pool holds
+    ceil(context / block) + 1 blocks per sequence and layer: each sequence's full context, plus
+    the copy-on-write tail a forked prefix may need (the server reserves it per request).
 
     A hybrid model (granitehybrid) keeps each sequence's Mamba-2 state beside its KV blocks (the
     cache's recurrent state). That state cannot be cut back token by token: snapshots of it are
@@ -105,7 +114,8 @@ class Model:
     reuse and `cache.truncate` go back to those positions."""
 
     def __init__(self, reader: GGUFReader, config: ModelConfig, *, context: int | None = None, kv_dtype: str = "f16",
-                 max_sequences: int = 1, snapshot_interval: int = 256, max_snapshots: int = 8):
+                 max_sequences: int = 1, snapshot_interval: int = 256, max_snapshots: int = 8,
+                 kv_block_tokens: int = 256):
         from slmkernels import _core
 
         self.reader = reader
@@ -119,6 +129,10 @@ class Model:
             raise ValueError(f"max_sequences must be >= 1, got {max_sequences}")
         if snapshot_interval is None or snapshot_interval < 0 or max_snapshots is None or not 0 <= max_snapshots <= 1024:
             raise ValueError("snapshot_interval must be >= 0 (0: none) and max_snapshots in 0..1024")
+        if isinstance(kv_block_tokens, bool) or not isinstance(kv_block_tokens, (int, np.integer)):
+            raise TypeError(f"kv_block_tokens must be an int, got {type(kv_block_tokens).__name__}")
+        if not 1 <= kv_block_tokens <= 4096:
+            raise ValueError(f"kv_block_tokens must be in 1..4096, got {kv_block_tokens}")
         if not isinstance(kv_dtype, str):
             raise TypeError(f"kv_dtype must be a str, got {type(kv_dtype).__name__}")
         if kv_dtype.lower() not in ("f32", "f16", "q8_0", "q4_0"):
@@ -126,6 +140,9 @@ class Model:
         self.context = int(context or min(c.context_length, 4096))
         if self.context < 1:
             raise ValueError("context must be >= 1")
+        block = min(int(kv_block_tokens), -(-self.context // 16) * 16)
+        # each sequence's full context (the last block partly used) and one copy-on-write tail
+        capacity = max_sequences * (-(-self.context // block) + 1) * block
         self.tok_embd = reader.tensor("token_embd.weight")
         self.layer_weights = [_layer_weights(reader, lt, ls) for lt, ls in zip(c.layers, c.spec.layers)]
         self.out_norm = reader.tensor_f32("output_norm.weight")
@@ -136,7 +153,7 @@ class Model:
         # of the new chunk can see); attention applies the window.
         # The cache holds the attention layers' K/V and the Mamba-2 layers' recurrent state.
         self.cache = sk.KVCache(c.n_attention_layers, c.n_kv_heads, c.head_dim,
-                                capacity_tokens=self.context * max_sequences, dtype=kv_dtype,
+                                capacity_tokens=capacity, block_tokens=block, dtype=kv_dtype,
                                 layer_windows=[w or None for w in c.layer_windows],
                                 recurrent_layers=c.n_recurrent_layers,
                                 recurrent_state_floats=c.recurrent_state_floats, max_snapshots=max_snapshots,
