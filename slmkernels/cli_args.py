@@ -65,6 +65,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--context", type=integer(1, 1 << 20), default=None,
                    help="KV cache size in tokens (default: min(file, 4096))")
     p.add_argument("--kv-dtype", default="f16", choices=["f32", "f16", "q8_0", "q4_0"])
+    p.add_argument("--kv-block-tokens", type=integer(1, 4096), default=256,
+                   help="tokens per KV cache block (default 256; at most the context rounded up to 16)")
 
 
 def add_sampling_args(p: argparse.ArgumentParser, max_tokens: int) -> None:
@@ -99,7 +101,8 @@ def load_model(args: argparse.Namespace, prog: str, **kw):
     if args.threads is not None:
         sk.set_num_threads(args.threads)
     try:
-        return Model.from_gguf(args.model, context=args.context, kv_dtype=args.kv_dtype, **kw)
+        return Model.from_gguf(args.model, context=args.context, kv_dtype=args.kv_dtype,
+                               kv_block_tokens=args.kv_block_tokens, **kw)
     except FileNotFoundError:
         fail(prog, f"argument --model: no such file: {args.model}")
     except (OSError, GGUFError) as e:

@@ -50,6 +50,8 @@ def run(*args, input=None, env=None):
     (["--threads", "0"], "--threads"),
     (["--context", "0"], "--context"),
     (["--kv-dtype", "q3"], "--kv-dtype"),
+    (["--kv-block-tokens", "0"], "--kv-block-tokens"),
+    (["--kv-block-tokens", "4097"], "--kv-block-tokens"),
     (["--repeat-penalty", "0"], "--repeat-penalty"),
 ])
 def test_bad_values_are_one_line(tiny, args, flag):
@@ -58,6 +60,19 @@ def test_bad_values_are_one_line(tiny, args, flag):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and flag in lines[0] and "Traceback" not in r.stderr, r.stderr
     assert r.stdout == ""
+
+
+def test_kv_block_tokens_reaches_the_model(tiny):
+    """--kv-block-tokens (a model flag of generate, chat and serve) is the Model's keyword: the
+    default 256 and a larger value clamp to the context rounded up to 16."""
+    from slmkernels.cli_args import OneLineParser, add_model_args, load_model
+
+    p = OneLineParser(prog="t")
+    add_model_args(p)
+    for argv, bt in ((["--model", tiny], 128),  # the file's context: 128
+                     (["--model", tiny, "--kv-block-tokens", "48"], 48),
+                     (["--model", tiny, "--context", "40", "--kv-block-tokens", "4096"], 48)):
+        assert load_model(p.parse_args(argv), "t").cache.block_tokens == bt
 
 
 def test_prompt_problems(tiny, tmp_path):

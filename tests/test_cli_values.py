@@ -40,6 +40,7 @@ CASES = [
     (["serve", "--model", "{tiny}"], ["--parallel", "0"], "--parallel: must be an integer in 1..256"),
     (["serve", "--model", "{tiny}"], ["--port", "70000"], "--port: must be an integer in 0..65535"),
     (["serve", "--model", "{tiny}"], ["--context", "-1"], "--context: must be an integer in 1.."),
+    (["serve", "--model", "{tiny}"], ["--kv-block-tokens", "0"], "--kv-block-tokens: must be an integer in 1..4096"),
     (["bench", "gemm"], ["--threads", "1000"], f"--threads: must be an integer in 1..{NCPU}"),
     (["bench", "gemm"], ["--repeat", "0"], "--repeat: must be an integer in 1..1000000"),
     (["eval", "--model", "{tiny}", "--text", "{text}"], ["--threads", "1000"], f"--threads: must be an integer in 1..{NCPU}"),
