@@ -146,6 +146,41 @@ def test_full_pool_queues(path):
         assert wait_idle(app)["reserved_blocks"] == 0
 
 
+@pytest.mark.parametrize("context,parallel", [(64, 1), (100, 3), (256, 4)])
+def test_full_context_requests_are_admitted_together(path, context, parallel):
+    """`parallel` requests that each need the full context (prompt + max_tokens = context) are
+    admitted at once: the pool holds each one's blocks plus the copy-on-write tail it reserves.
+    (The earlier pool, context x parallel tokens in blocks of 32, admitted 0, 2 and 3 of them.)"""
+    from types import SimpleNamespace
+
+    from slmkernels.server.engine import Engine, Request
+
+    m = Model.from_gguf(path, context=context, max_sequences=parallel)
+    e = Engine(m, max_batch=parallel)
+    try:
+        reqs = [Request(SimpleNamespace(ids=[5] * 10, max_new_tokens=context - 10), lambda *a: None)
+                for _ in range(parallel)]
+        with e._cv:  # held: the engine thread never sees these requests
+            e._pending.extend(reqs)
+            admitted = e._admit_locked()
+            e._pending.clear()
+            e._reserved = 0
+        assert admitted == reqs
+    finally:
+        e.close()
+
+
+def test_one_sequence_server_serves_its_full_context(path):
+    """A full-context request to a one-sequence server completes (it got a 400, "more KV cache
+    than this server has", when the copy-on-write tail did not fit beside the context)."""
+    m = Model.from_gguf(path, context=64, max_sequences=1)
+    with serve_in_thread(m, "tiny", max_batch=1) as (app, url):
+        r = client(url).completions.create(model="tiny", prompt=[5] * 10, max_tokens=54, temperature=0,
+                                           logit_bias=NO_EOS)
+        assert r.choices[0].finish_reason == "length" and r.usage.completion_tokens == 54
+        assert wait_idle(app)["reserved_blocks"] == 0
+
+
 @pytest.mark.parametrize("body,status,param", [
     (b"{not json", 400, None),
     (b"[1, 2]", 400, None),
