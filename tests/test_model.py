@@ -161,9 +161,9 @@ def test_decode_equals_prefill_bit_for_bit(variant_files, variant):
 
 @pytest.mark.parametrize("fmt", ["q4_0", "q4_k"])
 def test_prompt_ffn_row_chunks_same_bits(tmp_path, fmt, isa):
-    """A long prompt's FFN runs in row chunks (a panel call's rows: 256 on AVX-512 VNNI, 128 on
-    AMX; 256 without panels) so its intermediates do not scale with the prompt: 300 tokens as
-    one call (chunks plus a tail) give the bits of the same tokens in calls of 100 (one each)."""
+    """A long prompt's FFN runs in row chunks (128 rows, or a narrower panel call's) so its
+    intermediates do not scale with the prompt: 300 tokens as one call (chunks plus a tail)
+    give the bits of the same tokens in calls of 100 (one each)."""
     path = write_tiny_model(tmp_path / "m.gguf", "llama", fmt=fmt, hidden=256, ffn=512, n_layers=1, context=320)
     m = Model.from_gguf(path)
     ids = np.random.default_rng(0).integers(0, m.config.vocab, size=300).tolist()

@@ -204,15 +204,27 @@ void add_bias(float* y, int64_t ld, int64_t T, const std::vector<float>& bias) {
         for (int64_t j = 0; j < n; ++j) y[t * ld + j] += bias[j];
 }
 
-// Rows per FFN chunk (run()): the widest panel call (tile.cols) of the layer's FFN matrices, so
-// every panel call stays full (AVX-512 VNNI: 256 rows, AMX: 128); without panels (the 4-row
-// tiles re-read a group's weights per call), 256 rows: the weights are streamed twice per
-// 512-row prompt step instead of once.
+// Rows per FFN chunk (run()): 128, or a narrower panel call (tile.cols) of the layer's FFN
+// matrices. 128 rows of the 1B's F = 8192 take 12 MiB of gate/up and activations, as much as its
+// attention phase takes at 512 rows, so the FFN does not widen the step's scratch; the 256-row
+// chunks before (a full AVX-512 VNNI panel call) took 24 MiB for the same pp512 rate (1B and
+// SmolLM2, 1 and 2 threads, interleaved: within the run's noise). Without panels (the 4-row
+// tiles re-read a group's weights per call) also 128.
 int64_t ffn_chunk_rows(const GemmKernels& gk, const LayerWeights& L) {
-    int64_t rows = 0;
-    for (const auto& m : L.gate_up) rows = std::max<int64_t>(rows, gk.panel(m->format) ? gk.panel_tile(m->format).cols : 0);
-    if (gk.panel(L.down->format)) rows = std::max<int64_t>(rows, gk.panel_tile(L.down->format).cols);
-    return rows > 0 ? rows : 256;
+    int64_t rows = 128;
+    for (const auto& m : L.gate_up)
+        if (gk.panel(m->format)) rows = std::min<int64_t>(rows, gk.panel_tile(m->format).cols);
+    if (gk.panel(L.down->format)) rows = std::min<int64_t>(rows, gk.panel_tile(L.down->format).cols);
+    return rows;
+}
+
+// v holds at least n floats (contents not kept). A larger buffer replaces the old one after that
+// is freed: growing in place would copy it and, for buffers the heap serves, leave the old
+// one's pages as a resident hole beside the new.
+void reserve_scratch(std::vector<float>& v, int64_t n) {
+    if (static_cast<int64_t>(v.size()) >= n) return;
+    std::vector<float>().swap(v);
+    v.resize(n);
 }
 
 }  // namespace
@@ -231,8 +243,19 @@ void Transformer::run(const int64_t* ids, int64_t T, int64_t first, float* logit
     const KernelTable& kern = kernels();
     const ModelSpec& s = spec_;
     const int64_t hid = s.hidden;
-    x_.resize(T * hid);
-    h_.resize(T * hid);
+    reserve_scratch(x_, T * hid);
+    reserve_scratch(h_, T * hid);
+    // work_ for the widest phase of any layer (one allocation: see reserve_scratch)
+    int64_t work = 0;
+    for (size_t li = 0; li < layers_.size(); ++li) {
+        const LayerSpec& S = s.layers[li];
+        if (S.kind != LayerKind::Mamba2) {
+            const AttentionSpec& A = S.attention;
+            work = std::max<int64_t>(work, 2 * T * (A.n_heads + 2 * A.n_kv_heads) * A.head_dim);
+        }
+        work = std::max<int64_t>(work, 3 * std::min(T, ffn_chunk_rows(kern, layers_[li])) * S.ffn);
+    }
+    reserve_scratch(work_, work);
 
     // embedding rows
     const dequantize_row_fn dq = QuantKernels(kern).dequantize(embd_format_);
@@ -278,30 +301,31 @@ void Transformer::run(const int64_t* ids, int64_t T, int64_t first, float* logit
             // ---- attention ----
             const int64_t H = S.attention.n_heads, KV = S.attention.n_kv_heads, D = S.attention.head_dim;
             const int64_t qkv_w = (H + 2 * KV) * D;
-            qkv_.resize(T * qkv_w);
-            q_.resize(T * H * D);
-            k_.resize(T * KV * D);
-            v_.resize(T * KV * D);
-            att_.resize(T * H * D);
-            project(L.qkv, h_.data(), T, qkv_.data(), qkv_w);
-            add_bias(qkv_.data(), qkv_w, T, L.qkv_bias);
+            // work_: q_ (T, H D) | k_ (T, KV D) | v_ (T, KV D) | qkv_ (T, qkv_w), then att_ (T, H D) over qkv_
+            q_ = work_.data();
+            k_ = q_ + T * H * D;
+            v_ = k_ + T * KV * D;
+            qkv_ = v_ + T * KV * D;
+            att_ = qkv_;
+            project(L.qkv, h_.data(), T, qkv_, qkv_w);
+            add_bias(qkv_, qkv_w, T, L.qkv_bias);
             parallel_for(T, std::max<int64_t>(1, 16384 / qkv_w), [&](int64_t t0, int64_t t1) {
                 for (int64_t t = t0; t < t1; ++t) {
-                    const float* row = qkv_.data() + t * qkv_w;
-                    std::memcpy(q_.data() + t * H * D, row, H * D * sizeof(float));
-                    std::memcpy(k_.data() + t * KV * D, row + H * D, KV * D * sizeof(float));
-                    std::memcpy(v_.data() + t * KV * D, row + (H + KV) * D, KV * D * sizeof(float));
+                    const float* row = qkv_ + t * qkv_w;
+                    std::memcpy(q_ + t * H * D, row, H * D * sizeof(float));
+                    std::memcpy(k_ + t * KV * D, row + H * D, KV * D * sizeof(float));
+                    std::memcpy(v_ + t * KV * D, row + (H + KV) * D, KV * D * sizeof(float));
                 }
             });
-            if (!L.q_norm.empty()) rmsnorm(kern, q_.data(), D, L.q_norm.data(), q_.data(), D, T * H, D, s.eps);
-            if (!L.k_norm.empty()) rmsnorm(kern, k_.data(), D, L.k_norm.data(), k_.data(), D, T * KV, D, s.eps);
+            if (!L.q_norm.empty()) rmsnorm(kern, q_, D, L.q_norm.data(), q_, D, T * H, D, s.eps);
+            if (!L.k_norm.empty()) rmsnorm(kern, k_, D, L.k_norm.data(), k_, D, T * KV, D, s.eps);
             if (const RopeTable* rt = rope_[li].get()) {
-                rope_apply(*rt, q_.data(), q_.data(), T, H, D, pos_.data());
-                rope_apply(*rt, k_.data(), k_.data(), T, KV, D, pos_.data());
+                rope_apply(*rt, q_, q_, T, H, D, pos_.data());
+                rope_apply(*rt, k_, k_, T, KV, D, pos_.data());
             }
             attend(static_cast<int>(li), r0);  // queries [r0, T), every row's K/V written
             float* h = h_.data() + r0 * hid;
-            project({L.wo}, att_.data() + r0 * H * D, Tr, h, hid);
+            project({L.wo}, att_ + r0 * H * D, Tr, h, hid);
             add_bias(h, hid, Tr, L.wo_bias);
             if (!L.post_attention_norm.empty())
                 rmsnorm(kern, h, hid, L.post_attention_norm.data(), h, hid, Tr, hid, s.eps);
@@ -311,25 +335,26 @@ void Transformer::run(const int64_t* ids, int64_t T, int64_t first, float* logit
         // ---- gated FFN (rows [r0, T)), in chunks of ffn_chunk_rows() ----
         // A chunk's rows go through gate/up -> activation -> down before the next chunk's: the
         // intermediates (2 F + F floats a row, 48 MiB for 512 rows of the 1B's F = 8192) are
-        // held for one chunk only. Rows are independent and the GEMMs batch-invariant, so the
+        // held for one chunk only (12 MiB). Rows are independent and the GEMMs batch-invariant, so the
         // chunks give the same bits as one call over all rows.
         float* xr = x_.data() + r0 * hid;
         float* h = h_.data() + r0 * hid;
         rmsnorm(kern, xr, hid, L.ffn_norm.data(), h, hid, Tr, hid, s.eps);
         const int64_t C = std::min(Tr, ffn_chunk_rows(kern, L));
-        gu_.resize(C * 2 * F);
-        f_.resize(C * F);
+        // work_: gu_ (C, 2 F) | f_ (C, F)
+        float* const gu = work_.data();
+        float* const f = gu + C * 2 * F;
         for (int64_t c0 = 0; c0 < Tr; c0 += C) {
             const int64_t n = std::min(C, Tr - c0);
             float* hc = h + c0 * hid;
-            project(L.gate_up, hc, n, gu_.data(), 2 * F);
-            add_bias(gu_.data(), 2 * F, n, L.gate_up_bias);
+            project(L.gate_up, hc, n, gu, 2 * F);
+            add_bias(gu, 2 * F, n, L.gate_up_bias);
             switch (S.activation) {
-                case FfnActivation::SiLU: swiglu(kern, gu_.data(), 2 * F, gu_.data() + F, 2 * F, f_.data(), F, n, F); break;
-                case FfnActivation::GeluTanh: geglu(kern, gu_.data(), 2 * F, gu_.data() + F, 2 * F, f_.data(), F, n, F); break;
-                case FfnActivation::ReLU: reglu(kern, gu_.data(), 2 * F, gu_.data() + F, 2 * F, f_.data(), F, n, F); break;
+                case FfnActivation::SiLU: swiglu(kern, gu, 2 * F, gu + F, 2 * F, f, F, n, F); break;
+                case FfnActivation::GeluTanh: geglu(kern, gu, 2 * F, gu + F, 2 * F, f, F, n, F); break;
+                case FfnActivation::ReLU: reglu(kern, gu, 2 * F, gu + F, 2 * F, f, F, n, F); break;
             }
-            project({L.down}, f_.data(), n, hc, hid);  // the chunk's rows of h are read (gate/up) before they are written
+            project({L.down}, f, n, hc, hid);  // the chunk's rows of h are read (gate/up) before they are written
         }
         add_bias(h, hid, Tr, L.down_bias);
         if (!L.post_ffn_norm.empty())
@@ -372,14 +397,13 @@ void Transformer::forward(KVCache& cache, int64_t seq, const int64_t* ids, int64
             const int kv = cache_layer_[layer];
             {
                 std::unique_lock<std::shared_mutex> lk(cache.mu);
-                cache.write(kern, kv, seq, k_.data(), v_.data(), T);
+                cache.write(kern, kv, seq, k_, v_, T);
             }
             std::shared_lock<std::shared_mutex> lk(cache.mu);
             const AttentionSpec& A = spec_.layers[layer].attention;
             const int64_t qw = static_cast<int64_t>(A.n_heads) * A.head_dim;
             // queries [r0, T) are the newest T - r0 positions of the sequence
-            attention(kern, cache, kv, seq, q_.data() + r0 * qw, T - r0, A.n_heads, attn_opt_[layer],
-                      att_.data() + r0 * qw);
+            attention(kern, cache, kv, seq, q_ + r0 * qw, T - r0, A.n_heads, attn_opt_[layer], att_ + r0 * qw);
         },
         [&](int layer) {
             const int r = cache_layer_[layer];
@@ -437,10 +461,10 @@ void Transformer::forward_batch(KVCache& cache, const int64_t* seqs, const int64
             {
                 std::unique_lock<std::shared_mutex> lk(cache.mu);
                 for (int64_t i = 0; i < n; ++i)
-                    cache.write(kern, kv, seqs[i], k_.data() + i * kvw, v_.data() + i * kvw, 1);
+                    cache.write(kern, kv, seqs[i], k_ + i * kvw, v_ + i * kvw, 1);
             }
             std::shared_lock<std::shared_mutex> lk(cache.mu);
-            attention_batch(kern, cache, kv, seqs, n, q_.data(), A.n_heads, attn_opt_[layer], att_.data());
+            attention_batch(kern, cache, kv, seqs, n, q_, A.n_heads, attn_opt_[layer], att_);
         },
         [&](int layer) {
             const int r = cache_layer_[layer];
