@@ -6,6 +6,10 @@
 #include "bindings.h"
 #include "gemm/gemm_driver.h"
 
+#if defined(__GLIBC__)
+#include <malloc.h>  // malloc_trim
+#endif
+
 namespace slmk {
 
 namespace {
@@ -155,6 +159,20 @@ void bind_gemm(py::module_& m) {
         "Drop the resident pages of obj's memory that a file backs read-only or shared (an mmap of a\n"
         "GGUF file after its weights were packed): the OS re-reads them if touched again. Anonymous\n"
         "and private-writable memory is never touched. Returns the bytes released (0 off Linux).");
+
+    m.def(
+        "release_free_heap",
+        [] {
+#if defined(__GLIBC__)
+            py::gil_scoped_release rel;
+            return malloc_trim(0) != 0;
+#else
+            return false;
+#endif
+        },
+        "Give the free pages inside the C heap back to the OS (glibc's malloc_trim; False elsewhere or\n"
+        "when there were none). Loading a model frees large temporaries (stacked Q/K/V and gate/up rows)\n"
+        "between long-lived packed weights; the holes they leave stay resident until trimmed.");
 
     m.def(
         "matmul",
