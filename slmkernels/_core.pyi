@@ -1,4 +1,5 @@
 import enum
+from collections.abc import Sequence
 from typing import Any, Union
 
 import numpy as np
@@ -53,7 +54,7 @@ class PackedWeights:
 
 WeightLike = Union[QuantizedTensor, PackedWeights, FloatArray, npt.NDArray[np.float16]]
 
-def pack(w: WeightLike, *, release_pages: bool = False) -> PackedWeights: ...
+def pack(w: WeightLike | Sequence[WeightLike], *, release_pages: bool = False) -> PackedWeights: ...
 def matmul(
     x: FloatArray, w: WeightLike, out: FloatArray | None = None
 ) -> FloatArray: ...

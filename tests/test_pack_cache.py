@@ -132,7 +132,7 @@ import slmkernels as sk
 sk.set_num_threads(1)
 m = sk.Model.from_gguf(sys.argv[1], context=1040)
 s = m.new_sequence()
-ids = np.random.default_rng(0).integers(0, 1000, 1024)
+ids = np.arange(1024) * 7919 % 1000  # (not numpy.random: it loads libcrypto, 3.5 MiB)
 m.forward(s, ids[:512]); m.forward(s, ids[512:])
 for t in range(4):
     m.forward(s, [int(ids[t])])
@@ -156,3 +156,51 @@ def test_real_model_peak_rss_is_file_plus_kv_plus_64mb(smollm2_path):
                          check=True, timeout=300).stdout
     peak, gguf, kv = (int(v) for v in out.split())
     assert peak <= gguf + kv + 64_000_000, f"peak {peak / 2**20:.1f} MiB, budget {(gguf + kv + 64e6) / 2**20:.1f} MiB"
+
+
+@pytest.mark.parametrize("fmt", ["q4_0", "q8_0", "q4_k", "q6_k"])
+def test_pack_of_a_list_stacks_rows_without_a_copy(fmt):
+    """pack([a, b, c]) is the matrix of their rows stacked (the model's fused Q/K/V and gate/up),
+    the same packed bytes' worth and the same matmul bits as packing the concatenation; the last
+    part may end in a partial 16-row group."""
+    rng = np.random.default_rng(7)
+    parts = [sk.quantize(rng.standard_normal((n, 256)).astype(np.float32), fmt) for n in (32, 16, 40)]
+    whole = sk.QuantizedTensor(np.concatenate([np.asarray(p.data) for p in parts]), fmt, (88, 256))
+    stacked, ref = sk.pack(parts), sk.pack(whole)
+    assert stacked.shape == (88, 256) and stacked.nbytes == ref.nbytes
+    x = rng.standard_normal((5, 256)).astype(np.float32)
+    np.testing.assert_array_equal(sk.matmul(x, stacked), sk.matmul(x, ref))
+    np.testing.assert_array_equal(sk.matmul(x, sk.pack(tuple(parts[:1]))), sk.matmul(x, parts[0]))
+
+
+def test_pack_of_a_list_rejects_what_cannot_stack():
+    a = sk.quantize(W, "q8_0")  # 40 rows: not whole 16-row groups
+    b = sk.quantize(np.tile(W, (2, 1))[:32], "q8_0")
+    with pytest.raises(ValueError, match=r"w\[0\] has 40 rows: every matrix but the last needs a multiple of 16"):
+        sk.pack([a, b])
+    with pytest.raises(ValueError, match=r"w\[1\] is q4_0 .*one format and K"):
+        sk.pack([b, sk.quantize(W[:32], "q4_0")])
+    with pytest.raises(ValueError, match=r"w\[1\] is q8_0 \(32, 512\).*one format and K"):
+        sk.pack([b, sk.quantize(np.tile(W[:32], (1, 2)), "q8_0")])
+    with pytest.raises(ValueError, match="empty list"):
+        sk.pack([])
+    with pytest.raises(TypeError, match=r"w\[1\] is already packed"):
+        sk.pack([b, sk.pack(b)])
+    assert sk.pack([b, a]).shape == (72, 256)  # the partial group last: fine
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="page accounting through /proc/self/smaps")
+def test_pack_of_a_list_gives_back_each_parts_file_pages(tmp_path):
+    qa, qb = sk.quantize(np.tile(W, (64, 1)), "q8_0"), sk.quantize(np.tile(W[::-1], (32, 1)), "q8_0")
+    path = tmp_path / "w.bin"
+    path.write_bytes(qa.data.tobytes() + qb.data.tobytes())
+    with open(path, "rb") as f:
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    buf = np.frombuffer(mm, np.uint8)
+    ta = sk.QuantizedTensor(buf[: qa.nbytes], "q8_0", qa.shape)
+    tb = sk.QuantizedTensor(buf[qa.nbytes :], "q8_0", qb.shape)
+    sk.dequantize(ta), sk.dequantize(tb)  # touch every page
+    p = sk.pack([ta, tb], release_pages=True)
+    assert present_pages(buf.ctypes.data, buf.nbytes) == 0
+    np.testing.assert_array_equal(sk.matmul(X, p), sk.matmul(X, sk.pack([qa, qb])))
+    del ta, tb, buf

@@ -106,8 +106,38 @@ void bind_gemm(py::module_& m) {
         "pack",
         [](py::handle w, bool release) {
             if (py::isinstance<PackedWeights>(w)) throw py::type_error("w is already packed");
-            WeightView v = resolve_weight(w);
             PackedWeights p;
+            if (py::isinstance<py::list>(w) || py::isinstance<py::tuple>(w)) {  // rows stacked
+                const py::sequence seq = py::reinterpret_borrow<py::sequence>(w);
+                if (seq.size() == 0) throw py::value_error("w: an empty list has no rows to stack");
+                std::vector<WeightView> vs;
+                std::vector<PackPart> parts;
+                for (size_t i = 0; i < seq.size(); ++i) {
+                    const py::handle wi = seq[i];
+                    if (py::isinstance<PackedWeights>(wi)) throw py::type_error("w[" + std::to_string(i) + "] is already packed");
+                    vs.push_back(resolve_weight(wi));
+                    const WeightView& v = vs.back();
+                    if (v.format != vs[0].format || v.k != vs[0].k)
+                        throw py::value_error("w[" + std::to_string(i) + "] is " + format_info(v.format).name + " (" +
+                                              std::to_string(v.n) + ", " + std::to_string(v.k) + "), w[0] is " +
+                                              format_info(vs[0].format).name + " with K=" + std::to_string(vs[0].k) +
+                                              ": stacked rows need one format and K");
+                    if (i + 1 < seq.size() && v.n % kGroupRows != 0)
+                        throw py::value_error("w[" + std::to_string(i) + "] has " + std::to_string(v.n) +
+                                              " rows: every matrix but the last needs a multiple of " +
+                                              std::to_string(kGroupRows));
+                    parts.push_back({v.raw, v.n, v.row_stride});
+                }
+                py::gil_scoped_release rel;
+                std::function<void(size_t, int64_t, int64_t)> give_back;
+                if (release)
+                    give_back = [&vs](size_t i, int64_t r0, int64_t r1) {
+                        release_file_pages(vs[i].raw + r0 * vs[i].row_stride, (r1 - r0) * vs[i].row_stride);
+                    };
+                p.m = pack_matrix_stacked(vs[0].format, parts, vs[0].k, give_back);
+                return p;
+            }
+            WeightView v = resolve_weight(w);
             if (v.qt) {
                 std::lock_guard<std::mutex> lk(v.qt->pack_cache->mu);  // a builder never needs the GIL
                 if (v.qt->pack_cache->m) {
@@ -130,7 +160,9 @@ void bind_gemm(py::module_& m) {
         },
         py::arg("w"), py::kw_only(), py::arg("release_pages") = false,
         "Repack a QuantizedTensor (or float32/float16 (N, K) array) for matmul. A tensor that matmul has\n"
-        "packed already gives that cached copy. release_pages=True: the pages of w that a file backs\n"
+        "packed already gives that cached copy. A list of them (one format and K; each but the last a\n"
+        "multiple of 16 rows) gives their rows stacked in one matrix (a fused Q/K/V or gate/up), packed\n"
+        "from where they are, without a stacked copy of the source. release_pages=True: the pages of w that a file backs\n"
         "(see release_pages) are given back slice by slice as they are packed, so a large matrix from\n"
         "an mmap and its packed copy are never resident whole at the same time.");
 

@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 
 #include "../core/thread_pool.h"
 
@@ -17,28 +19,48 @@ namespace slmk {
 
 std::unique_ptr<PackedMatrix> pack_matrix(Format f, const uint8_t* src, int64_t n, int64_t k, int64_t row_stride,
                                           const std::function<void(int64_t r0, int64_t r1)>& packed_rows) {
+    std::function<void(size_t, int64_t, int64_t)> cb;
+    if (packed_rows) cb = [&packed_rows](size_t, int64_t r0, int64_t r1) { packed_rows(r0, r1); };
+    return pack_matrix_stacked(f, {{src, n, row_stride}}, k, cb);
+}
+
+std::unique_ptr<PackedMatrix> pack_matrix_stacked(Format f, const std::vector<PackPart>& parts, int64_t k,
+                                                  const std::function<void(size_t, int64_t, int64_t)>& packed_rows) {
     auto p = std::make_unique<PackedMatrix>();
     p->format = f;
-    p->n = n;
+    p->n = 0;
+    for (size_t i = 0; i < parts.size(); ++i) {
+        if (i + 1 < parts.size() && parts[i].n % kGroupRows != 0)
+            throw std::invalid_argument("stacked matrices: every part but the last needs a multiple of " +
+                                        std::to_string(kGroupRows) + " rows, part " + std::to_string(i) + " has " +
+                                        std::to_string(parts[i].n));
+        p->n += parts[i].n;
+    }
     p->k = k;
     p->nblocks = k / format_info(f).block_size;
     p->group_bytes = p->nblocks * packed_tile_bytes(f);
     p->data.reserve(p->n_groups() * p->group_bytes, /*huge=*/true);
     PackedMatrix* pm = p.get();
-    const int64_t groups = pm->n_groups();
-    // one slice when nobody watches; else ~kPackSliceBytes of source rows per slice
-    const int64_t slice = packed_rows ? std::max<int64_t>(1, kPackSliceBytes / std::max<int64_t>(1, kGroupRows * row_stride))
-                                      : groups;
-    for (int64_t s0 = 0; s0 < groups; s0 += slice) {
-        const int64_t s1 = std::min(groups, s0 + slice);
-        parallel_for(s1 - s0, 1, [&](int64_t g0, int64_t g1) {
-            for (int64_t g = s0 + g0; g < s0 + g1; ++g) {
-                const int nrows = static_cast<int>(std::min<int64_t>(kGroupRows, n - g * kGroupRows));
-                pack_group(f, src + g * kGroupRows * row_stride, row_stride, nrows, pm->nblocks,
-                           pm->data.ptr + g * pm->group_bytes);
-            }
-        });
-        if (packed_rows) packed_rows(s0 * kGroupRows, std::min(n, s1 * kGroupRows));
+    int64_t g_base = 0;  // the part's first group in the stacked matrix
+    for (size_t i = 0; i < parts.size(); ++i) {
+        const PackPart& part = parts[i];
+        const int64_t groups = (part.n + kGroupRows - 1) / kGroupRows;
+        // one slice when nobody watches; else ~kPackSliceBytes of source rows per slice
+        const int64_t slice =
+            packed_rows ? std::max<int64_t>(1, kPackSliceBytes / std::max<int64_t>(1, kGroupRows * part.row_stride))
+                        : groups;
+        for (int64_t s0 = 0; s0 < groups; s0 += slice) {
+            const int64_t s1 = std::min(groups, s0 + slice);
+            parallel_for(s1 - s0, 1, [&](int64_t g0, int64_t g1) {
+                for (int64_t g = s0 + g0; g < s0 + g1; ++g) {
+                    const int nrows = static_cast<int>(std::min<int64_t>(kGroupRows, part.n - g * kGroupRows));
+                    pack_group(f, part.src + g * kGroupRows * part.row_stride, part.row_stride, nrows, pm->nblocks,
+                               pm->data.ptr + (g_base + g) * pm->group_bytes);
+                }
+            });
+            if (packed_rows) packed_rows(i, s0 * kGroupRows, std::min(part.n, s1 * kGroupRows));
+        }
+        g_base += groups;
     }
     return p;
 }

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <vector>
 
 #include "../core/aligned_bytes.h"
 #include "gemm.h"
@@ -25,6 +26,19 @@ struct PackedMatrix {
 // of those rows so that a large matrix and its packed copy are never resident whole together.
 std::unique_ptr<PackedMatrix> pack_matrix(Format f, const uint8_t* src, int64_t n, int64_t k, int64_t row_stride,
                                           const std::function<void(int64_t r0, int64_t r1)>& packed_rows = {});
+
+// The rows of several GGUF-layout matrices of one format and K stacked into one packed matrix
+// (fused Q/K/V or gate/up), packed from where they are: no stacked copy of the source. Every
+// part but the last must have a multiple of kGroupRows rows (a 16-row group never straddles two
+// parts; std::invalid_argument otherwise). packed_rows(part, r0, r1): rows [r0, r1) of that part
+// are packed (as for pack_matrix).
+struct PackPart {
+    const uint8_t* src;
+    int64_t n, row_stride;
+};
+std::unique_ptr<PackedMatrix> pack_matrix_stacked(
+    Format f, const std::vector<PackPart>& parts, int64_t k,
+    const std::function<void(size_t part, int64_t r0, int64_t r1)>& packed_rows = {});
 constexpr int64_t kPackSliceBytes = 8 << 20;
 
 // ---- activation precision (process-wide, like the ISA: applies to calls that start after) ----
