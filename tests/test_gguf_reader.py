@@ -8,8 +8,12 @@ gguf.GGUFWriter, or byte by byte with the builders below), never downloaded.
 from __future__ import annotations
 
 import functools
+import pickle
 import random
 import struct
+import sys
+import tracemalloc
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +23,7 @@ gguf = pytest.importorskip("gguf")
 
 import slmkernels as sk  # noqa: E402
 from slmkernels.model import GGUFError, GGUFReader  # noqa: E402
+from slmkernels.model.gguf_reader import GGUFStringArray  # noqa: E402
 from slmkernels.model.gguf_reader import GGUFValueType as VT  # noqa: E402
 
 # ---- byte-level builders (the spec, docs/gguf.md, written out) ----
@@ -223,6 +228,110 @@ def test_writer_file_matches_gguf_package(tmp_path):
         assert qt.format == "q8_0" and qt.shape == (4, 64)
         np.testing.assert_array_equal(r.tensor_f32("q"), sk.dequantize(qt))
         del qt
+
+
+# ---- string arrays ----
+
+STRINGS = ["", "a", "hello", "", "ü", "Ġworld", "😀", "日本語", "x" * 300, "\u0120t", ""]
+
+
+def str_array(key: str, items: list[bytes]) -> bytes:
+    return kv(key, VT.ARRAY, u32(VT.STRING) + u64(len(items)) + b"".join(gstr(b) for b in items))
+
+
+def test_string_array_behaves_like_the_list_it_replaces(tmp_path):
+    p = write(tmp_path, base(kvs=BASE_KVS + [str_array("t.s", [x.encode() for x in STRINGS])]))
+    with GGUFReader(p) as r:
+        arr = r.metadata["t.s"]
+    # the reader is closed: the strings are a copy, not a view of the mapping
+    assert isinstance(arr, GGUFStringArray) and isinstance(arr, Sequence)
+    assert len(arr) == len(STRINGS)
+    assert arr == STRINGS and STRINGS == arr and not (arr != STRINGS)
+    assert arr != STRINGS[:-1] and arr != STRINGS[:-1] + ["y"] and arr != "abc"
+    assert list(arr) == STRINGS and list(reversed(arr)) == STRINGS[::-1]
+    for i in range(-len(STRINGS), len(STRINGS)):
+        assert arr[i] == STRINGS[i], i
+    assert arr[np.int64(4)] == "ü"
+    for i in (len(STRINGS), -len(STRINGS) - 1):
+        with pytest.raises(IndexError):
+            arr[i]
+    for sl in (slice(None), slice(2, 7), slice(None, None, -1), slice(1, None, 3), slice(-3, -1), slice(5, 2)):
+        got = arr[sl]
+        assert isinstance(got, list) and got == STRINGS[sl], sl
+    assert "😀" in arr and "nope" not in arr and arr.index("ü") == 4 and arr.count("") == 3
+    assert repr(arr) == "GGUFStringArray(['', 'a', 'hello', '', ...], len=11)"
+    assert pickle.loads(pickle.dumps(arr)) == arr
+    with pytest.raises(TypeError):
+        hash(arr)
+    empty = GGUFReader(write(tmp_path, base(kvs=BASE_KVS + [str_array("t.e", [])]), "e.gguf"))
+    assert empty.metadata["t.e"] == [] and len(empty.metadata["t.e"]) == 0 and list(empty.metadata["t.e"]) == []
+    empty.close()
+
+
+@pytest.mark.parametrize("pack,utf8", [(1, 1), (2, 3), (4, 5)])
+def test_string_array_packed_and_checked_in_small_chunks(tmp_path, monkeypatch, pack, utf8):
+    """Chunks of a few elements and bytes, so characters and elements straddle every boundary."""
+    from slmkernels.model import gguf_reader
+
+    monkeypatch.setattr(gguf_reader, "_PACK_CHUNK", pack)
+    monkeypatch.setattr(gguf_reader, "_UTF8_CHUNK", utf8)
+    p = write(tmp_path, base(kvs=BASE_KVS + [str_array("t.s", [x.encode() for x in STRINGS])]))
+    with GGUFReader(p) as r:
+        assert r.metadata["t.s"] == STRINGS
+    bad = base(kvs=BASE_KVS + [str_array("t.s", [x.encode() for x in STRINGS] + [b"\xe6\x97"])])
+    expect_error(tmp_path, bad, f"element {len(STRINGS)} of 't.s' .* not valid UTF-8")
+
+
+def test_string_array_is_compact(tmp_path):
+    """100k vocabulary-like strings: ~1 MiB as the array against ~6 MiB as a list of str."""
+    items = [f"tok{i}".encode() for i in range(100_000)]
+    p = write(tmp_path, base(kvs=BASE_KVS + [str_array("t.s", items)]))
+    tracemalloc.start()
+    try:
+        with GGUFReader(p) as r:
+            arr = r.metadata["t.s"]
+            del r
+        compact, _ = tracemalloc.get_traced_memory()
+        as_list = list(arr)
+        with_list, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert compact < 2 * 2**20, compact
+    assert with_list - compact > 3 * compact, (compact, with_list)
+    assert sys.getsizeof(arr) < 2 * 2**20
+    assert as_list == [b.decode() for b in items]
+
+
+def test_string_array_errors_name_the_element_in_file_order(tmp_path):
+    """UTF-8 is checked per element, as it was when each was decoded to a str: a character
+    split across two elements is two bad elements, and a bad element is reported before a bad
+    length that follows it."""
+    # the first element's length field: after the header, the base keys, and k's key, types and count
+    first = 24 + len(BASE_KVS[0]) + len(gstr("k")) + 4 + 4 + 8
+
+    def err(items: list[bytes], count: int | None = None) -> str:
+        data = base(kvs=BASE_KVS + [kv("k", VT.ARRAY, u32(VT.STRING) + u64(count or len(items)) + b"".join(items))])
+        return str(expect_error(tmp_path, data, "."))
+
+    assert err([gstr("a\u20ac".encode()[:3]), gstr(b"\xac")]) == (
+        f"element 0 of 'k' at offset {first} is not valid UTF-8 (unexpected end of data)"
+    )
+    assert err([gstr(b"ok"), gstr(b"\xc3"), gstr(b"\xa9")]) == (
+        f"element 1 of 'k' at offset {first + 10} is not valid UTF-8 (unexpected end of data)"
+    )
+    assert err([gstr(b"ok"), gstr(b"\xa9")]) == (
+        f"element 1 of 'k' at offset {first + 10} is not valid UTF-8 (invalid start byte)"
+    )
+    assert err([gstr(b"ok"), gstr("é".encode()), gstr(b"\xed\xa0\x80")]) == (
+        f"element 2 of 'k' at offset {first + 20} is not valid UTF-8 (invalid continuation byte)"
+    )
+    # a bad element, then a length past the end: the bad element is named
+    assert err([gstr(b"\xff"), u64(10**6)]) == (
+        f"element 0 of 'k' at offset {first} is not valid UTF-8 (invalid start byte)"
+    )
+    assert err([gstr(b"\xff")], count=2).startswith(f"element 0 of 'k' at offset {first} is not valid UTF-8")
+    # valid elements, then a bad length: the length is named
+    assert err([gstr(b"ok"), u64(10**6)]).startswith(f"element 1 of 'k' at offset {first + 10} claims 1000000 bytes")
 
 
 # ---- truncation ----

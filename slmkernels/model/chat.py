@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any, Mapping, Sequence
 
-from .gguf_reader import GGUFError, GGUFReader, GGUFValueType
+from .gguf_reader import GGUFError, GGUFReader, GGUFStringArray, GGUFValueType
 
 __all__ = ["ChatTemplate", "TemplateError", "apply_chat_template"]
 
@@ -57,7 +57,7 @@ class ChatTemplate:
 
         def tok(key: str) -> str:
             i = md.get(key)
-            if isinstance(i, int) and isinstance(tokens, list) and 0 <= i < len(tokens):
+            if isinstance(i, int) and isinstance(tokens, GGUFStringArray) and 0 <= i < len(tokens):
                 return tokens[i]
             return ""
 

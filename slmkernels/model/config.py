@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from .gguf_reader import FLOAT_TYPES, INTEGER_TYPES, GGUFError, GGUFReader, GGUFValueType
+from .gguf_reader import FLOAT_TYPES, INTEGER_TYPES, GGUFError, GGUFReader, GGUFStringArray, GGUFValueType
 
 __all__ = ["ModelConfig", "LayerTensors", "SUPPORTED_ARCHITECTURES"]
 
@@ -335,7 +335,7 @@ def _build(reader: GGUFReader) -> ModelConfig:
     if "token_embd.weight" in tensors and len(tensors["token_embd.weight"].dims) == 2:
         vocab_default = tensors["token_embd.weight"].dims[1]
     toks = reader.metadata.get("tokenizer.ggml.tokens")
-    if isinstance(toks, list):
+    if isinstance(toks, GGUFStringArray):
         vocab_default = len(toks)
     vocab = m.int(a + "vocab_size", 1, MAX_VOCAB, default=vocab_default)
     if vocab is None:

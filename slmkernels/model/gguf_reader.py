@@ -26,17 +26,20 @@ size sum overflow), are all of this kind).
 
 from __future__ import annotations
 
+import codecs
 import math
 import mmap
 import os
 import struct
+from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, Iterator
+from typing import Any, Iterator, overload
 
 import numpy as np
 
-__all__ = ["GGUFError", "GGUFReader", "GGUFValueType", "TensorInfo", "TENSOR_TYPES"]
+__all__ = ["GGUFError", "GGUFReader", "GGUFStringArray", "GGUFValueType", "TensorInfo", "TENSOR_TYPES"]
 
 
 class GGUFError(ValueError):
@@ -117,6 +120,10 @@ MAX_KEY_LENGTH = 1 << 16
 # Arrays of arrays are legal; real files never nest, and unbounded nesting is a recursion DoS.
 MAX_ARRAY_DEPTH = 2
 INT64_MAX = (1 << 63) - 1
+# Bytes of a string array's data checked as UTF-8 at a time: bounds the str made to check it.
+_UTF8_CHUNK = 1 << 18
+# Elements of a string array packed at a time: bounds the temporaries of packing it.
+_PACK_CHUNK = 1 << 13
 
 # Smallest encoding of each record, used to refuse counts the file cannot possibly hold before
 # looping over (or allocating for) them.
@@ -149,6 +156,76 @@ class TensorInfo:
     def rows_cols(self) -> tuple[int, int]:
         """(rows, cols) for a QuantizedTensor: cols = dims[0], rows = product of the rest."""
         return (math.prod(self.dims[1:]), self.dims[0])
+
+
+class GGUFStringArray(Sequence[str]):
+    """A read-only sequence of the strings of one GGUF string array, stored compactly.
+
+    A vocabulary is 50k-280k short strings; as a ``list[str]`` each costs a ~50-byte str object
+    plus a list slot (~8 MiB for Llama-3's 128k tokens, ~20 MiB more for its merges) for the
+    whole life of a model. Here they are one buffer of the UTF-8 data, concatenated, plus
+    the start of each string (``uint32``, or ``int64`` past 4 GiB), with the end as a last
+    entry: ~4 bytes of overhead per string. Elements are decoded on access.
+
+    The data is a copy, not a view of the file's mapping: it outlives ``GGUFReader.close()``.
+    Built only by the reader, after every element was checked to be valid UTF-8.
+    """
+
+    __slots__ = ("_data", "_offsets")
+
+    def __init__(self, data: bytes | bytearray, offsets: np.ndarray) -> None:
+        # never written after construction (a bytearray only so it is built without a 2nd copy)
+        self._data = data  # (total bytes,) every element's UTF-8 bytes, back to back
+        self._offsets = offsets  # (len + 1,) start of each element in _data; last = len(_data)
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+
+    def __getitem__(self, i: int | slice) -> str | list[str]:
+        if isinstance(i, slice):
+            return [self._at(j) for j in range(*i.indices(len(self)))]
+        n = len(self)
+        j = i.__index__()
+        if j < 0:
+            j += n
+        if not 0 <= j < n:
+            raise IndexError(f"string array index {i} out of range for {n} strings")
+        return self._at(j)
+
+    def _at(self, j: int) -> str:
+        return str(self._data[int(self._offsets[j]) : int(self._offsets[j + 1])], "utf-8")
+
+    def __iter__(self) -> Iterator[str]:
+        data, offs = self._data, self._offsets.tolist()
+        for a, b in zip(offs, offs[1:]):
+            yield str(data[a:b], "utf-8")
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, GGUFStringArray):
+            return self._data == other._data and np.array_equal(self._offsets, other._offsets)
+        if not isinstance(other, Sequence) or isinstance(other, (str, bytes, bytearray)):
+            return NotImplemented
+        return len(other) == len(self) and all(a == b for a, b in zip(self, other))
+
+    __hash__ = None  # type: ignore[assignment]  # equal to a list, which has no hash
+
+    def __sizeof__(self) -> int:
+        # what the array holds: its own slots plus the data and the offsets
+        return object.__sizeof__(self) + self._data.__sizeof__() + self._offsets.nbytes
+
+    def __repr__(self) -> str:
+        head = ", ".join(repr(s) for s in self[:4])
+        more = ", ..." if len(self) > 4 else ""
+        return f"GGUFStringArray([{head}{more}], len={len(self)})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (GGUFStringArray, (self._data, self._offsets))
 
 
 class _Cursor:
@@ -208,7 +285,8 @@ class GGUFReader:
     """Reads and validates a GGUF file; holds a read-only mmap of it.
 
     ``metadata``: key -> value (int, float, bool, str; arrays as numpy arrays for numeric
-    elements, lists for strings/bools/nested arrays). ``metadata_types``: key -> value type
+    elements, :class:`GGUFStringArray` (a read-only ``Sequence[str]``) for strings, lists for
+    bools and nested arrays). ``metadata_types``: key -> value type
     (for arrays, ``(ARRAY, element type)``). ``tensors``: name -> :class:`TensorInfo` in file
     order. :meth:`tensor` gives a zero-copy ``QuantizedTensor``; :meth:`tensor_f32` a float32
     copy (for norms and other small tensors).
@@ -458,33 +536,67 @@ class GGUFReader:
         return (float(v) if vtype in FLOAT_TYPES else int(v)), vtype
 
     @staticmethod
-    def _read_string_array(cur: _Cursor, n: int, key: str) -> list[str]:
-        # The hot loop of loading (a vocabulary is ~50k-150k strings): the same checks as
-        # _Cursor.string, inlined.
+    def _read_string_array(cur: _Cursor, n: int, key: str) -> GGUFStringArray:
+        # The hot loop of loading (a vocabulary is ~50k-280k strings). A Python loop finds where
+        # each element is (each length says where the next one starts) with the same bound check
+        # as _Cursor.string; everything after it is whole-array work in C.
         buf, pos, end = cur.buf, cur.pos, cur.size
         unpack_from = struct.unpack_from
-        out = []
-        append = out.append
+        at = array("q")  # (n,) file offset of each element's length field
+        note = at.append
         for j in range(n):
             if end - pos < 8:
+                _raise_first_bad_utf8(buf, at, pos, key)
                 cur.pos = pos
                 cur.need(8, f"length of element {j} of {key!r}")
             (ln,) = unpack_from("<Q", buf, pos)
             if ln > end - pos - 8:
+                _raise_first_bad_utf8(buf, at, pos, key)
                 raise GGUFError(
                     f"element {j} of {key!r} at offset {pos} claims {ln} bytes, past the end of "
                     f"the file ({end - pos - 8} bytes remain)"
                 )
-            pos += 8
-            try:
-                append(str(buf[pos : pos + ln], "utf-8"))
-            except UnicodeDecodeError as e:
-                raise GGUFError(
-                    f"element {j} of {key!r} at offset {pos - 8} is not valid UTF-8 ({e.reason})"
-                ) from None
-            pos += ln
+            note(pos)
+            pos += 8 + ln
+        start = cur.pos
         cur.pos = pos
-        return out
+        # The elements back to back, without their length fields, copied a chunk of elements at
+        # a time: no temporary is larger than a chunk's bytes or the (n,) offsets.
+        heads = np.frombuffer(at, dtype=np.int64)  # (n,) file offset of each length field
+        data = bytearray(pos - start - 8 * n)
+        view = memoryview(data)
+        index_dtype = np.uint32 if len(data) < 1 << 32 else np.int64
+        offsets = np.empty(n + 1, dtype=index_dtype)  # (n + 1,) element starts in data, then its end
+        offsets[:n] = heads - start - 8 * np.arange(n, dtype=np.int64)
+        offsets[n] = len(data)
+        for c0 in range(0, n, _PACK_CHUNK):
+            c1 = min(c0 + _PACK_CHUNK, n)
+            lo, hi = int(heads[c0]), (int(heads[c1]) if c1 < n else pos)
+            chunk = np.frombuffer(buf[lo:hi], dtype=np.uint8)
+            keep = np.ones(chunk.size, dtype=bool)
+            rel = heads[c0:c1] - lo
+            for k in range(8):
+                keep[rel + k] = False
+            view[int(offsets[c0]) : int(offsets[c1])] = chunk[keep]
+        del view, heads, at
+        # Every element is valid UTF-8 iff the concatenation is and no non-empty element starts
+        # with a continuation byte (10xxxxxx): in valid UTF-8 every other byte starts a character,
+        # so each element is then whole characters. The concatenation is decoded in pieces (an
+        # incremental decoder carries a character across them) so no str of it all is built.
+        # Only on failure is each element decoded, to name the first bad one exactly as before.
+        d = np.frombuffer(data, dtype=np.uint8)
+        ok = not np.any((d[offsets[:n][offsets[:n] != offsets[1:]]] & 0xC0) == 0x80)
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        try:
+            with memoryview(data) as view:
+                for c in range(0, len(data), _UTF8_CHUNK):
+                    decoder.decode(view[c : c + _UTF8_CHUNK])
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            ok = False
+        if not ok:
+            _raise_first_bad_utf8(buf, (offsets[:n].astype(np.int64) + start + 8 * np.arange(n)).tolist(), pos, key)
+        return GGUFStringArray(data, offsets)
 
     def _alignment(self) -> int:
         key = "general.alignment"
@@ -568,6 +680,18 @@ class GGUFReader:
             f"GGUFReader({self.path!r}, version={self.version}, {len(self.metadata)} keys, "
             f"{len(self.tensors)} tensors)"
         )
+
+
+def _raise_first_bad_utf8(buf: Any, at: Sequence[int], end: int, key: str) -> None:
+    """Raises the error for the first element (length field offsets ``at``, the last ending at
+    ``end``) that is not valid UTF-8, if any: the elements are checked in file order, so a bad
+    element is reported before a bad length that follows it."""
+    for j, p in enumerate(at):
+        q = at[j + 1] if j + 1 < len(at) else end
+        try:
+            str(buf[p + 8 : q], "utf-8")
+        except UnicodeDecodeError as e:
+            raise GGUFError(f"element {j} of {key!r} at offset {p} is not valid UTF-8 ({e.reason})") from None
 
 
 def _type_name(t: Any) -> str:
