@@ -163,7 +163,7 @@ class GGUFStringArray(Sequence[str]):
 
     A vocabulary is 50k-280k short strings; as a ``list[str]`` each costs a ~50-byte str object
     plus a list slot (~8 MiB for Llama-3's 128k tokens, ~20 MiB more for its merges) for the
-    whole life of a model. Here they are one buffer of the UTF-8 data, concatenated, plus
+    whole life of a model. Here they are one ``bytes`` of the UTF-8 data, concatenated, plus
     the start of each string (``uint32``, or ``int64`` past 4 GiB), with the end as a last
     entry: ~4 bytes of overhead per string. Elements are decoded on access.
 
@@ -173,8 +173,7 @@ class GGUFStringArray(Sequence[str]):
 
     __slots__ = ("_data", "_offsets")
 
-    def __init__(self, data: bytes | bytearray, offsets: np.ndarray) -> None:
-        # never written after construction (a bytearray only so it is built without a 2nd copy)
+    def __init__(self, data: bytes, offsets: np.ndarray) -> None:
         self._data = data  # (total bytes,) every element's UTF-8 bytes, back to back
         self._offsets = offsets  # (len + 1,) start of each element in _data; last = len(_data)
 
@@ -199,12 +198,12 @@ class GGUFStringArray(Sequence[str]):
         return self._at(j)
 
     def _at(self, j: int) -> str:
-        return str(self._data[int(self._offsets[j]) : int(self._offsets[j + 1])], "utf-8")
+        return self._data[int(self._offsets[j]) : int(self._offsets[j + 1])].decode()
 
     def __iter__(self) -> Iterator[str]:
         data, offs = self._data, self._offsets.tolist()
         for a, b in zip(offs, offs[1:]):
-            yield str(data[a:b], "utf-8")
+            yield data[a:b].decode()  # ~1.8x faster than str(bytearray slice, "utf-8")
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, GGUFStringArray):
@@ -596,7 +595,7 @@ class GGUFReader:
             ok = False
         if not ok:
             _raise_first_bad_utf8(buf, (offsets[:n].astype(np.int64) + start + 8 * np.arange(n)).tolist(), pos, key)
-        return GGUFStringArray(data, offsets)
+        return GGUFStringArray(bytes(data), offsets)
 
     def _alignment(self) -> int:
         key = "general.alignment"
