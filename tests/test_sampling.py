@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from sampling_reference import old_numpy_sample, sample_reference
@@ -153,6 +153,8 @@ def test_token_logprobs(n, seed, k):
 # ---- stop strings ----
 @given(text=st.text("ab1 0,", max_size=40), cuts=st.lists(st.integers(0, 40), max_size=10),
        stops=st.lists(st.text("ab10", min_size=1, max_size=4), max_size=3))
+@example(text="100", cuts=[2], stops=["0", "100"])  # "0" completes first, "100" starts first
+@example(text="10", cuts=[], stops=["0", "100"])  # ...and "100" never completes: flush decides
 def test_stop_matcher_never_leaks(text, cuts, stops):
     """However the text is split into tokens, what is shown is exactly the text before the
     first stop string (all of it when none occurs), and nothing after it."""

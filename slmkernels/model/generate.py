@@ -239,6 +239,14 @@ class StopMatcher:
             if i >= 0 and (first is None or i < first[0]):
                 first = (i, s)
         if first is not None:
+            # A longer stop that starts earlier and runs past the end of buf may still complete
+            # ("100" against "0" in "10" + "0"): the earliest start wins, whatever the token cuts,
+            # so hold from there until it is decided.
+            q = min((j for s in self.stops for j in range(max(0, len(buf) - len(s) + 1), first[0])
+                     if s.startswith(buf[j:])), default=None)
+            if q is not None:
+                self._held = buf[q:]
+                return buf[:q]
             self.hit = first[1]
             self._held = ""
             return buf[: first[0]]
@@ -252,7 +260,13 @@ class StopMatcher:
         return buf[: len(buf) - keep]
 
     def flush(self) -> str:
+        """The held text at the end of the stream: up to the first stop in it (setting `hit`), if
+        one completed while a longer one that starts earlier was still possible."""
         out, self._held = self._held, ""
+        hits = [(out.find(s), s) for s in self.stops if s in out]
+        if hits:
+            i, self.hit = min(hits)
+            return out[:i]
         return out
 
 
