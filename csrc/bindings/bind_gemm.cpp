@@ -203,8 +203,9 @@ void bind_gemm(py::module_& m) {
 #endif
         },
         "Give the free pages inside the C heap back to the OS (glibc's malloc_trim; False elsewhere or\n"
-        "when there were none). Loading a model frees large temporaries (stacked Q/K/V and gate/up rows)\n"
-        "between long-lived packed weights; the holes they leave stay resident until trimmed.");
+        "when there were none). Temporaries freed while a model loads (the reader's, numpy's, a stacked\n"
+        "copy of rows that pack() cannot stack in place) leave holes between long-lived packed weights;\n"
+        "they stay resident until trimmed.");
 
     m.def(
         "matmul",

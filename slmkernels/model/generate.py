@@ -233,41 +233,47 @@ class StopMatcher:
         if not self.stops:
             return text
         buf = self._held + text
-        first = None
-        for s in self.stops:
-            i = buf.find(s)
-            if i >= 0 and (first is None or i < first[0]):
-                first = (i, s)
-        if first is not None:
-            # A longer stop that starts earlier and runs past the end of buf may still complete
-            # ("100" against "0" in "10" + "0"): the earliest start wins, whatever the token cuts,
-            # so hold from there until it is decided.
-            q = min((j for s in self.stops for j in range(max(0, len(buf) - len(s) + 1), first[0])
-                     if s.startswith(buf[j:])), default=None)
-            if q is not None:
-                self._held = buf[q:]
-                return buf[:q]
+        first = self._first_stop(buf)
+        open_at = self._open_from(buf)
+        # A stop that completed wins unless a longer one starting earlier still runs past the end
+        # of buf ("100" against "0" in "10" + "0"): the earliest start wins, whatever the token
+        # cuts, so that is held back until it is decided.
+        if first is not None and first[0] <= open_at:
             self.hit = first[1]
             self._held = ""
             return buf[: first[0]]
-        keep = 0  # the longest suffix of buf that is a proper prefix of some stop string
-        for s in self.stops:
-            for n in range(min(len(s) - 1, len(buf)), keep, -1):
-                if buf.endswith(s[:n]):
-                    keep = n
-                    break
-        self._held = buf[len(buf) - keep:]
-        return buf[: len(buf) - keep]
+        self._held = buf[open_at:]
+        return buf[:open_at]
 
     def flush(self) -> str:
         """The held text at the end of the stream: up to the first stop in it (setting `hit`), if
         one completed while a longer one that starts earlier was still possible."""
         out, self._held = self._held, ""
-        hits = [(out.find(s), s) for s in self.stops if s in out]
-        if hits:
-            i, self.hit = min(hits)
-            return out[:i]
+        first = self._first_stop(out)
+        if first is not None:
+            self.hit = first[1]
+            return out[: first[0]]
         return out
+
+    def _first_stop(self, buf: str) -> tuple[int, str] | None:
+        """(start, stop) of the stop string that starts first in buf (the earlier listed on a tie)."""
+        first = None
+        for s in self.stops:
+            i = buf.find(s)
+            if i >= 0 and (first is None or i < first[0]):
+                first = (i, s)
+        return first
+
+    def _open_from(self, buf: str) -> int:
+        """Where the longest suffix of buf that is a proper prefix of some stop string starts
+        (len(buf) when none is)."""
+        keep = 0
+        for s in self.stops:
+            for n in range(min(len(s) - 1, len(buf)), keep, -1):
+                if buf.endswith(s[:n]):
+                    keep = n
+                    break
+        return len(buf) - keep
 
 
 def end_of_generation_ids(tok) -> frozenset[int]:
